@@ -1,0 +1,3 @@
+from refimpl.generate import main
+
+raise SystemExit(main())

@@ -1,0 +1,92 @@
+"""numba glue shared by every kernel, and the C float semantics numba does not give for free.
+
+Every hot loop in refimpl is written as plain scalar Python and compiled with ``njit``.  The same code must
+still run (slowly) with ``NUMBA_DISABLE_JIT=1`` so that it can be stepped through in a debugger, which is why
+the bit-cast helpers below have a numpy fallback: numba intrinsics cannot be called from the interpreter.
+
+C semantics that matter for bit-exactness and are easy to get wrong in Python:
+
+* float32 arithmetic stays float32 only if every operand is float32.  A bare literal such as ``0.5`` is a
+  float64 in numba and silently promotes the expression, so kernels write ``f32(0.5)``.
+* ``roundf`` rounds half away from zero; Python's ``round`` and numpy's ``rint`` round half to even.
+* ggml's ``nearest_int`` rounds half to even through a float32 magic-number add, not through ``lrintf``.
+"""
+from __future__ import annotations
+
+import numba
+import numpy as np
+from numba import types
+from numba.extending import intrinsic
+
+JIT_DISABLED = bool(numba.config.DISABLE_JIT)
+
+f32 = np.float32
+
+
+def njit(*args, **kwargs):
+    """``numba.njit`` with on-disk caching.  No fastmath: reassociation would change results."""
+    kwargs.setdefault("cache", True)
+    return numba.njit(*args, **kwargs)
+
+
+if JIT_DISABLED:
+
+    def f32_to_bits(x):
+        return np.array([x], dtype=np.float32).view(np.uint32)[0]
+
+    def f32_from_bits(u):
+        return np.array([u & 0xFFFFFFFF], dtype=np.uint32).view(np.float32)[0]
+
+else:
+    from llvmlite import ir
+
+    @intrinsic
+    def f32_to_bits(typingctx, x):
+        """The IEEE-754 bit pattern of a float32 (C: ``memcpy(&u, &f, 4)``)."""
+        if not isinstance(x, types.Float):
+            return None
+
+        def codegen(context, builder, signature, args):
+            val = args[0]
+            if x.bitwidth != 32:
+                val = builder.fptrunc(val, ir.FloatType())
+            return builder.bitcast(val, ir.IntType(32))
+
+        return types.uint32(x), codegen
+
+    @intrinsic
+    def f32_from_bits(typingctx, u):
+        """The float32 whose bit pattern is the low 32 bits of ``u``."""
+        if not isinstance(u, types.Integer):
+            return None
+
+        def codegen(context, builder, signature, args):
+            val = args[0]
+            if u.bitwidth > 32:
+                val = builder.trunc(val, ir.IntType(32))
+            elif u.bitwidth < 32:
+                val = builder.zext(val, ir.IntType(32))
+            return builder.bitcast(val, ir.FloatType())
+
+        return types.float32(u), codegen
+
+
+@njit
+def roundf(x):
+    """C ``roundf``: nearest integer, halfway cases away from zero (returned as float32)."""
+    x = f32(x)
+    t = f32(np.trunc(x))
+    if abs(x - t) >= f32(0.5):
+        t = t + (f32(1.0) if x > 0 else f32(-1.0))
+    return f32(t)
+
+
+@njit
+def nearest_int(fval):
+    """ggml-quants.c ``nearest_int``: round to nearest, ties to even, via the 1.5*2^23 float trick.
+
+    Valid for |fval| <= 4194303; the bit trick is reproduced exactly so that out-of-range or NaN inputs give
+    the same (garbage) integer ggml gets.
+    """
+    val = f32(f32(fval) + f32(12582912.0))
+    return np.int64(f32_to_bits(val) & 0x007FFFFF) - 0x00400000

@@ -1,0 +1,1 @@
+"""One module per format family; each lists its ``QuantFormat`` descriptors in ``FORMATS``."""
