@@ -55,6 +55,10 @@ GGUF_TYPE_NAMES = (
 GGML_MAX_DIMS = 4
 
 
+# ggml's GGML_ASSERT otherwise attaches gdb to print a backtrace, which takes seconds per abort
+os.environ.setdefault("GGML_NO_BACKTRACE", "1")
+
+
 class OracleError(RuntimeError):
     pass
 
@@ -194,6 +198,8 @@ class Oracle:
         b.ggml_quantize_requires_imatrix.argtypes = [C.c_int]
         b.ggml_validate_row_data.restype = C.c_bool
         b.ggml_validate_row_data.argtypes = [C.c_int, C.c_void_p, C.c_size_t]
+        b.ggml_quantize_init.restype = None
+        b.ggml_quantize_init.argtypes = [C.c_int]
         b.ggml_row_size.restype = C.c_size_t
         b.ggml_row_size.argtypes = [C.c_int, C.c_int64]
         for fn in ("ggml_fp16_to_fp32_row", "ggml_fp32_to_fp16_row", "ggml_bf16_to_fp32_row",
@@ -289,6 +295,10 @@ class Oracle:
     def row_size(self, ggml_type: int, n: int) -> int:
         return int(self.base.ggml_row_size(ggml_type, n))
 
+    def quantize_init(self, ggml_type: int) -> None:
+        """ggml_quantize_init: build the IQ grids' search tables (a no-op for other types)."""
+        self.base.ggml_quantize_init(ggml_type)
+
     def requires_imatrix(self, ggml_type: int) -> bool:
         return bool(self.base.ggml_quantize_requires_imatrix(ggml_type))
 
@@ -335,6 +345,19 @@ class Oracle:
         s = np.zeros(1, dtype=np.float32)
         VEC_DOT(fn)(n, _ptr(s), 0, _ptr(x_raw), 0, _ptr(y_raw), 0, 1)
         return s[0]
+
+    def symbol_from_float(self, symbol: str, ggml_type: int, x: np.ndarray) -> np.ndarray:
+        """Call an exported row quantizer by name (e.g. quantize_row_q8_K_ref, which no type trait exposes)."""
+        return self._from_float(C.cast(getattr(self.base, symbol), C.c_void_p).value, ggml_type, x)
+
+    def symbol_to_float(self, symbol: str, ggml_type: int, raw: np.ndarray, n: int) -> np.ndarray:
+        """Call an exported row dequantizer by name (e.g. dequantize_row_q8_K)."""
+        raw = np.ascontiguousarray(raw).view(np.uint8).reshape(-1)
+        if raw.nbytes != self.row_size(ggml_type, n):
+            raise ValueError("raw size does not match n")
+        out = np.empty(n, dtype=np.float32)
+        TO_FLOAT(C.cast(getattr(self.base, symbol), C.c_void_p).value)(_ptr(raw), _ptr(out), n)
+        return out
 
     def quantize_chunk(self, ggml_type: int, x: np.ndarray, imatrix: np.ndarray | None = None) -> np.ndarray:
         """ggml_quantize_chunk over all rows of a 2-D float32 array; returns (nrows, row_bytes) uint8."""
