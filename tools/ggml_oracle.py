@@ -84,6 +84,10 @@ class TypeTraitsCPU(C.Structure):
     ]
 
 
+class GGMLInitParams(C.Structure):
+    _fields_ = [("mem_size", C.c_size_t), ("mem_buffer", C.c_void_p), ("no_alloc", C.c_bool)]
+
+
 class GGUFInitParams(C.Structure):
     _fields_ = [("no_alloc", C.c_bool), ("ctx", C.c_void_p)]
 
@@ -215,6 +219,27 @@ class Oracle:
         b.ggml_bf16_to_fp32.restype = C.c_float
         b.ggml_bf16_to_fp32.argtypes = [C.c_uint16]
         cpu.ggml_cpu_init.restype = None
+        # a minimal graph API, enough for ggml_mul_mat exactly as llama.cpp runs it
+        b.ggml_init.restype = C.c_void_p
+        b.ggml_init.argtypes = [GGMLInitParams]
+        b.ggml_free.restype = None
+        b.ggml_free.argtypes = [C.c_void_p]
+        b.ggml_new_tensor_2d.restype = C.c_void_p
+        b.ggml_new_tensor_2d.argtypes = [C.c_void_p, C.c_int, C.c_int64, C.c_int64]
+        b.ggml_get_data.restype = C.c_void_p
+        b.ggml_get_data.argtypes = [C.c_void_p]
+        b.ggml_nbytes.restype = C.c_size_t
+        b.ggml_nbytes.argtypes = [C.c_void_p]
+        b.ggml_mul_mat.restype = C.c_void_p
+        b.ggml_mul_mat.argtypes = [C.c_void_p, C.c_void_p, C.c_void_p]
+        b.ggml_new_graph.restype = C.c_void_p
+        b.ggml_new_graph.argtypes = [C.c_void_p]
+        b.ggml_build_forward_expand.restype = None
+        b.ggml_build_forward_expand.argtypes = [C.c_void_p, C.c_void_p]
+        b.ggml_tensor_overhead.restype = C.c_size_t
+        b.ggml_graph_overhead.restype = C.c_size_t
+        cpu.ggml_graph_compute_with_ctx.restype = C.c_int
+        cpu.ggml_graph_compute_with_ctx.argtypes = [C.c_void_p, C.c_void_p, C.c_int]
         # gguf
         b.gguf_init_from_file.restype = C.c_void_p
         b.gguf_init_from_file.argtypes = [C.c_char_p, GGUFInitParams]
@@ -377,6 +402,36 @@ class Oracle:
         if written != out.nbytes:
             raise OracleError(f"ggml_quantize_chunk wrote {written} bytes, expected {out.nbytes}")
         return out
+
+    def mul_mat(self, ggml_type: int, w_raw: np.ndarray, n: int, x: np.ndarray, n_threads: int = 1) -> np.ndarray:
+        """A one-node ggml graph ``ggml_mul_mat(W, X)``: W is (n_rows, n) of ``ggml_type`` given as raw rows, X is
+        float32 (n_tokens, n).  Returns float32 (n_tokens, n_rows), exactly what llama.cpp's CPU backend computes."""
+        b = self.base
+        w_raw = np.ascontiguousarray(w_raw, dtype=np.uint8)
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        n_rows = w_raw.shape[0]
+        n_tokens = x.shape[0]
+        if w_raw.shape[1] != self.row_size(ggml_type, n) or x.shape[1] != n:
+            raise ValueError("mul_mat: shapes do not match")
+        mem = (3 * b.ggml_tensor_overhead() + b.ggml_graph_overhead() + w_raw.nbytes + x.nbytes
+               + 4 * n_rows * n_tokens + (1 << 20))
+        ctx = b.ggml_init(GGMLInitParams(mem, None, False))
+        try:
+            tw = b.ggml_new_tensor_2d(ctx, ggml_type, n, n_rows)
+            tx = b.ggml_new_tensor_2d(ctx, 0, n, n_tokens)
+            C.memmove(b.ggml_get_data(tw), _ptr(w_raw), w_raw.nbytes)
+            C.memmove(b.ggml_get_data(tx), _ptr(x), x.nbytes)
+            out = b.ggml_mul_mat(ctx, tw, tx)
+            graph = b.ggml_new_graph(ctx)
+            b.ggml_build_forward_expand(graph, out)
+            status = self.cpu.ggml_graph_compute_with_ctx(ctx, graph, n_threads)
+            if status != 0:
+                raise OracleError(f"ggml_graph_compute_with_ctx failed with status {status}")
+            res = np.empty((n_tokens, n_rows), dtype=np.float32)
+            C.memmove(_ptr(res), b.ggml_get_data(out), res.nbytes)
+            return res
+        finally:
+            b.ggml_free(ctx)
 
     def fp32_to_fp16_row(self, x: np.ndarray) -> np.ndarray:
         x = np.ascontiguousarray(x, dtype=np.float32).reshape(-1)
