@@ -1,0 +1,115 @@
+"""Dot products and matrix multiplication the way ggml's CPU backend does them.
+
+llama.cpp never multiplies by dequantized weights.  ``ggml_mul_mat(W, X)`` first converts each activation row of X
+with the ``from_float`` of the weight type's ``vec_dot_type`` (Q8_0, Q8_1, Q8_K, F16, BF16 or F32), then computes
+every output as one ``vec_dot`` between a weight row and a quantized activation row.  Each output is produced by
+one thread with a fixed summation order, so the result does not depend on the number of threads — here, as in ggml.
+
+The per-format ``vec_dot`` kernels mirror the ``ggml_vec_dot_*_generic`` functions of ggml-cpu/quants.c (the
+scalar build), which define the float summation order; they live in each format's module.
+"""
+from __future__ import annotations
+
+import os
+
+import numba
+import numpy as np
+from numba import prange
+
+from .registry import TYPES, QuantFormat
+
+THREADS_ENV = "REFIMPL_NUM_THREADS"
+
+
+def set_num_threads(n: int) -> None:
+    """Threads used by ``matmul`` (and everything else refimpl runs in parallel)."""
+    n = int(n)
+    if not 1 <= n <= numba.config.NUMBA_NUM_THREADS:
+        raise ValueError(f"thread count must be between 1 and {numba.config.NUMBA_NUM_THREADS}, got {n}")
+    numba.set_num_threads(n)
+
+
+def get_num_threads() -> int:
+    return numba.get_num_threads()
+
+
+if os.environ.get(THREADS_ENV):
+    set_num_threads(int(os.environ[THREADS_ENV]))
+
+
+@numba.njit(parallel=True, cache=True)
+def _matmul_rows(vec_dot, n, w_blocks, x_blocks, out):
+    # one output row per task: each (token, row) sum is computed start to end by a single thread
+    for r in prange(w_blocks.shape[0]):
+        for t in range(x_blocks.shape[0]):
+            out[t, r] = vec_dot(n, w_blocks[r], x_blocks[t])
+
+
+def _weight_format(qtype) -> tuple[QuantFormat, QuantFormat]:
+    fmt = TYPES.get(qtype)
+    if fmt.vec_dot is None or fmt.vec_dot_type is None:
+        raise ValueError(f"ggml has no vec_dot for {fmt.name} weights")
+    vfmt = TYPES.get(fmt.vec_dot_type)
+    if vfmt.from_float is None and vfmt.quantize_ref is None:
+        raise ValueError(f"{vfmt.name} (the activation type of {fmt.name}) has no from_float")
+    return fmt, vfmt
+
+
+def _as_blocks(raw: np.ndarray, fmt: QuantFormat, what: str) -> np.ndarray:
+    raw = np.asarray(raw)
+    if raw.dtype != np.uint8:
+        raise ValueError(f"{what} must be raw uint8 rows, got dtype {raw.dtype}")
+    if raw.ndim not in (1, 2) or raw.shape[-1] == 0 or raw.shape[-1] % fmt.type_size:
+        raise ValueError(f"{what}: expected rows of a positive multiple of {fmt.type_size} bytes ({fmt.name} blocks), "
+                         f"got shape {raw.shape}")
+    raw = np.ascontiguousarray(raw)
+    rows = raw.reshape(-1, raw.shape[-1])
+    return rows.reshape(-1).view(fmt.block_dtype).reshape(rows.shape[0], -1)
+
+
+def quantize_activations(x, vec_type) -> np.ndarray:
+    """Activation rows -> raw rows of ``vec_type`` exactly as mul_mat converts them (type_traits_cpu.from_float)."""
+    vfmt = TYPES.get(vec_type)
+    x = np.asarray(x)
+    if x.dtype.kind != "f" or x.ndim not in (1, 2):
+        raise ValueError(f"activations must be a 1-D or 2-D float array, got {x.dtype} with shape {x.shape}")
+    x2 = np.ascontiguousarray(x, dtype=np.float32).reshape(-1, x.shape[-1])
+    n = x2.shape[1]
+    out = np.zeros((x2.shape[0], vfmt.row_size(n)), dtype=np.uint8)
+    conv = vfmt.from_float or vfmt.quantize_ref
+    with np.errstate(all="ignore"):
+        for t in range(x2.shape[0]):
+            conv(x2[t], out[t].view(vfmt.block_dtype))
+    return out.reshape(x.shape[:-1] + (out.shape[-1],))
+
+
+def vec_dot(qtype, a_raw, b_raw) -> np.float32:
+    """One weight row (``qtype``) against one activation row already in ``vec_dot_type(qtype)``: ggml's vec_dot."""
+    fmt, vfmt = _weight_format(qtype)
+    a = _as_blocks(a_raw, fmt, "weight row")
+    b = _as_blocks(b_raw, vfmt, f"activation row ({vfmt.name})")
+    if a.shape[0] != 1 or b.shape[0] != 1:
+        raise ValueError("vec_dot takes one row of each; use matmul for matrices")
+    n = a.shape[1] * fmt.block_size
+    if b.shape[1] * vfmt.block_size != n:
+        raise ValueError(f"row lengths differ: {n} weights vs {b.shape[1] * vfmt.block_size} activations")
+    with np.errstate(all="ignore"):
+        return np.float32(fmt.vec_dot(n, a[0], b[0]))
+
+
+def matmul(w_raw, qtype, x) -> np.ndarray:
+    """``ggml_mul_mat`` semantics: weights ``(n_rows, row_bytes)`` of ``qtype`` times float activations
+    ``(n_tokens, n)`` (or ``(n,)``) -> float32 ``(n_tokens, n_rows)`` (or ``(n_rows,)``)."""
+    fmt, vfmt = _weight_format(qtype)
+    w = _as_blocks(w_raw, fmt, "weights")
+    n = w.shape[1] * fmt.block_size
+    x = np.asarray(x)
+    if x.dtype.kind != "f" or x.ndim not in (1, 2) or x.shape[-1] != n:
+        raise ValueError(f"activations must be float with last dimension {n} (the weight row length), "
+                         f"got {x.dtype} {x.shape}")
+    xq = quantize_activations(x.reshape(-1, n), vfmt.name)
+    xb = xq.reshape(-1).view(vfmt.block_dtype).reshape(xq.shape[0], -1)
+    out = np.empty((xb.shape[0], w.shape[0]), dtype=np.float32)
+    with np.errstate(all="ignore"):
+        _matmul_rows(fmt.vec_dot, n, w, xb, out)
+    return out[0] if x.ndim == 1 else out

@@ -1,0 +1,71 @@
+"""vec_dot and matmul for every weight type, bit for bit against ggml's scalar CPU backend (golden/matmul)."""
+import numpy as np
+import pytest
+
+from conftest import GOLDEN, assert_bits_equal, load_golden
+from refimpl import quant
+
+TYPES = sorted(p.stem for p in (GOLDEN / "matmul").glob("*.npz") if p.stem != "activations")
+
+
+@pytest.fixture(scope="module")
+def acts():
+    return load_golden("matmul/activations.npz")
+
+
+def cases(g):
+    return sorted(k.split(".", 1)[1] for k in g if k.startswith("w."))
+
+
+def test_activation_quantization(acts):
+    for key, xq in acts.items():
+        if not key.startswith("xq."):
+            continue
+        _, vtype, case = key.split(".")
+        if vtype not in quant.TYPES:
+            pytest.fail(f"activation type {vtype} is not implemented")
+        assert_bits_equal(quant.quantize_activations(acts[f"x.{case}"], vtype), xq, key)
+
+
+@pytest.mark.parametrize("name", TYPES)
+def test_vec_dot(name, acts):
+    g = load_golden(f"matmul/{name}.npz")
+    vtype = quant.vec_dot_type(name)
+    for case in cases(g):
+        w, xq, expect = g[f"w.{case}"], acts[f"xq.{vtype}.{case}"], g[f"vec_dot.{case}"]
+        ours = np.array([[quant.vec_dot(name, w[r], xq[t]) for r in range(w.shape[0])] for t in range(xq.shape[0])],
+                        dtype=np.float32)
+        assert_bits_equal(ours, expect, f"{name} vec_dot {case}")
+
+
+@pytest.mark.parametrize("name", TYPES)
+def test_matmul(name, acts):
+    g = load_golden(f"matmul/{name}.npz")
+    for case in cases(g):
+        assert_bits_equal(quant.matmul(g[f"w.{case}"], name, acts[f"x.{case}"]), g[f"mul_mat.{case}"],
+                          f"{name} matmul {case}")
+
+
+def test_matmul_does_not_depend_on_thread_count(acts):
+    g = load_golden("matmul/Q4_K.npz")
+    w, x = g["w.small"], acts["x.small"]
+    before = quant.get_num_threads()
+    try:
+        results = []
+        for n in sorted({1, quant.get_num_threads()}):
+            quant.set_num_threads(n)
+            results.append(quant.matmul(w, "Q4_K", x))
+        for r in results[1:]:
+            assert_bits_equal(r, results[0], "threads")
+    finally:
+        quant.set_num_threads(before)
+
+
+def test_matmul_bad_shapes():
+    w = np.zeros((2, 18), np.uint8)
+    with pytest.raises(ValueError, match="last dimension 32"):
+        quant.matmul(w, "Q4_0", np.zeros((1, 31), np.float32))
+    with pytest.raises(ValueError, match="uint8"):
+        quant.matmul(w.astype(np.int8), "Q4_0", np.zeros((1, 32), np.float32))
+    with pytest.raises(ValueError, match="no vec_dot"):
+        quant.matmul(np.zeros((1, 36), np.uint8), "Q8_1", np.zeros((1, 32), np.float32))
