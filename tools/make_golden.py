@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import json
 import shutil
 import sys
@@ -29,7 +30,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tools"))
 
 import ggml_oracle  # noqa: E402
-from goldens import FAMILIES  # noqa: E402
+from goldens import FAMILIES, OPTIONAL  # noqa: E402
 from goldens._io import GoldenWriter, json_bytes  # noqa: E402
 
 GOLDEN = ROOT / "golden"
@@ -172,7 +173,10 @@ def main(argv=None) -> int:
         for f in fams:
             print(f"{f:10s} {load_family(f).DESCRIPTION}")
         return 0
-    chosen = args.families or fams
+    chosen = args.families or [f for f in fams if f not in OPTIONAL or os.environ.get(OPTIONAL[f])]
+    for f in fams:
+        if f not in chosen and not args.families:
+            print(f"[{f}] skipped: set {OPTIONAL[f]} to include it")
     unknown = [f for f in chosen if f not in fams]
     if unknown:
         ap.error(f"unknown famil{'y' if len(unknown) == 1 else 'ies'} {', '.join(unknown)}; known: {', '.join(fams)}")
