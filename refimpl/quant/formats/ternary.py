@@ -1,0 +1,191 @@
+"""Ternary formats for BitNet b1.58 / TriLM weights: TQ1_0 (1.6875 bpw) and TQ2_0 (2.0625 bpw).
+
+Both store 256 weights in {-1, 0, +1} times one F16 scale ``d`` (the block's absolute maximum); they differ only
+in packing.  TQ2_0 spends 2 bits per trit.  TQ1_0 packs 5 trits into one byte as a base-3 number scaled to the
+byte range (``ceil(n * 256 / 243)``), so that a trit is extracted with a multiply and a shift instead of a
+division: multiplying the byte by 3^k (mod 256) rotates trit k to the top, and ``(q * 3) >> 8`` reads it.
+
+ggml has no importance-matrix search for either type: ``quantize_tq1_0``/``quantize_tq2_0`` ignore the imatrix.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..._jit import f32, njit, roundf
+from ...floats import fp16_to_fp32, fp32_to_fp16
+from ..registry import QuantFormat
+
+QK_K = 256
+
+# block_tq1_0 (ggml-common.h): 48 bytes of 5 trits, 4 bytes of 4 trits, F16 scale last = 54 bytes
+BLOCK_TQ1_0 = np.dtype([("qs", "u1", ((QK_K - 4 * QK_K // 64) // 5,)), ("qh", "u1", (QK_K // 64,)), ("d", "<u2")])
+# block_tq2_0 (ggml-common.h): 64 bytes of 4 two-bit codes, F16 scale last = 66 bytes
+BLOCK_TQ2_0 = np.dtype([("qs", "u1", (QK_K // 4,)), ("d", "<u2")])
+
+_POW3 = np.array([1, 3, 9, 27, 81, 243], dtype=np.int64)  # pow3[] of dequantize_row_tq1_0
+
+
+@njit
+def _lroundf_int(v):
+    """``(int) lroundf(v)`` as glibc + x86-64 compute it: round half away from zero to a long, then keep the low
+    32 bits.  NaN, +-Inf and |v| >= 2^63 give LONG_MIN, whose low 32 bits are 0.
+
+    Matters only when the block scale's reciprocal overflows (a subnormal absolute maximum): then x * id is
+    +-Inf, or NaN for x == 0, and ggml stores the trit for 0."""
+    if not (abs(v) < f32(9.223372036854775808e18)):
+        return 0
+    r = np.int64(roundf(v))
+    return ((r + 0x80000000) & 0xFFFFFFFF) - 0x80000000
+
+
+@njit
+def _block_scale(x, base):
+    """amax = MAX(amax, fabsf(v)) over the 256 values, as quantize_row_tq{1,2}_0_ref compute it.
+
+    ggml's MAX(a, b) is ``a > b ? a : b``: a NaN element replaces amax, and the next element replaces the NaN."""
+    amax = f32(0.0)
+    for j in range(QK_K):
+        v = abs(x[base + j])
+        amax = amax if amax > v else v
+    return amax
+
+
+@njit
+def quantize_row_tq1_0_ref(x, blocks):
+    # mirrors quantize_row_tq1_0_ref (ggml-quants.c)
+    for i in range(blocks.shape[0]):
+        base = i * QK_K
+        d = _block_scale(x, base)
+        id = f32(1.0) / d if d != f32(0.0) else f32(0.0)  # C: `d ? 1.0f/d : 0.0f` (NaN is true)
+        blk = blocks[i]
+        blk["d"] = fp32_to_fp16(d)
+        qs = blk["qs"]
+        # bytes 0..31: 5 trits each, trit n of byte m is element m + 32*n (first element = most significant trit)
+        for m in range(32):
+            q = 0
+            for n in range(5):
+                xi = _lroundf_int(x[base + m + n * 32] * id) + 1  # -1, 0, 1 -> 0, 1, 2
+                q = (q * 3 + xi) & 0xFF  # uint8_t arithmetic
+            # ceiling division: q * 256 / 243 rounded up, so that (q * 3^k * 3) >> 8 recovers trit k
+            qs[m] = ((q * 256 + (243 - 1)) // 243) & 0xFF
+        base += 5 * 32
+        # bytes 32..47: 5 trits each over the next 80 elements, in groups of 16
+        for m in range(16):
+            q = 0
+            for n in range(5):
+                xi = _lroundf_int(x[base + m + n * 16] * id) + 1
+                q = (q * 3 + xi) & 0xFF
+            qs[32 + m] = ((q * 256 + (243 - 1)) // 243) & 0xFF
+        base += 5 * 16
+        # qh: the last 16 elements, 4 trits per byte (element j + 4*m), shifted up one trit so that the same
+        # extraction works
+        qh = blk["qh"]
+        for j in range(4):
+            q = 0
+            for m in range(4):
+                xi = _lroundf_int(x[base + j + m * 4] * id) + 1
+                q = (q * 3 + xi) & 0xFF
+            q = (q * 3) & 0xFF
+            qh[j] = ((q * 256 + (243 - 1)) // 243) & 0xFF
+
+
+@njit
+def quantize_tq1_0(x, imatrix, blocks):
+    # mirrors quantize_tq1_0 (ggml-quants.c): the imatrix is unused; the reference quantizer runs on every row
+    for r in range(x.shape[0]):
+        quantize_row_tq1_0_ref(x[r], blocks[r])
+
+
+@njit
+def dequantize_row_tq1_0(blocks, y):
+    # mirrors dequantize_row_tq1_0 (ggml-quants.c)
+    k = 0
+    for i in range(blocks.shape[0]):
+        d = fp16_to_fp32(blocks[i]["d"])
+        qs = blocks[i]["qs"]
+        qh = blocks[i]["qh"]
+        # (float)(xi - 1) * d is computed per element, as in C: precomputing -1.0f * d would let LLVM turn it
+        # into a negation, which flips the sign of a NaN scale where x86's multiply keeps it
+        for n in range(5):
+            for m in range(32):
+                q = (int(qs[m]) * _POW3[n]) & 0xFF
+                xi = (q * 3) >> 8
+                y[k] = f32(xi - 1) * d
+                k += 1
+        for n in range(5):
+            for m in range(16):
+                q = (int(qs[32 + m]) * _POW3[n]) & 0xFF
+                xi = (q * 3) >> 8
+                y[k] = f32(xi - 1) * d
+                k += 1
+        for n in range(4):
+            for j in range(4):
+                q = (int(qh[j]) * _POW3[n]) & 0xFF
+                xi = (q * 3) >> 8
+                y[k] = f32(xi - 1) * d
+                k += 1
+
+
+@njit
+def quantize_row_tq2_0_ref(x, blocks):
+    # mirrors quantize_row_tq2_0_ref (ggml-quants.c)
+    for i in range(blocks.shape[0]):
+        base = i * QK_K
+        d = _block_scale(x, base)
+        id = f32(1.0) / d if d != f32(0.0) else f32(0.0)
+        blocks[i]["d"] = fp32_to_fp16(d)
+        qs = blocks[i]["qs"]
+        # byte j + m (j = 0, 32) holds elements m + 32*n of its 128-element half in bits 2n..2n+1
+        for j in range(0, QK_K // 4, 32):
+            for m in range(32):
+                q = 0
+                for n in range(4):
+                    xi = _lroundf_int(x[base + m + n * 32] * id) + 1  # -1, 0, 1 -> 0, 1, 2
+                    q += (xi & 3) << (2 * n)
+                qs[j + m] = q & 0xFF
+            base += 4 * 32
+
+
+@njit
+def quantize_tq2_0(x, imatrix, blocks):
+    # mirrors quantize_tq2_0 (ggml-quants.c): the imatrix is unused; the reference quantizer runs on every row
+    for r in range(x.shape[0]):
+        quantize_row_tq2_0_ref(x[r], blocks[r])
+
+
+@njit
+def dequantize_row_tq2_0(blocks, y):
+    # mirrors dequantize_row_tq2_0 (ggml-quants.c); code 3 (never written by ggml) decodes to 2*d
+    k = 0
+    for i in range(blocks.shape[0]):
+        d = fp16_to_fp32(blocks[i]["d"])
+        qs = blocks[i]["qs"]
+        for j in range(0, QK_K // 4, 32):
+            for l in range(4):
+                for m in range(32):
+                    q = (int(qs[j + m]) >> (l * 2)) & 3
+                    y[k] = f32(q - 1) * d
+                    k += 1
+
+
+@njit
+def validate_d_f16(blocks):
+    # mirrors VALIDATE_ROW_DATA_D_F16_IMPL (ggml-quants.c): the F16 scale must be neither Inf nor NaN
+    for i in range(blocks.shape[0]):
+        if (int(blocks[i]["d"]) & 0x7C00) == 0x7C00:
+            return False
+    return True
+
+
+FORMATS = [
+    QuantFormat(
+        name="TQ1_0", type_id=34, block_size=QK_K, block_dtype=BLOCK_TQ1_0, vec_dot_type="Q8_K",
+        quantize=quantize_tq1_0, quantize_ref=quantize_row_tq1_0_ref, dequantize=dequantize_row_tq1_0,
+        validate=validate_d_f16,
+        doc="256 ternary weights, 5 trits per byte in base 3, one F16 scale, 1.6875 bits per weight"),
+    QuantFormat(
+        name="TQ2_0", type_id=35, block_size=QK_K, block_dtype=BLOCK_TQ2_0, vec_dot_type="Q8_K",
+        quantize=quantize_tq2_0, quantize_ref=quantize_row_tq2_0_ref, dequantize=dequantize_row_tq2_0,
+        validate=validate_d_f16,
+        doc="256 ternary weights as 2-bit codes, one F16 scale, 2.0625 bits per weight"),
+]
