@@ -22,9 +22,6 @@ BLOCK_TQ1_0 = np.dtype([("qs", "u1", ((QK_K - 4 * QK_K // 64) // 5,)), ("qh", "u
 # block_tq2_0 (ggml-common.h): 64 bytes of 4 two-bit codes, F16 scale last = 66 bytes
 BLOCK_TQ2_0 = np.dtype([("qs", "u1", (QK_K // 4,)), ("d", "<u2")])
 
-_POW3 = np.array([1, 3, 9, 27, 81, 243], dtype=np.int64)  # pow3[] of dequantize_row_tq1_0
-
-
 @njit
 def _lroundf_int(v):
     """``(int) lroundf(v)`` as glibc + x86-64 compute it: round half away from zero to a long, then keep the low
@@ -96,34 +93,45 @@ def quantize_tq1_0(x, imatrix, blocks):
         quantize_row_tq1_0_ref(x[r], blocks[r])
 
 
+_POW3 = np.array([1, 3, 9, 27, 81, 243], dtype=np.uint32)  # pow3[] of dequantize_row_tq1_0
+
+
+@njit
+def _trit(byte, n):
+    """Trit n (0 = most significant) of a TQ1_0 byte as dequantize_row_tq1_0 reads it: the uint8_t product
+    byte * 3^n rotates that trit to the top of the byte's range, and (q * 3) >> 8 is its value 0, 1 or 2."""
+    q = (byte * _POW3[n]) & np.uint32(0xFF)
+    return np.int32((q * np.uint32(3)) >> np.uint32(8))
+
+
 @njit
 def dequantize_row_tq1_0(blocks, y):
-    # mirrors dequantize_row_tq1_0 (ggml-quants.c)
-    k = 0
+    # mirrors dequantize_row_tq1_0 (ggml-quants.c).  C walks trit n outer, byte m inner; here each byte's trits
+    # are decoded together (same outputs, same per-element arithmetic), which is what lets LLVM keep up with C.
+    # (float)(xi - 1) * d is computed per element, as in C: precomputing -1.0f * d would let LLVM turn it into a
+    # negation, which flips the sign of a NaN scale where x86's multiply keeps it.
     for i in range(blocks.shape[0]):
         d = fp16_to_fp32(blocks[i]["d"])
         qs = blocks[i]["qs"]
         qh = blocks[i]["qh"]
-        # (float)(xi - 1) * d is computed per element, as in C: precomputing -1.0f * d would let LLVM turn it
-        # into a negation, which flips the sign of a NaN scale where x86's multiply keeps it
-        for n in range(5):
-            for m in range(32):
-                q = (int(qs[m]) * _POW3[n]) & 0xFF
-                xi = (q * 3) >> 8
-                y[k] = f32(xi - 1) * d
-                k += 1
-        for n in range(5):
-            for m in range(16):
-                q = (int(qs[32 + m]) * _POW3[n]) & 0xFF
-                xi = (q * 3) >> 8
-                y[k] = f32(xi - 1) * d
-                k += 1
-        for n in range(4):
-            for j in range(4):
-                q = (int(qh[j]) * _POW3[n]) & 0xFF
-                xi = (q * 3) >> 8
-                y[k] = f32(xi - 1) * d
-                k += 1
+        off = i * QK_K
+        # qs[0..31]: trit n of byte m is element m + 32*n
+        for m in range(32):
+            b = np.uint32(qs[m])
+            for n in range(5):
+                y[off + n * 32 + m] = f32(_trit(b, n) - np.int32(1)) * d
+        off += 5 * 32
+        # qs[32..47]: trit n of byte 32+m is element 160 + m + 16*n
+        for m in range(16):
+            b = np.uint32(qs[32 + m])
+            for n in range(5):
+                y[off + n * 16 + m] = f32(_trit(b, n) - np.int32(1)) * d
+        off += 5 * 16
+        # qh[0..3]: trit n of byte j is element 240 + j + 4*n (4 trits used)
+        for j in range(4):
+            b = np.uint32(qh[j])
+            for n in range(4):
+                y[off + n * 4 + j] = f32(_trit(b, n) - np.int32(1)) * d
 
 
 @njit
@@ -156,16 +164,17 @@ def quantize_tq2_0(x, imatrix, blocks):
 @njit
 def dequantize_row_tq2_0(blocks, y):
     # mirrors dequantize_row_tq2_0 (ggml-quants.c); code 3 (never written by ggml) decodes to 2*d
-    k = 0
     for i in range(blocks.shape[0]):
         d = fp16_to_fp32(blocks[i]["d"])
         qs = blocks[i]["qs"]
-        for j in range(0, QK_K // 4, 32):
-            for l in range(4):
-                for m in range(32):
-                    q = (int(qs[j + m]) >> (l * 2)) & 3
-                    y[k] = f32(q - 1) * d
-                    k += 1
+        off = i * QK_K
+        # C walks (half j, shift l, byte m); here each byte's four codes are decoded together (same outputs)
+        for j in range(2):  # two halves of 128 elements, 32 bytes each
+            for m in range(32):
+                b = np.uint32(qs[j * 32 + m])
+                for l in range(4):  # bits 2l..2l+1 of byte m are element 32*l + m of the half
+                    q = (b >> np.uint32(2 * l)) & np.uint32(3)
+                    y[off + j * 128 + l * 32 + m] = f32(np.int32(q) - np.int32(1)) * d
 
 
 @njit
