@@ -1,0 +1,888 @@
+"""K-quants: 256-element super-blocks made of 16 or 8 sub-blocks, with quantized sub-block scales.
+
+* Q2_K — 16 x 16, 2-bit levels, 4-bit scale + 4-bit min per sub-block, F16 ``d``/``dmin``  (2.625 bpw)
+* Q3_K — 16 x 16, 3-bit signed levels (2 low bits in ``qs``, high bit in ``hmask``), 6-bit signed scales (3.4375)
+* Q4_K — 8 x 32, 4-bit levels, 6-bit scale + 6-bit min per sub-block packed in 12 bytes (4.5 bpw)
+* Q5_K — Q4_K plus a fifth bit per level in ``qh`` (5.5 bpw)
+* Q6_K — 16 x 16, 6-bit signed levels (4 bits in ``ql``, 2 in ``qh``), int8 scales (6.5625 bpw)
+* Q8_K — activations only: float32 ``d``, 256 int8 levels and 16 int16 partial sums ``bsums``
+
+Each quantizer has the two paths of ggml_quantize_chunk: without an imatrix ``quantize_q*_K`` runs
+``quantize_row_q*_K_ref`` (make_qkx2/make_q3/make_qx searches); with one, ``quantize_row_q*_K_impl`` row by row
+(weighted make_qkx3/make_qx searches, sub-block scales quantized by make_qp_quants / make_qx_quants).
+The searches live in ``refimpl/quant/kquant_search.py``.  Scratch arrays are allocated once per call.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..._jit import f32, f32_to_bits, nearest_int, njit
+from ...floats import fp16_to_fp32, fp32_to_fp16
+from ..kquant_search import (GROUP_MAX_EPS, c_int8, get_scale_min_k4, make_q3_quants, make_qkx2_quants,
+                             make_qkx3_quants, make_qp_quants, make_qx_quants)
+from ..registry import QuantFormat
+
+i64 = np.int64  # widen a loaded byte: numba keeps int(uint8) as uint8 and mixes uint64/int64 into float64
+
+QK_K = 256
+K_SCALE_SIZE = 12
+
+# ggml-common.h block_q*_K, field order and names as in C (F16 fields as raw uint16 bits)
+BLOCK_Q2_K = np.dtype([("scales", "u1", (QK_K // 16,)), ("qs", "u1", (QK_K // 4,)),
+                       ("d", "<u2"), ("dmin", "<u2")])                                             # 84 bytes
+BLOCK_Q3_K = np.dtype([("hmask", "u1", (QK_K // 8,)), ("qs", "u1", (QK_K // 4,)),
+                       ("scales", "u1", (12,)), ("d", "<u2")])                                     # 110 bytes
+BLOCK_Q4_K = np.dtype([("d", "<u2"), ("dmin", "<u2"), ("scales", "u1", (K_SCALE_SIZE,)),
+                       ("qs", "u1", (QK_K // 2,))])                                                # 144 bytes
+BLOCK_Q5_K = np.dtype([("d", "<u2"), ("dmin", "<u2"), ("scales", "u1", (K_SCALE_SIZE,)),
+                       ("qh", "u1", (QK_K // 8,)), ("qs", "u1", (QK_K // 2,))])                    # 176 bytes
+BLOCK_Q6_K = np.dtype([("ql", "u1", (QK_K // 2,)), ("qh", "u1", (QK_K // 4,)),
+                       ("scales", "i1", (QK_K // 16,)), ("d", "<u2")])                             # 210 bytes
+BLOCK_Q8_K = np.dtype([("d", "<f4"), ("qs", "i1", (QK_K,)), ("bsums", "<i2", (QK_K // 16,))])     # 292 bytes
+
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# shared packing steps
+
+@njit
+def _pack_2bit(L, qs):
+    # the qs layout of Q2_K / Q3_K: byte j/4 + l of each 128-element half holds elements l, l+32, l+64, l+96
+    # in bits 0-1, 2-3, 4-5, 6-7
+    for j in range(0, QK_K, 128):
+        for l in range(32):
+            qs[j // 4 + l] = (i64(L[j + l]) | (i64(L[j + l + 32]) << 2) | (i64(L[j + l + 64]) << 4)
+                              | (i64(L[j + l + 96]) << 6)) & 0xFF
+
+
+@njit
+def _pack_scales_k4(sc, j, ls, lm):
+    # the 12-byte scale/min packing of quantize_row_q4_K / q5_K (inverse of get_scale_min_k4); uint8 stores
+    if j < 4:
+        sc[j] = ls & 0xFF
+        sc[j + 4] = lm & 0xFF
+    else:
+        sc[j + 4] = ((ls & 0xF) | ((lm & 0xF) << 4)) & 0xFF
+        sc[j - 4] = (i64(sc[j - 4]) | ((ls >> 4) << 6)) & 0xFF
+        sc[j] = (i64(sc[j]) | ((lm >> 4) << 6)) & 0xFF
+
+
+@njit
+def _q3_K_scale(sc, j):
+    # the signed 6-bit scale of sub-block j of Q3_K (as quantize_row_q3_K_ref re-reads it): low 4 bits in
+    # byte j (j < 8) or the high nibble of byte j-8, high 2 bits in byte 8 + j%4 at bit 2*(j/4); minus 32
+    low = (i64(sc[j]) & 0xF) if j < 8 else (i64(sc[j - 8]) >> 4)
+    return (low | (((i64(sc[8 + j % 4]) >> (2 * (j // 4))) & 3) << 4)) - 32
+
+
+@njit
+def _pack_q3_K_scale(sc, j, l):
+    # stores the 6-bit value l (0..63) of sub-block j into Q3_K's 12 scale bytes (which start zeroed)
+    if j < 8:
+        sc[j] = l & 0xF
+    else:
+        sc[j - 8] = (i64(sc[j - 8]) | ((l & 0xF) << 4)) & 0xFF
+    l >>= 4
+    sc[j % 4 + 8] = (i64(sc[j % 4 + 8]) | (l << (2 * (j // 4)))) & 0xFF
+
+
+@njit
+def _q3_K_finish(xb, blk, L):
+    # the tail shared by quantize_row_q3_K_ref and _impl: requantize with the stored scales, split the 3-bit
+    # levels into hmask (bit 2) and qs (bits 0-1)
+    sc = blk["scales"]
+    d_all = fp16_to_fp32(blk["d"])
+    for j in range(QK_K // 16):
+        d = d_all * f32(_q3_K_scale(sc, j))
+        if d == f32(0.0):  # C: if (!d) continue;  (NaN goes on)
+            continue
+        for ii in range(16):
+            l = nearest_int(xb[16 * j + ii] / d)
+            l = max(-4, min(3, l))
+            L[16 * j + ii] = l + 4
+    hmask = blk["hmask"]
+    for m in range(QK_K // 8):
+        hmask[m] = 0
+    # the high bit of element j goes to hmask[j % 32], bit j / 32
+    m = 0
+    hm = 1
+    for j in range(QK_K):
+        if L[j] > 3:
+            hmask[m] = i64(hmask[m]) | hm
+            L[j] -= 4
+        m += 1
+        if m == QK_K // 8:
+            m = 0
+            hm <<= 1
+    _pack_2bit(L, blk["qs"])
+
+
+@njit
+def _q45_K_requantize(xb, blk, L, nmax):
+    # requantize each 32-element sub-block with its stored 6-bit scale and min (quantize_row_q4_K/q5_K_*)
+    sc = blk["scales"]
+    d_all = fp16_to_fp32(blk["d"])
+    dmin_all = fp16_to_fp32(blk["dmin"])
+    for j in range(QK_K // 32):
+        s, m = get_scale_min_k4(j, sc)
+        d = d_all * f32(s)
+        if d == f32(0.0):
+            continue
+        dm = dmin_all * f32(m)
+        for ii in range(32):
+            l = nearest_int((xb[32 * j + ii] + dm) / d)
+            L[32 * j + ii] = max(0, min(nmax, l))
+
+
+@njit
+def _pack_q4_K(L, qs):
+    # byte 32*(j/64) + l: low nibble element j+l, high nibble element j+l+32
+    for j in range(0, QK_K, 64):
+        for l in range(32):
+            qs[j // 2 + l] = i64(L[j + l]) | (i64(L[j + l + 32]) << 4)
+
+
+@njit
+def _pack_q5_K(L, ql, qh):
+    # low 4 bits as in Q4_K; bit 4 of element n+j (n = 64*k) goes to qh[j] bit 2k, of element n+j+32 to bit 2k+1
+    for j in range(QK_K // 8):
+        qh[j] = 0
+    m1 = 1
+    m2 = 2
+    for n in range(0, QK_K, 64):
+        for j in range(32):
+            l1 = i64(L[n + j])
+            if l1 > 15:
+                l1 -= 16
+                qh[j] = i64(qh[j]) | m1
+            l2 = i64(L[n + j + 32])
+            if l2 > 15:
+                l2 -= 16
+                qh[j] = i64(qh[j]) | m2
+            ql[n // 2 + j] = (l1 | (l2 << 4)) & 0xFF
+        m1 <<= 2
+        m2 <<= 2
+
+
+@njit
+def _q6_K_finish(xb, blk, L, scales, max_scale):
+    # the tail shared by quantize_row_q6_K_ref and _impl, after the all-zero check
+    iscale = f32(-128.0) / max_scale
+    blk["d"] = fp32_to_fp16(f32(1.0) / iscale)
+    sc = blk["scales"]
+    for ib in range(QK_K // 16):
+        sc[ib] = c_int8(min(127, nearest_int(iscale * scales[ib])))
+    d_all = fp16_to_fp32(blk["d"])
+    for j in range(QK_K // 16):
+        d = d_all * f32(sc[j])
+        if d == f32(0.0):
+            continue
+        for ii in range(16):
+            l = nearest_int(xb[16 * j + ii] / d)
+            l = max(-32, min(31, l))
+            L[16 * j + ii] = l + 32
+    ql = blk["ql"]
+    qh = blk["qh"]
+    for j in range(0, QK_K, 128):
+        for l in range(32):
+            a = i64(L[j + l])
+            b = i64(L[j + l + 32])
+            c = i64(L[j + l + 64])
+            e = i64(L[j + l + 96])
+            ql[j // 2 + l] = (a & 0xF) | ((c & 0xF) << 4)
+            ql[j // 2 + l + 32] = (b & 0xF) | ((e & 0xF) << 4)
+            qh[j // 4 + l] = ((a >> 4) | ((b >> 4) << 2) | ((c >> 4) << 4) | ((e >> 4) << 6)) & 0xFF
+
+
+@njit
+def _q6_K_zero_block(blk):
+    # memset(&y[i], 0, sizeof(block_q6_K)); y[i].d = fp16(0)
+    for j in range(QK_K // 2):
+        blk["ql"][j] = 0
+    for j in range(QK_K // 4):
+        blk["qh"][j] = 0
+    for j in range(QK_K // 16):
+        blk["scales"][j] = 0
+    blk["d"] = fp32_to_fp16(f32(0.0))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Q2_K
+
+@njit
+def _q2_K_ref_blocks(x, blocks, L, Laux, weights, mins, scales):
+    # mirrors quantize_row_q2_K_ref (ggml-quants.c)
+    q4scale = f32(15.0)
+    for i in range(blocks.shape[0]):
+        xb = x[i * QK_K:(i + 1) * QK_K]
+        max_scale = f32(0.0)  # as the min is subtracted, scales are positive
+        max_min = f32(0.0)
+        for j in range(QK_K // 16):
+            xs = xb[16 * j:16 * j + 16]
+            for l in range(16):
+                weights[l] = abs(xs[l])
+            s, m = make_qkx2_quants(16, 3, xs, weights, L[16 * j:16 * j + 16], Laux,
+                                    f32(-0.5), f32(0.1), 15, True)
+            scales[j] = s
+            mins[j] = m
+            if s > max_scale:
+                max_scale = s
+            if m > max_min:
+                max_min = m
+        blk = blocks[i]
+        sc = blk["scales"]
+        if max_scale > f32(0.0):
+            iscale = q4scale / max_scale
+            for j in range(QK_K // 16):
+                sc[j] = nearest_int(iscale * scales[j]) & 0xFF
+            blk["d"] = fp32_to_fp16(max_scale / q4scale)
+        else:
+            for j in range(QK_K // 16):
+                sc[j] = 0
+            blk["d"] = fp32_to_fp16(f32(0.0))
+        if max_min > f32(0.0):
+            iscale = q4scale / max_min
+            for j in range(QK_K // 16):
+                sc[j] = (i64(sc[j]) | (nearest_int(iscale * mins[j]) << 4)) & 0xFF
+            blk["dmin"] = fp32_to_fp16(max_min / q4scale)
+        else:
+            blk["dmin"] = fp32_to_fp16(f32(0.0))
+        _q2_K_requantize(xb, blk, L)
+        _pack_2bit(L, blk["qs"])
+
+
+@njit
+def _q2_K_requantize(xb, blk, L):
+    sc = blk["scales"]
+    d_all = fp16_to_fp32(blk["d"])
+    dmin_all = fp16_to_fp32(blk["dmin"])
+    for j in range(QK_K // 16):
+        d = d_all * f32(i64(sc[j]) & 0xF)
+        if d == f32(0.0):
+            continue
+        dm = dmin_all * f32(i64(sc[j]) >> 4)
+        for ii in range(16):
+            l = nearest_int((xb[16 * j + ii] + dm) / d)
+            L[16 * j + ii] = max(0, min(3, l))
+
+
+@njit
+def _q2_K_impl_row(x, blocks, qweights, L, Laux, weight, mins, scales, sw, Ls, Lm):
+    # mirrors quantize_row_q2_K_impl (ggml-quants.c)
+    for i in range(blocks.shape[0]):
+        xb = x[i * QK_K:(i + 1) * QK_K]
+        for j in range(QK_K // 16):
+            sw[j] = f32(0.0)
+        sumx2 = f32(0.0)
+        for j in range(QK_K):
+            sumx2 += xb[j] * xb[j]
+        sigma2 = sumx2 / f32(QK_K)
+        for j in range(QK_K // 16):
+            qw = qweights[QK_K * i + 16 * j:QK_K * i + 16 * j + 16]
+            xs = xb[16 * j:16 * j + 16]
+            for l in range(16):
+                weight[l] = qw[l] * f32(np.sqrt(sigma2 + xs[l] * xs[l]))
+            for l in range(16):
+                sw[j] += weight[l]
+            s, m = make_qkx3_quants(16, 3, xs, weight, L[16 * j:16 * j + 16], Laux,
+                                    f32(-0.9), f32(0.05), 36, False)
+            scales[j] = s
+            mins[j] = m
+        dm = make_qp_quants(QK_K // 16, 15, scales, Ls, sw)
+        mm = make_qp_quants(QK_K // 16, 15, mins, Lm, sw)
+        blk = blocks[i]
+        blk["d"] = fp32_to_fp16(dm)
+        blk["dmin"] = fp32_to_fp16(mm)
+        sc = blk["scales"]
+        for j in range(QK_K // 16):
+            sc[j] = (i64(Ls[j]) | (i64(Lm[j]) << 4)) & 0xFF
+        _q2_K_requantize(xb, blk, L)  # requantize = true in C
+        _pack_2bit(L, blk["qs"])
+
+
+@njit
+def quantize_row_q2_K_ref(x, blocks):
+    _q2_K_ref_blocks(x, blocks, np.zeros(QK_K, np.uint8), np.zeros(16, np.uint8), np.zeros(16, np.float32),
+                     np.zeros(QK_K // 16, np.float32), np.zeros(QK_K // 16, np.float32))
+
+
+@njit
+def quantize_q2_K(x, imatrix, blocks):
+    # mirrors quantize_q2_K (ggml-quants.c): the reference quantizer without imatrix, else _impl row by row
+    L = np.zeros(QK_K, np.uint8)
+    Laux = np.zeros(16, np.uint8)
+    weight = np.zeros(16, np.float32)
+    mins = np.zeros(QK_K // 16, np.float32)
+    scales = np.zeros(QK_K // 16, np.float32)
+    sw = np.zeros(QK_K // 16, np.float32)
+    Ls = np.zeros(QK_K // 16, np.uint8)
+    Lm = np.zeros(QK_K // 16, np.uint8)
+    for r in range(x.shape[0]):
+        if imatrix.size == 0:
+            _q2_K_ref_blocks(x[r], blocks[r], L, Laux, weight, mins, scales)
+        else:
+            _q2_K_impl_row(x[r], blocks[r], imatrix, L, Laux, weight, mins, scales, sw, Ls, Lm)
+
+
+@njit
+def dequantize_row_q2_K(blocks, y):
+    # mirrors dequantize_row_q2_K (ggml-quants.c)
+    for i in range(blocks.shape[0]):
+        d = fp16_to_fp32(blocks[i]["d"])
+        dmin = fp16_to_fp32(blocks[i]["dmin"])
+        sc = blocks[i]["scales"]
+        q = blocks[i]["qs"]
+        o = i * QK_K
+        s = 0
+        for n in range(0, QK_K, 128):
+            qo = n // 4
+            for shift in range(0, 8, 2):
+                for half in range(2):
+                    scb = i64(sc[s])
+                    s += 1
+                    dl = d * f32(scb & 0xF)
+                    ml = dmin * f32(scb >> 4)
+                    for l in range(16):
+                        y[o] = dl * f32((i64(q[qo + 16 * half + l]) >> shift) & 3) - ml
+                        o += 1
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Q3_K
+
+@njit
+def _q3_K_ref_blocks(x, blocks, L, scales):
+    # mirrors quantize_row_q3_K_ref (ggml-quants.c)
+    for i in range(blocks.shape[0]):
+        xb = x[i * QK_K:(i + 1) * QK_K]
+        max_scale = f32(0.0)
+        amax = f32(0.0)
+        for j in range(QK_K // 16):
+            s = make_q3_quants(16, 4, xb[16 * j:16 * j + 16], L[16 * j:16 * j + 16], True)
+            scales[j] = s
+            a = abs(s)
+            if a > amax:
+                amax = a
+                max_scale = s
+        blk = blocks[i]
+        sc = blk["scales"]
+        for j in range(12):
+            sc[j] = 0
+        if max_scale != f32(0.0):  # C: if (max_scale)  (NaN is true)
+            iscale = f32(-32.0) / max_scale
+            for j in range(QK_K // 16):
+                l = c_int8(nearest_int(iscale * scales[j]))  # int8_t l = nearest_int(...)
+                l = max(-32, min(31, l)) + 32
+                _pack_q3_K_scale(sc, j, l)
+            blk["d"] = fp32_to_fp16(f32(1.0) / iscale)
+        else:
+            blk["d"] = fp32_to_fp16(f32(0.0))
+        _q3_K_finish(xb, blk, L)
+
+
+@njit
+def _q3_K_impl_row(x, blocks, qweights, L, scales, weight, sw, Ls):
+    # mirrors quantize_row_q3_K_impl (ggml-quants.c), called only with quant_weights by quantize_q3_K
+    for i in range(blocks.shape[0]):
+        xb = x[i * QK_K:(i + 1) * QK_K]
+        sumx2 = f32(0.0)
+        for j in range(QK_K):
+            sumx2 += xb[j] * xb[j]
+        sigma2 = f32(2.0) * sumx2 / f32(QK_K)
+        for j in range(QK_K // 16):
+            qw = qweights[QK_K * i + 16 * j:QK_K * i + 16 * j + 16]
+            xs = xb[16 * j:16 * j + 16]
+            for l in range(16):
+                weight[l] = qw[l] * f32(np.sqrt(sigma2 + xs[l] * xs[l]))
+            sumw = f32(0.0)
+            for l in range(16):
+                sumw += weight[l]
+            sw[j] = sumw
+            scales[j] = make_qx_quants(16, 4, xs, L[16 * j:16 * j + 16], 1, weight)
+        blk = blocks[i]
+        sc = blk["scales"]
+        for j in range(12):
+            sc[j] = 0
+        d_block = make_qx_quants(QK_K // 16, 32, scales, Ls, 1, sw)
+        for j in range(QK_K // 16):
+            _pack_q3_K_scale(sc, j, i64(Ls[j]))
+        blk["d"] = fp32_to_fp16(d_block)
+        _q3_K_finish(xb, blk, L)
+
+
+@njit
+def quantize_row_q3_K_ref(x, blocks):
+    _q3_K_ref_blocks(x, blocks, np.zeros(QK_K, np.int8), np.zeros(QK_K // 16, np.float32))
+
+
+@njit
+def quantize_q3_K(x, imatrix, blocks):
+    # mirrors quantize_q3_K (ggml-quants.c)
+    L = np.zeros(QK_K, np.int8)
+    scales = np.zeros(QK_K // 16, np.float32)
+    weight = np.zeros(16, np.float32)
+    sw = np.zeros(QK_K // 16, np.float32)
+    Ls = np.zeros(QK_K // 16, np.int8)
+    for r in range(x.shape[0]):
+        if imatrix.size == 0:
+            _q3_K_ref_blocks(x[r], blocks[r], L, scales)
+        else:
+            _q3_K_impl_row(x[r], blocks[r], imatrix, L, scales, weight, sw, Ls)
+
+
+@njit
+def _q3_K_unpack_scales(sc, out):
+    # dequantize_row_q3_K's kmask shuffle of the 12 scale bytes into 16 int8 scales (before the -32)
+    for j in range(QK_K // 16):
+        low = (i64(sc[j]) & 0xF) if j < 8 else (i64(sc[j - 8]) >> 4)
+        out[j] = low | (((i64(sc[8 + j % 4]) >> (2 * (j // 4))) & 3) << 4)
+
+
+@njit
+def dequantize_row_q3_K(blocks, y):
+    # mirrors dequantize_row_q3_K (ggml-quants.c)
+    scales = np.zeros(QK_K // 16, np.int64)
+    for i in range(blocks.shape[0]):
+        d_all = fp16_to_fp32(blocks[i]["d"])
+        q = blocks[i]["qs"]
+        hm = blocks[i]["hmask"]
+        _q3_K_unpack_scales(blocks[i]["scales"], scales)
+        o = i * QK_K
+        s = 0
+        m = 1
+        for n in range(0, QK_K, 128):
+            qo = n // 4
+            for shift in range(0, 8, 2):
+                for half in range(2):
+                    dl = d_all * f32(scales[s] - 32)
+                    s += 1
+                    for l in range(16):
+                        k = 16 * half + l
+                        v = ((i64(q[qo + k]) >> shift) & 3) - (0 if (i64(hm[k]) & m) else 4)
+                        y[o] = dl * f32(v)
+                        o += 1
+                m <<= 1
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Q4_K
+
+@njit
+def _q4_K_ref_blocks(x, blocks, L, Laux, weights, mins, scales):
+    # mirrors quantize_row_q4_K_ref (ggml-quants.c)
+    for i in range(blocks.shape[0]):
+        xb = x[i * QK_K:(i + 1) * QK_K]
+        max_scale = f32(0.0)
+        max_min = f32(0.0)
+        for j in range(QK_K // 32):
+            xs = xb[32 * j:32 * j + 32]
+            sum_x2 = f32(0.0)
+            for l in range(32):
+                sum_x2 += xs[l] * xs[l]
+            av_x = f32(np.sqrt(sum_x2 / f32(32.0)))
+            for l in range(32):
+                weights[l] = av_x + abs(xs[l])
+            s, m = make_qkx2_quants(32, 15, xs, weights, L[32 * j:32 * j + 32], Laux,
+                                    f32(-1.0), f32(0.1), 20, False)
+            scales[j] = s
+            mins[j] = m
+            if s > max_scale:
+                max_scale = s
+            if m > max_min:
+                max_min = m
+        _q45_K_ref_scales(blocks[i], scales, mins, max_scale, max_min)
+        _q45_K_requantize(xb, blocks[i], L, 15)
+        _pack_q4_K(L, blocks[i]["qs"])
+
+
+@njit
+def _q45_K_ref_scales(blk, scales, mins, max_scale, max_min):
+    # the 6-bit scale/min quantization of quantize_row_q4_K_ref / q5_K_ref
+    inv_scale = f32(63.0) / max_scale if max_scale > f32(0.0) else f32(0.0)
+    inv_min = f32(63.0) / max_min if max_min > f32(0.0) else f32(0.0)
+    sc = blk["scales"]
+    for j in range(QK_K // 32):
+        ls = nearest_int(inv_scale * scales[j]) & 0xFF  # uint8_t ls = nearest_int(...)
+        lm = nearest_int(inv_min * mins[j]) & 0xFF
+        ls = min(63, ls)
+        lm = min(63, lm)
+        _pack_scales_k4(sc, j, ls, lm)
+    blk["d"] = fp32_to_fp16(max_scale / f32(63.0))
+    blk["dmin"] = fp32_to_fp16(max_min / f32(63.0))
+
+
+@njit
+def _q45_K_impl_search(xb, qweights, qoff, nmax, L, Laux, weights, mins, scales, sw, Ls, Lm):
+    # the common first half of quantize_row_q4_K_impl / q5_K_impl; returns (d_block, m_block)
+    sum_x2 = f32(0.0)
+    for l in range(QK_K):
+        sum_x2 += xb[l] * xb[l]
+    sigma2 = f32(2.0) * sum_x2 / f32(QK_K)
+    av_x = f32(np.sqrt(sigma2))
+    has_qw = qweights.size > 0
+    for j in range(QK_K // 32):
+        xs = xb[32 * j:32 * j + 32]
+        if has_qw:
+            for l in range(32):
+                weights[l] = qweights[qoff + 32 * j + l] * f32(np.sqrt(sigma2 + xs[l] * xs[l]))
+        else:
+            for l in range(32):
+                weights[l] = av_x + abs(xs[l])
+        sumw = f32(0.0)
+        for l in range(32):
+            sumw += weights[l]
+        sw[j] = sumw
+        s, m = make_qkx3_quants(32, nmax, xs, weights, L[32 * j:32 * j + 32], Laux,
+                                f32(-0.9), f32(0.05), 36, False)
+        scales[j] = s
+        mins[j] = m
+    d_block = make_qp_quants(QK_K // 32, 63, scales, Ls, sw)
+    m_block = make_qp_quants(QK_K // 32, 63, mins, Lm, sw)
+    return d_block, m_block
+
+
+@njit
+def _q4_K_impl_row(x, blocks, qweights, L, Laux, weights, mins, scales, sw, Ls, Lm):
+    # mirrors quantize_row_q4_K_impl (ggml-quants.c)
+    for i in range(blocks.shape[0]):
+        xb = x[i * QK_K:(i + 1) * QK_K]
+        d_block, m_block = _q45_K_impl_search(xb, qweights, QK_K * i, 15, L, Laux, weights, mins, scales, sw,
+                                              Ls, Lm)
+        blk = blocks[i]
+        sc = blk["scales"]
+        for j in range(QK_K // 32):
+            _pack_scales_k4(sc, j, i64(Ls[j]), i64(Lm[j]))  # no MIN(63, .) here, unlike q5_K
+        blk["d"] = fp32_to_fp16(d_block)
+        blk["dmin"] = fp32_to_fp16(m_block)
+        _q45_K_requantize(xb, blk, L, 15)
+        _pack_q4_K(L, blk["qs"])
+
+
+@njit
+def quantize_row_q4_K_ref(x, blocks):
+    _q4_K_ref_blocks(x, blocks, np.zeros(QK_K, np.uint8), np.zeros(32, np.uint8), np.zeros(32, np.float32),
+                     np.zeros(QK_K // 32, np.float32), np.zeros(QK_K // 32, np.float32))
+
+
+@njit
+def quantize_q4_K(x, imatrix, blocks):
+    # mirrors quantize_q4_K (ggml-quants.c)
+    L = np.zeros(QK_K, np.uint8)
+    Laux = np.zeros(32, np.uint8)
+    weights = np.zeros(32, np.float32)
+    mins = np.zeros(QK_K // 32, np.float32)
+    scales = np.zeros(QK_K // 32, np.float32)
+    sw = np.zeros(QK_K // 32, np.float32)
+    Ls = np.zeros(QK_K // 32, np.uint8)
+    Lm = np.zeros(QK_K // 32, np.uint8)
+    for r in range(x.shape[0]):
+        if imatrix.size == 0:
+            _q4_K_ref_blocks(x[r], blocks[r], L, Laux, weights, mins, scales)
+        else:
+            _q4_K_impl_row(x[r], blocks[r], imatrix, L, Laux, weights, mins, scales, sw, Ls, Lm)
+
+
+@njit
+def dequantize_row_q4_K(blocks, y):
+    # mirrors dequantize_row_q4_K (ggml-quants.c)
+    for i in range(blocks.shape[0]):
+        d = fp16_to_fp32(blocks[i]["d"])
+        dmin = fp16_to_fp32(blocks[i]["dmin"])
+        sc = blocks[i]["scales"]
+        q = blocks[i]["qs"]
+        o = i * QK_K
+        for j in range(0, QK_K // 64):
+            s1, m1i = get_scale_min_k4(2 * j, sc)
+            s2, m2i = get_scale_min_k4(2 * j + 1, sc)
+            d1 = d * f32(s1)
+            m1 = dmin * f32(m1i)
+            d2 = d * f32(s2)
+            m2 = dmin * f32(m2i)
+            for l in range(32):
+                y[o + l] = d1 * f32(i64(q[32 * j + l]) & 0xF) - m1
+            for l in range(32):
+                y[o + 32 + l] = d2 * f32(i64(q[32 * j + l]) >> 4) - m2
+            o += 64
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Q5_K
+
+@njit
+def _q5_K_ref_blocks(x, blocks, L, Laux, weights, mins, scales):
+    # mirrors quantize_row_q5_K_ref (ggml-quants.c)
+    for i in range(blocks.shape[0]):
+        xb = x[i * QK_K:(i + 1) * QK_K]
+        max_scale = f32(0.0)
+        max_min = f32(0.0)
+        for j in range(QK_K // 32):
+            xs = xb[32 * j:32 * j + 32]
+            sum_x2 = f32(0.0)
+            for l in range(32):
+                sum_x2 += xs[l] * xs[l]
+            av_x = f32(np.sqrt(sum_x2 / f32(32.0)))
+            for l in range(32):
+                weights[l] = av_x + abs(xs[l])
+            s, m = make_qkx2_quants(32, 31, xs, weights, L[32 * j:32 * j + 32], Laux,
+                                    f32(-0.5), f32(0.1), 15, False)
+            scales[j] = s
+            mins[j] = m
+            if s > max_scale:
+                max_scale = s
+            if m > max_min:
+                max_min = m
+        _q45_K_ref_scales(blocks[i], scales, mins, max_scale, max_min)
+        _q45_K_requantize(xb, blocks[i], L, 31)
+        _pack_q5_K(L, blocks[i]["qs"], blocks[i]["qh"])
+
+
+@njit
+def _q5_K_impl_row(x, blocks, qweights, L, Laux, weights, mins, scales, sw, Ls, Lm):
+    # mirrors quantize_row_q5_K_impl (ggml-quants.c)
+    for i in range(blocks.shape[0]):
+        xb = x[i * QK_K:(i + 1) * QK_K]
+        d_block, m_block = _q45_K_impl_search(xb, qweights, QK_K * i, 31, L, Laux, weights, mins, scales, sw,
+                                              Ls, Lm)
+        blk = blocks[i]
+        sc = blk["scales"]
+        for j in range(QK_K // 32):
+            _pack_scales_k4(sc, j, min(63, i64(Ls[j])), min(63, i64(Lm[j])))
+        blk["d"] = fp32_to_fp16(d_block)
+        blk["dmin"] = fp32_to_fp16(m_block)
+        _q45_K_requantize(xb, blk, L, 31)
+        _pack_q5_K(L, blk["qs"], blk["qh"])
+
+
+@njit
+def quantize_row_q5_K_ref(x, blocks):
+    _q5_K_ref_blocks(x, blocks, np.zeros(QK_K, np.uint8), np.zeros(32, np.uint8), np.zeros(32, np.float32),
+                     np.zeros(QK_K // 32, np.float32), np.zeros(QK_K // 32, np.float32))
+
+
+@njit
+def quantize_q5_K(x, imatrix, blocks):
+    # mirrors quantize_q5_K (ggml-quants.c)
+    L = np.zeros(QK_K, np.uint8)
+    Laux = np.zeros(32, np.uint8)
+    weights = np.zeros(32, np.float32)
+    mins = np.zeros(QK_K // 32, np.float32)
+    scales = np.zeros(QK_K // 32, np.float32)
+    sw = np.zeros(QK_K // 32, np.float32)
+    Ls = np.zeros(QK_K // 32, np.uint8)
+    Lm = np.zeros(QK_K // 32, np.uint8)
+    for r in range(x.shape[0]):
+        if imatrix.size == 0:
+            _q5_K_ref_blocks(x[r], blocks[r], L, Laux, weights, mins, scales)
+        else:
+            _q5_K_impl_row(x[r], blocks[r], imatrix, L, Laux, weights, mins, scales, sw, Ls, Lm)
+
+
+@njit
+def dequantize_row_q5_K(blocks, y):
+    # mirrors dequantize_row_q5_K (ggml-quants.c)
+    for i in range(blocks.shape[0]):
+        d = fp16_to_fp32(blocks[i]["d"])
+        dmin = fp16_to_fp32(blocks[i]["dmin"])
+        sc = blocks[i]["scales"]
+        ql = blocks[i]["qs"]
+        qh = blocks[i]["qh"]
+        o = i * QK_K
+        u1 = 1
+        u2 = 2
+        for j in range(0, QK_K // 64):
+            s1, m1i = get_scale_min_k4(2 * j, sc)
+            s2, m2i = get_scale_min_k4(2 * j + 1, sc)
+            d1 = d * f32(s1)
+            m1 = dmin * f32(m1i)
+            d2 = d * f32(s2)
+            m2 = dmin * f32(m2i)
+            for l in range(32):
+                v = (i64(ql[32 * j + l]) & 0xF) + (16 if i64(qh[l]) & u1 else 0)
+                y[o + l] = d1 * f32(v) - m1
+            for l in range(32):
+                v = (i64(ql[32 * j + l]) >> 4) + (16 if i64(qh[l]) & u2 else 0)
+                y[o + 32 + l] = d2 * f32(v) - m2
+            o += 64
+            u1 <<= 2
+            u2 <<= 2
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Q6_K
+
+@njit
+def _q6_K_blocks(x, blocks, qweights, L, scales):
+    # mirrors quantize_row_q6_K_ref (qweights empty) and quantize_row_q6_K_impl (ggml-quants.c): the only
+    # difference is the weight pointer passed to make_qx_quants (NULL = x^2 weights for rmse_type 1)
+    has_qw = qweights.size > 0
+    for i in range(blocks.shape[0]):
+        xb = x[i * QK_K:(i + 1) * QK_K]
+        max_scale = f32(0.0)
+        max_abs_scale = f32(0.0)
+        for ib in range(QK_K // 16):
+            qw = qweights[QK_K * i + 16 * ib:QK_K * i + 16 * ib + 16] if has_qw else qweights
+            s = make_qx_quants(16, 32, xb[16 * ib:16 * ib + 16], L[16 * ib:16 * ib + 16], 1, qw)
+            scales[ib] = s
+            a = abs(s)
+            if a > max_abs_scale:
+                max_abs_scale = a
+                max_scale = s
+        if max_abs_scale < GROUP_MAX_EPS:
+            _q6_K_zero_block(blocks[i])
+            continue
+        _q6_K_finish(xb, blocks[i], L, scales, max_scale)
+
+
+@njit
+def quantize_row_q6_K_ref(x, blocks):
+    _q6_K_blocks(x, blocks, np.zeros(0, np.float32), np.zeros(QK_K, np.int8), np.zeros(QK_K // 16, np.float32))
+
+
+@njit
+def quantize_q6_K(x, imatrix, blocks):
+    # mirrors quantize_q6_K (ggml-quants.c)
+    L = np.zeros(QK_K, np.int8)
+    scales = np.zeros(QK_K // 16, np.float32)
+    for r in range(x.shape[0]):
+        _q6_K_blocks(x[r], blocks[r], imatrix, L, scales)
+
+
+@njit
+def dequantize_row_q6_K(blocks, y):
+    # mirrors dequantize_row_q6_K (ggml-quants.c)
+    for i in range(blocks.shape[0]):
+        d = fp16_to_fp32(blocks[i]["d"])
+        ql = blocks[i]["ql"]
+        qh = blocks[i]["qh"]
+        sc = blocks[i]["scales"]
+        for n in range(QK_K // 128):
+            o = i * QK_K + 128 * n
+            lo = 64 * n
+            ho = 32 * n
+            so = 8 * n
+            for l in range(32):
+                s = so + l // 16
+                a = i64(ql[lo + l])
+                b = i64(ql[lo + l + 32])
+                h = i64(qh[ho + l])
+                q1 = ((a & 0xF) | (((h >> 0) & 3) << 4)) - 32
+                q2 = ((b & 0xF) | (((h >> 2) & 3) << 4)) - 32
+                q3 = ((a >> 4) | (((h >> 4) & 3) << 4)) - 32
+                q4 = ((b >> 4) | (((h >> 6) & 3) << 4)) - 32
+                y[o + l] = d * f32(sc[s]) * f32(q1)
+                y[o + l + 32] = d * f32(sc[s + 2]) * f32(q2)
+                y[o + l + 64] = d * f32(sc[s + 4]) * f32(q3)
+                y[o + l + 96] = d * f32(sc[s + 6]) * f32(q4)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Q8_K
+
+@njit
+def quantize_row_q8_K_ref(x, blocks):
+    # mirrors quantize_row_q8_K_ref (ggml-quants.c)
+    for i in range(blocks.shape[0]):
+        xb = x[i * QK_K:(i + 1) * QK_K]
+        qs = blocks[i]["qs"]
+        mx = f32(0.0)
+        amax = f32(0.0)
+        for j in range(QK_K):
+            ax = abs(xb[j])
+            if ax > amax:
+                amax = ax
+                mx = xb[j]
+        if amax == f32(0.0):  # C: if (!amax); bsums are left as they were
+            blocks[i]["d"] = f32(0.0)
+            for j in range(QK_K):
+                qs[j] = 0
+            continue
+        # -127 rather than -128: "we need this change for IQ2_XXS, else the AVX implementation becomes awkward"
+        iscale = f32(-127.0) / mx
+        for j in range(QK_K):
+            qs[j] = c_int8(min(127, nearest_int(iscale * xb[j])))
+        bsums = blocks[i]["bsums"]
+        for j in range(QK_K // 16):
+            total = 0
+            for ii in range(16):
+                total += i64(qs[16 * j + ii])
+            bsums[j] = total
+        blocks[i]["d"] = f32(1.0) / iscale
+
+
+@njit
+def dequantize_row_q8_K(blocks, y):
+    # mirrors dequantize_row_q8_K (ggml-quants.c)
+    for i in range(blocks.shape[0]):
+        d = blocks[i]["d"]
+        qs = blocks[i]["qs"]
+        for j in range(QK_K):
+            y[i * QK_K + j] = d * f32(qs[j])
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# validation (ggml_validate_row_data)
+
+@njit
+def _fp16_ok(h):
+    # validate_fp16: exponent all ones means Inf or NaN
+    return (i64(h) & 0x7C00) != 0x7C00
+
+
+@njit
+def validate_d_dmin(blocks):
+    # VALIDATE_ROW_DATA_DM_F16_IMPL(block_q*_K, data, nb, d, dmin): Q2_K, Q4_K, Q5_K
+    for i in range(blocks.shape[0]):
+        if not _fp16_ok(blocks[i]["d"]) or not _fp16_ok(blocks[i]["dmin"]):
+            return False
+    return True
+
+
+@njit
+def validate_d(blocks):
+    # VALIDATE_ROW_DATA_D_F16_IMPL(block_q*_K, data, nb): Q3_K, Q6_K
+    for i in range(blocks.shape[0]):
+        if not _fp16_ok(blocks[i]["d"]):
+            return False
+    return True
+
+
+@njit
+def validate_q8_K(blocks):
+    # ggml_validate_row_data, case GGML_TYPE_Q8_K: validate_float(d) rejects Inf and NaN
+    for i in range(blocks.shape[0]):
+        if (f32_to_bits(blocks[i]["d"]) & np.uint32(0x7F800000)) == np.uint32(0x7F800000):
+            return False
+    return True
+
+
+FORMATS = [
+    QuantFormat(
+        name="Q2_K", type_id=10, block_size=QK_K, block_dtype=BLOCK_Q2_K, vec_dot_type="Q8_K",
+        quantize=quantize_q2_K, quantize_ref=quantize_row_q2_K_ref, dequantize=dequantize_row_q2_K,
+        validate=validate_d_dmin,
+        doc="256 values in 16 sub-blocks of 16: 2-bit levels, 4-bit scale and min per sub-block, 2.625 bpw"),
+    QuantFormat(
+        name="Q3_K", type_id=11, block_size=QK_K, block_dtype=BLOCK_Q3_K, vec_dot_type="Q8_K",
+        quantize=quantize_q3_K, quantize_ref=quantize_row_q3_K_ref, dequantize=dequantize_row_q3_K,
+        validate=validate_d,
+        doc="256 values in 16 sub-blocks of 16: signed 3-bit levels, signed 6-bit scales, 3.4375 bpw"),
+    QuantFormat(
+        name="Q4_K", type_id=12, block_size=QK_K, block_dtype=BLOCK_Q4_K, vec_dot_type="Q8_K",
+        quantize=quantize_q4_K, quantize_ref=quantize_row_q4_K_ref, dequantize=dequantize_row_q4_K,
+        validate=validate_d_dmin,
+        doc="256 values in 8 sub-blocks of 32: 4-bit levels, 6-bit scale and min per sub-block, 4.5 bpw"),
+    QuantFormat(
+        name="Q5_K", type_id=13, block_size=QK_K, block_dtype=BLOCK_Q5_K, vec_dot_type="Q8_K",
+        quantize=quantize_q5_K, quantize_ref=quantize_row_q5_K_ref, dequantize=dequantize_row_q5_K,
+        validate=validate_d_dmin,
+        doc="256 values in 8 sub-blocks of 32: 5-bit levels, 6-bit scale and min per sub-block, 5.5 bpw"),
+    QuantFormat(
+        name="Q6_K", type_id=14, block_size=QK_K, block_dtype=BLOCK_Q6_K, vec_dot_type="Q8_K",
+        quantize=quantize_q6_K, quantize_ref=quantize_row_q6_K_ref, dequantize=dequantize_row_q6_K,
+        validate=validate_d,
+        doc="256 values in 16 sub-blocks of 16: signed 6-bit levels, int8 scales, 6.5625 bpw"),
+    QuantFormat(
+        name="Q8_K", type_id=15, block_size=QK_K, block_dtype=BLOCK_Q8_K, vec_dot_type=None,
+        quantize_ref=quantize_row_q8_K_ref, dequantize=dequantize_row_q8_K, validate=validate_q8_K,
+        doc="activations for K-quant dot products: float32 scale, 256 int8 levels, 16 int16 group sums"),
+]
