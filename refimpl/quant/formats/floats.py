@@ -105,6 +105,45 @@ def validate_bf16(h) -> bool:
     return not np.any((h & 0x7FFF) >= 0x7F80)
 
 
+# ----------------------------------------------------------------------------- CPU side: from_float, vec_dot
+# ggml-cpu's scalar build (no GGML_SIMD: x86 without SSE3) computes every float dot product as float32 products
+# accumulated in a double (ggml_float), rounded to float32 once at the end (ggml-cpu/vec.cpp).
+
+@njit
+def from_float_f32(x, y):
+    # mirrors ggml_cpu_fp32_to_fp32 (ggml-cpu.c): memcpy
+    for i in range(x.size):
+        y[i] = x[i]
+
+
+@njit
+def vec_dot_f32(n, x, y):
+    # mirrors ggml_vec_dot_f32 (ggml-cpu/vec.cpp), the !GGML_SIMD branch: sumf += (ggml_float)(x[i]*y[i])
+    sumf = 0.0
+    for i in range(n):
+        sumf += np.float64(x[i] * y[i])
+    return np.float32(sumf)
+
+
+@njit
+def vec_dot_f16(n, x, y):
+    # mirrors ggml_vec_dot_f16 (ggml-cpu/vec.cpp), !GGML_SIMD: float product of the widened halves, double sum
+    # (GGML_CPU_FP16_TO_FP32 is a table lookup there, equal to the exact widening fp16_to_fp32)
+    sumf = 0.0
+    for i in range(n):
+        sumf += np.float64(fp16_to_fp32(x[i]) * fp16_to_fp32(y[i]))
+    return np.float32(sumf)
+
+
+@njit
+def vec_dot_bf16(n, x, y):
+    # mirrors ggml_vec_dot_bf16 (ggml-cpu/vec.cpp), the scalar tail loop: float product, double sum
+    sumf = 0.0
+    for i in range(n):
+        sumf += np.float64(bf16_to_fp32(x[i]) * bf16_to_fp32(y[i]))
+    return np.float32(sumf)
+
+
 # ----------------------------------------------------------------------------------------------- F64, I*
 
 def validate_f64(values) -> bool:
@@ -122,13 +161,15 @@ def validate_int(values) -> bool:
 FORMATS = [
     QuantFormat("F32", 0, 1, np.dtype("<f4"), "F32", is_quantized=False,
                 quantize=quantize_f32, dequantize=dequantize_f32, validate=validate_f32,
+                from_float=from_float_f32, vec_dot=vec_dot_f32,
                 doc="IEEE binary32"),
     QuantFormat("F16", 1, 1, np.dtype("<u2"), "F16", is_quantized=False,
                 quantize=quantize_f16, quantize_ref=quantize_row_f16, dequantize=dequantize_row_f16,
-                validate=validate_f16, doc="IEEE binary16 (raw bits)"),
+                validate=validate_f16, from_float=quantize_row_f16, vec_dot=vec_dot_f16, doc="IEEE binary16 (raw bits)"),
     QuantFormat("BF16", 30, 1, np.dtype("<u2"), "BF16", is_quantized=False,
                 quantize=quantize_bf16, quantize_ref=quantize_row_bf16, dequantize=dequantize_row_bf16,
-                validate=validate_bf16, doc="bfloat16: the top 16 bits of a binary32 (raw bits)"),
+                validate=validate_bf16, from_float=quantize_row_bf16, vec_dot=vec_dot_bf16,
+                doc="bfloat16: the top 16 bits of a binary32 (raw bits)"),
     QuantFormat("F64", 28, 1, np.dtype("<f8"), None, is_quantized=False, validate=validate_f64,
                 doc="IEEE binary64 (storage only: ggml converts it to nothing)"),
     QuantFormat("I8", 24, 1, np.dtype("i1"), None, is_quantized=False, validate=validate_int,

@@ -422,6 +422,106 @@ def quantize_row_q8_1_ref(x, y):
         y[i]["s"] = fp32_to_fp16(f32(total) * d)
 
 
+# ----------------------------------------------------------------------------- CPU side: from_float, vec_dot
+# type_traits_cpu (ggml-cpu.c): from_float of Q4_0..Q5_1 is quantize_row_<t>, which calls the _ref function;
+# Q8_0/Q8_1 use quantize_row_q8_0/q8_1 whose scalar x86 build also calls the _ref function.  So from_float is
+# quantize_ref for every legacy type (the registry default).  vec_dot mirrors the *_generic functions of
+# ggml-cpu/quants.c (what the non-SIMD x86 build runs): an exact int32 sum per block, then one float32 multiply-
+# add per block into a float32 accumulator, in the C's operand order.
+
+@njit
+def vec_dot_q4_0_q8_0(n, x, y):
+    # mirrors ggml_vec_dot_q4_0_q8_0_generic (ggml-cpu/quants.c)
+    sumf = f32(0.0)
+    for ib in range(n // QK):
+        xq = x[ib]["qs"]
+        yq = y[ib]["qs"]
+        sumi0 = 0
+        sumi1 = 0
+        for j in range(QK // 2):
+            q = int(xq[j])
+            sumi0 += ((q & 0x0F) - 8) * int(yq[j])
+            sumi1 += ((q >> 4) - 8) * int(yq[j + QK // 2])
+        # sumi*GGML_CPU_FP16_TO_FP32(x.d)*GGML_CPU_FP16_TO_FP32(y.d): left to right
+        sumf += f32(sumi0 + sumi1) * fp16_to_fp32(x[ib]["d"]) * fp16_to_fp32(y[ib]["d"])
+    return sumf
+
+
+@njit
+def vec_dot_q4_1_q8_1(n, x, y):
+    # mirrors ggml_vec_dot_q4_1_q8_1_generic (ggml-cpu/quants.c)
+    sumf = f32(0.0)
+    for ib in range(n // QK):
+        xq = x[ib]["qs"]
+        yq = y[ib]["qs"]
+        sumi0 = 0
+        sumi1 = 0
+        for j in range(QK // 2):
+            q = int(xq[j])
+            sumi0 += (q & 0x0F) * int(yq[j])
+            sumi1 += (q >> 4) * int(yq[j + QK // 2])
+        # (x.d*y.d)*sumi + x.m*y.s: two products rounded separately, then the sum (no FMA in the scalar build)
+        sumf += (fp16_to_fp32(x[ib]["d"]) * fp16_to_fp32(y[ib]["d"])) * f32(sumi0 + sumi1) \
+            + fp16_to_fp32(x[ib]["m"]) * fp16_to_fp32(y[ib]["s"])
+    return sumf
+
+
+@njit
+def vec_dot_q5_0_q8_0(n, x, y):
+    # mirrors ggml_vec_dot_q5_0_q8_0_generic (ggml-cpu/quants.c)
+    sumf = f32(0.0)
+    for ib in range(n // QK):
+        qh = _load_qh(x[ib]["qh"])
+        xq = x[ib]["qs"]
+        yq = y[ib]["qs"]
+        sumi0 = 0
+        sumi1 = 0
+        for j in range(QK // 2):
+            xh_0 = ((qh >> j) & 1) << 4
+            xh_1 = ((qh >> (j + 16)) & 1) << 4
+            q = int(xq[j])
+            sumi0 += (((q & 0x0F) | xh_0) - 16) * int(yq[j])
+            sumi1 += (((q >> 4) | xh_1) - 16) * int(yq[j + QK // 2])
+        sumf += (fp16_to_fp32(x[ib]["d"]) * fp16_to_fp32(y[ib]["d"])) * f32(sumi0 + sumi1)
+    return sumf
+
+
+@njit
+def vec_dot_q5_1_q8_1(n, x, y):
+    # mirrors ggml_vec_dot_q5_1_q8_1_generic (ggml-cpu/quants.c)
+    sumf = f32(0.0)
+    for ib in range(n // QK):
+        qh = _load_qh(x[ib]["qh"])
+        xq = x[ib]["qs"]
+        yq = y[ib]["qs"]
+        sumi0 = 0
+        sumi1 = 0
+        for j in range(QK // 2):
+            xh_0 = ((qh >> j) << 4) & 0x10
+            xh_1 = (qh >> (j + 12)) & 0x10
+            q = int(xq[j])
+            sumi0 += ((q & 0x0F) | xh_0) * int(yq[j])
+            sumi1 += ((q >> 4) | xh_1) * int(yq[j + QK // 2])
+        sumf += (fp16_to_fp32(x[ib]["d"]) * fp16_to_fp32(y[ib]["d"])) * f32(sumi0 + sumi1) \
+            + fp16_to_fp32(x[ib]["m"]) * fp16_to_fp32(y[ib]["s"])
+    return sumf
+
+
+@njit
+def vec_dot_q8_0_q8_0(n, x, y):
+    # mirrors ggml_vec_dot_q8_0_q8_0_generic (ggml-cpu/quants.c)
+    sumf = f32(0.0)
+    for ib in range(n // QK):
+        xq = x[ib]["qs"]
+        yq = y[ib]["qs"]
+        sumi = 0
+        for j in range(QK):
+            sumi += int(xq[j]) * int(yq[j])
+        # sumi*(x.d*y.d)
+        sumf += f32(sumi) * (fp16_to_fp32(x[ib]["d"]) * fp16_to_fp32(y[ib]["d"]))
+    return sumf
+
+
 # ----------------------------------------------------------------------------------------------------- validate
 
 def _validate_d(blocks) -> bool:
@@ -442,20 +542,26 @@ def _validate_q8_1(blocks) -> bool:
 FORMATS = [
     QuantFormat("Q4_0", 2, QK, BLOCK_Q4_0, "Q8_0",
                 quantize=quantize_q4_0, quantize_ref=quantize_row_q4_0_ref, dequantize=dequantize_row_q4_0,
-                validate=_validate_d, doc="4-bit symmetric, F16 scale: x = d * (q - 8)"),
+                validate=_validate_d, from_float=quantize_row_q4_0_ref, vec_dot=vec_dot_q4_0_q8_0,
+                doc="4-bit symmetric, F16 scale: x = d * (q - 8)"),
     QuantFormat("Q4_1", 3, QK, BLOCK_Q4_1, "Q8_1",
                 quantize=quantize_q4_1, quantize_ref=quantize_row_q4_1_ref, dequantize=dequantize_row_q4_1,
-                validate=_validate_dm, doc="4-bit with minimum, F16 scale and min: x = d * q + m"),
+                validate=_validate_dm, from_float=quantize_row_q4_1_ref, vec_dot=vec_dot_q4_1_q8_1,
+                doc="4-bit with minimum, F16 scale and min: x = d * q + m"),
     QuantFormat("Q5_0", 6, QK, BLOCK_Q5_0, "Q8_0",
                 quantize=quantize_q5_0, quantize_ref=quantize_row_q5_0_ref, dequantize=dequantize_row_q5_0,
-                validate=_validate_d, doc="5-bit symmetric, F16 scale: x = d * (q - 16)"),
+                validate=_validate_d, from_float=quantize_row_q5_0_ref, vec_dot=vec_dot_q5_0_q8_0,
+                doc="5-bit symmetric, F16 scale: x = d * (q - 16)"),
     QuantFormat("Q5_1", 7, QK, BLOCK_Q5_1, "Q8_1",
                 quantize=quantize_q5_1, quantize_ref=quantize_row_q5_1_ref, dequantize=dequantize_row_q5_1,
-                validate=_validate_dm, doc="5-bit with minimum, F16 scale and min: x = d * q + m"),
+                validate=_validate_dm, from_float=quantize_row_q5_1_ref, vec_dot=vec_dot_q5_1_q8_1,
+                doc="5-bit with minimum, F16 scale and min: x = d * q + m"),
     QuantFormat("Q8_0", 8, QK, BLOCK_Q8_0, "Q8_0",
                 quantize=quantize_q8_0, quantize_ref=quantize_row_q8_0_ref, dequantize=dequantize_row_q8_0,
-                validate=_validate_d, doc="8-bit symmetric, F16 scale: x = d * q"),
+                validate=_validate_d, from_float=quantize_row_q8_0_ref, vec_dot=vec_dot_q8_0_q8_0,
+                doc="8-bit symmetric, F16 scale: x = d * q"),
+    # ggml-cpu has no vec_dot for Q8_1 (it is only ever the activation side)
     QuantFormat("Q8_1", 9, QK, BLOCK_Q8_1, "Q8_1",
-                quantize_ref=quantize_row_q8_1_ref, validate=_validate_q8_1,
+                quantize_ref=quantize_row_q8_1_ref, validate=_validate_q8_1, from_float=quantize_row_q8_1_ref,
                 doc="8-bit symmetric with F16 scale and F16 d*sum(q); activation format for Q4_1/Q5_1"),
 ]
