@@ -16,13 +16,21 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._jit import f32, nearest_int, njit
+from .._jit import f32, nearest_int, njit as _njit
+
+
+def njit(fn):
+    """``refimpl._jit.njit`` with numba's "numpy" error model: a float division by zero gives Inf/NaN as in C
+    instead of raising ZeroDivisionError (numba's default "python" model), which the degenerate-input paths of
+    these searches hit (e.g. ``iscale = nmax/(max - min)`` on overflowed values)."""
+    return _njit(error_model="numpy")(fn)
+
 
 i64 = np.int64  # widen a loaded byte (numba keeps int(uint8) as uint8)
 
 __all__ = [
-    "GROUP_MAX_EPS", "nearest_int", "make_qx_quants", "make_q3_quants", "make_qkx1_quants", "make_qkx2_quants",
-    "make_qkx3_quants", "make_qp_quants", "get_scale_min_k4", "c_int8", "c_uint8",
+    "GROUP_MAX_EPS", "nearest_int", "njit", "make_qx_quants", "make_q3_quants", "make_qkx1_quants",
+    "make_qkx2_quants", "make_qkx3_quants", "make_qp_quants", "get_scale_min_k4", "c_int8", "c_uint8",
 ]
 
 GROUP_MAX_EPS = f32(1e-15)  # ggml-quants.c: a group whose largest |x| is below this is "all zero"

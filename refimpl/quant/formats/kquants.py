@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..._jit import f32, f32_to_bits, nearest_int, njit
+from ..._jit import f32, f32_to_bits, nearest_int
 from ...floats import fp16_to_fp32, fp32_to_fp16
-from ..kquant_search import (GROUP_MAX_EPS, c_int8, get_scale_min_k4, make_q3_quants, make_qkx2_quants,
+from ..kquant_search import (GROUP_MAX_EPS, njit, c_int8, get_scale_min_k4, make_q3_quants, make_qkx2_quants,
                              make_qkx3_quants, make_qp_quants, make_qx_quants)
 from ..registry import QuantFormat
 
