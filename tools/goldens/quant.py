@@ -262,6 +262,7 @@ def fresh_types(oracle, rng, types: dict[str, int]) -> list[str]:
     fails = []
     for name, tid in types.items():
         ops = OracleOps(oracle, name, tid)
+        oracle.quantize_init(tid)  # quantize_row_iq*_ref asserts without ggml's IQ search tables (as in generate)
         if name not in quant.TYPES:
             fails.append(f"quant/{name}: not implemented in refimpl")
             continue
