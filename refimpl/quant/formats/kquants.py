@@ -820,6 +820,177 @@ def dequantize_row_q8_K(blocks, y):
 
 
 # ---------------------------------------------------------------------------------------------------------------
+# CPU dot products against Q8_K activations (ggml-cpu/quants.c, the *_generic functions of the scalar build).
+# The integer parts are exact (no int32 overflow is reachable: |q8| <= 128, scales <= 63 or int8, bsums int16),
+# so only the float operations must follow the C order: the per-block float terms, the 8 float partial sums
+# sums[l] (l = element index mod 8) of q3_K..q6_K, and the final sumf += sums[0..7].
+
+@njit
+def vec_dot_q2_K_q8_K(n, x, y):
+    # mirrors ggml_vec_dot_q2_K_q8_K_generic
+    sumf = f32(0.0)
+    for i in range(n // QK_K):
+        q2 = x[i]["qs"]
+        q8 = y[i]["qs"]
+        sc = x[i]["scales"]
+        bsums = y[i]["bsums"]
+        summs = 0
+        for j in range(16):
+            summs += i64(bsums[j]) * (i64(sc[j]) >> 4)
+        yd = y[i]["d"]
+        dall = yd * fp16_to_fp32(x[i]["d"])
+        dmin = yd * fp16_to_fp32(x[i]["dmin"])
+        isum = 0
+        s = 0
+        q8o = 0
+        for k in range(QK_K // 128):
+            q2o = 32 * k
+            for shift in range(0, 8, 2):
+                for half in range(2):
+                    d = i64(sc[s]) & 0xF
+                    s += 1
+                    isuml = 0
+                    for l in range(16 * half, 16 * half + 16):
+                        isuml += i64(q8[q8o + l]) * ((i64(q2[q2o + l]) >> shift) & 3)
+                    isum += d * isuml
+                q8o += 32
+        sumf += dall * f32(isum) - dmin * f32(summs)
+    return sumf
+
+
+@njit
+def vec_dot_q3_K_q8_K(n, x, y):
+    # mirrors ggml_vec_dot_q3_K_q8_K_generic
+    sums = np.zeros(8, np.float32)
+    aux32 = np.zeros(8, np.int64)
+    scales = np.zeros(QK_K // 16, np.int64)
+    for i in range(n // QK_K):
+        q3 = x[i]["qs"]
+        hm = x[i]["hmask"]
+        q8 = y[i]["qs"]
+        _q3_K_unpack_scales(x[i]["scales"], scales)  # the kmask1/kmask2 shuffle
+        for l in range(8):
+            aux32[l] = 0
+        for p in range(QK_K):
+            # element p: 128-half h, shift group g, position l; level (q3 >> 2g) & 3, minus 4 if its hmask bit is 0
+            h = p >> 7
+            g = (p >> 5) & 3
+            l = p & 31
+            a = ((i64(q3[32 * h + l]) >> (2 * g)) & 3) - (0 if (i64(hm[l]) >> (4 * h + g)) & 1 else 4)
+            aux32[p & 7] += (scales[p >> 4] - 32) * (i64(q8[p]) * a)
+        d = fp16_to_fp32(x[i]["d"]) * y[i]["d"]
+        for l in range(8):
+            sums[l] += d * f32(aux32[l])
+    sumf = f32(0.0)
+    for l in range(8):
+        sumf += sums[l]
+    return sumf
+
+
+@njit
+def _q45_K_block_isums(q4, qh, q8, scales, aux32):
+    # the integer part of one Q4_K / Q5_K super-block (qh of size 0 for Q4_K): aux32[l % 8] += scale * q8 * a
+    has_qh = qh.size > 0
+    for l in range(8):
+        aux32[l] = 0
+    for j in range(QK_K // 32):
+        # sub-block j: nibble (j & 1) of q4[32*(j >> 1) + l], plus 16 if bit j of qh[l] is set (Q5_K)
+        scale = scales[j]
+        qo = 32 * (j >> 1)
+        shift = 4 * (j & 1)
+        for l in range(32):
+            a = (i64(q4[qo + l]) >> shift) & 0xF
+            if has_qh and (i64(qh[l]) >> j) & 1:
+                a += 16
+            aux32[l & 7] += scale * (i64(q8[32 * j + l]) * a)
+
+
+@njit
+def _q45_K_block_mins(sc, bsums, scales, mins):
+    # the utmp/kmask shuffle of the 12 scale bytes (same values as get_scale_min_k4), then
+    # sumi = sum(bsums[j] * mins[j/2])
+    for j in range(QK_K // 32):
+        scales[j], mins[j] = get_scale_min_k4(j, sc)
+    sumi = 0
+    for j in range(QK_K // 16):
+        sumi += i64(bsums[j]) * mins[j // 2]
+    return sumi
+
+
+@njit
+def vec_dot_q4_K_q8_K(n, x, y):
+    # mirrors ggml_vec_dot_q4_K_q8_K_generic
+    sums = np.zeros(8, np.float32)
+    aux32 = np.zeros(8, np.int64)
+    scales = np.zeros(QK_K // 32, np.int64)
+    mins = np.zeros(QK_K // 32, np.int64)
+    no_qh = np.zeros(0, np.uint8)
+    sumf = f32(0.0)
+    for i in range(n // QK_K):
+        sumi = _q45_K_block_mins(x[i]["scales"], y[i]["bsums"], scales, mins)
+        _q45_K_block_isums(x[i]["qs"], no_qh, y[i]["qs"], scales, aux32)
+        d = fp16_to_fp32(x[i]["d"]) * y[i]["d"]
+        for l in range(8):
+            sums[l] += d * f32(aux32[l])
+        dmin = fp16_to_fp32(x[i]["dmin"]) * y[i]["d"]
+        sumf -= dmin * f32(sumi)
+    for l in range(8):
+        sumf += sums[l]
+    return sumf
+
+
+@njit
+def vec_dot_q5_K_q8_K(n, x, y):
+    # mirrors ggml_vec_dot_q5_K_q8_K_generic (the Q4_K loop plus the fifth bit from qh)
+    sums = np.zeros(8, np.float32)
+    aux32 = np.zeros(8, np.int64)
+    scales = np.zeros(QK_K // 32, np.int64)
+    mins = np.zeros(QK_K // 32, np.int64)
+    sumf = f32(0.0)
+    for i in range(n // QK_K):
+        sumi = _q45_K_block_mins(x[i]["scales"], y[i]["bsums"], scales, mins)
+        _q45_K_block_isums(x[i]["qs"], x[i]["qh"], y[i]["qs"], scales, aux32)
+        d = fp16_to_fp32(x[i]["d"]) * y[i]["d"]
+        for l in range(8):
+            sums[l] += d * f32(aux32[l])
+        dmin = fp16_to_fp32(x[i]["dmin"]) * y[i]["d"]
+        sumf -= dmin * f32(sumi)
+    for l in range(8):
+        sumf += sums[l]
+    return sumf
+
+
+@njit
+def vec_dot_q6_K_q8_K(n, x, y):
+    # mirrors ggml_vec_dot_q6_K_q8_K_generic
+    sums = np.zeros(8, np.float32)
+    aux32 = np.zeros(8, np.int64)
+    for i in range(n // QK_K):
+        ql = x[i]["ql"]
+        qh = x[i]["qh"]
+        sc = x[i]["scales"]
+        q8 = y[i]["qs"]
+        for l in range(8):
+            aux32[l] = 0
+        for p in range(QK_K):
+            # element p: 128-half h, quarter g (0..3), position l: nibble g >> 1 of ql[64h + 32*(g & 1) + l],
+            # high bits 2g..2g+1 of qh[32h + l]
+            h = p >> 7
+            g = (p >> 5) & 3
+            l = p & 31
+            low = (i64(ql[64 * h + 32 * (g & 1) + l]) >> (4 * (g >> 1))) & 0xF
+            a = (low | (((i64(qh[32 * h + l]) >> (2 * g)) & 3) << 4)) - 32
+            aux32[p & 7] += i64(sc[p >> 4]) * (i64(q8[p]) * a)
+        d = fp16_to_fp32(x[i]["d"]) * y[i]["d"]
+        for l in range(8):
+            sums[l] += d * f32(aux32[l])
+    sumf = f32(0.0)
+    for l in range(8):
+        sumf += sums[l]
+    return sumf
+
+
+# ---------------------------------------------------------------------------------------------------------------
 # validation (ggml_validate_row_data)
 
 @njit
@@ -859,30 +1030,36 @@ FORMATS = [
     QuantFormat(
         name="Q2_K", type_id=10, block_size=QK_K, block_dtype=BLOCK_Q2_K, vec_dot_type="Q8_K",
         quantize=quantize_q2_K, quantize_ref=quantize_row_q2_K_ref, dequantize=dequantize_row_q2_K,
+        from_float=quantize_row_q2_K_ref, vec_dot=vec_dot_q2_K_q8_K,
         validate=validate_d_dmin,
         doc="256 values in 16 sub-blocks of 16: 2-bit levels, 4-bit scale and min per sub-block, 2.625 bpw"),
     QuantFormat(
         name="Q3_K", type_id=11, block_size=QK_K, block_dtype=BLOCK_Q3_K, vec_dot_type="Q8_K",
         quantize=quantize_q3_K, quantize_ref=quantize_row_q3_K_ref, dequantize=dequantize_row_q3_K,
+        from_float=quantize_row_q3_K_ref, vec_dot=vec_dot_q3_K_q8_K,
         validate=validate_d,
         doc="256 values in 16 sub-blocks of 16: signed 3-bit levels, signed 6-bit scales, 3.4375 bpw"),
     QuantFormat(
         name="Q4_K", type_id=12, block_size=QK_K, block_dtype=BLOCK_Q4_K, vec_dot_type="Q8_K",
         quantize=quantize_q4_K, quantize_ref=quantize_row_q4_K_ref, dequantize=dequantize_row_q4_K,
+        from_float=quantize_row_q4_K_ref, vec_dot=vec_dot_q4_K_q8_K,
         validate=validate_d_dmin,
         doc="256 values in 8 sub-blocks of 32: 4-bit levels, 6-bit scale and min per sub-block, 4.5 bpw"),
     QuantFormat(
         name="Q5_K", type_id=13, block_size=QK_K, block_dtype=BLOCK_Q5_K, vec_dot_type="Q8_K",
         quantize=quantize_q5_K, quantize_ref=quantize_row_q5_K_ref, dequantize=dequantize_row_q5_K,
+        from_float=quantize_row_q5_K_ref, vec_dot=vec_dot_q5_K_q8_K,
         validate=validate_d_dmin,
         doc="256 values in 8 sub-blocks of 32: 5-bit levels, 6-bit scale and min per sub-block, 5.5 bpw"),
     QuantFormat(
         name="Q6_K", type_id=14, block_size=QK_K, block_dtype=BLOCK_Q6_K, vec_dot_type="Q8_K",
         quantize=quantize_q6_K, quantize_ref=quantize_row_q6_K_ref, dequantize=dequantize_row_q6_K,
+        from_float=quantize_row_q6_K_ref, vec_dot=vec_dot_q6_K_q8_K,
         validate=validate_d,
         doc="256 values in 16 sub-blocks of 16: signed 6-bit levels, int8 scales, 6.5625 bpw"),
     QuantFormat(
         name="Q8_K", type_id=15, block_size=QK_K, block_dtype=BLOCK_Q8_K, vec_dot_type=None,
         quantize_ref=quantize_row_q8_K_ref, dequantize=dequantize_row_q8_K, validate=validate_q8_K,
+        from_float=quantize_row_q8_K_ref,  # quantize_row_q8_K = _generic = the ref (checked with the oracle)
         doc="activations for K-quant dot products: float32 scale, 256 int8 levels, 16 int16 group sums"),
 ]
