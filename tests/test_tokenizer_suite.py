@@ -40,3 +40,32 @@ def test_llama_cpp_tokenizer_suite(name):
     failures = [(s, want, got) for s, want in cases
                 if (got := tok.encode(s, add_special=False, parse_special=False)) != want]
     assert not failures, f"{len(failures)}/{len(cases)} lines differ, first: {failures[0]!r}"
+
+
+NOJIT_SCRIPT = r"""
+import sys
+sys.path.insert(0, {tests!r})
+from test_tokenizer_suite import read_tests
+from sdist import vocab_dir
+from refimpl.tokenizer import Tokenizer
+for name in ("gpt-2", "llama-bpe", "qwen35"):
+    path = vocab_dir() / f"ggml-vocab-{{name}}.gguf"
+    tok = Tokenizer.from_gguf(path)
+    for s, want in read_tests(path):
+        assert tok.encode(s, add_special=False, parse_special=False) == want, (name, s)
+print("ok")
+"""
+
+
+def test_splitters_without_jit():
+    """The numba splitters are plain Python: the suite lines of three pre-tokenizers pass interpreted too."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    env = dict(os.environ, NUMBA_DISABLE_JIT="1")
+    tests = str(Path(__file__).parent)
+    r = subprocess.run([sys.executable, "-c", NOJIT_SCRIPT.format(tests=tests)], env=env, capture_output=True,
+                       text=True, timeout=600)
+    assert r.returncode == 0 and r.stdout.strip().endswith("ok"), r.stderr[-3000:]
