@@ -400,6 +400,13 @@ def quantize_row_iq3_s_ref(x, blocks):
 
 
 @njit
+def _signed(v, negative):
+    """C's ``v * (negative ? -1.f : 1.f)`` as the compiled ggml computes it: a sign flip, which also flips the sign
+    of a NaN (the golden shows it); a real float multiply by -1 keeps a NaN's sign on x86, so negate explicitly."""
+    return -v if negative else v
+
+
+@njit
 def dequantize_row_iq3_xxs(blocks, y):
     # mirrors dequantize_row_iq3_xxs (ggml-quants.c)
     grid = IQ3XXS_GRID_F32
@@ -416,8 +423,8 @@ def dequantize_row_iq3_xxs(blocks, y):
                 g1 = int(qs[8 * ib32 + 2 * l])
                 g2 = int(qs[8 * ib32 + 2 * l + 1])
                 for j in range(4):
-                    y[o + j] = db * grid[g1, j] * (f32(-1.0) if signs & KMASK[j] else f32(1.0))
-                    y[o + j + 4] = db * grid[g2, j] * (f32(-1.0) if signs & KMASK[j + 4] else f32(1.0))
+                    y[o + j] = _signed(db * grid[g1, j], signs & KMASK[j])
+                    y[o + j + 4] = _signed(db * grid[g2, j], signs & KMASK[j + 4])
                 o += 8
 
 
@@ -445,8 +452,8 @@ def dequantize_row_iq3_s(blocks, y):
                     g2 = int(qs[q0 + 2 * l + 1]) | ((h << (7 - 2 * l)) & 256)
                     sg = int(signs[s0 + l])
                     for j in range(4):
-                        y[o + j] = db * grid[g1, j] * (f32(-1.0) if sg & KMASK[j] else f32(1.0))
-                        y[o + j + 4] = db * grid[g2, j] * (f32(-1.0) if sg & KMASK[j + 4] else f32(1.0))
+                        y[o + j] = _signed(db * grid[g1, j], sg & KMASK[j])
+                        y[o + j + 4] = _signed(db * grid[g2, j], sg & KMASK[j + 4])
                     o += 8
 
 
