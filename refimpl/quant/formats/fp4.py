@@ -18,7 +18,9 @@ import math
 import numpy as np
 
 from ..._jit import f32, f32_from_bits, f32_to_bits, njit
+from ...floats import fp16_to_fp32
 from ..registry import QuantFormat
+from .legacy import BLOCK_Q8_0  # the activation blocks vec_dot reads: F16 d, int8 qs[32]
 
 QK_MXFP4 = 32
 QK_NVFP4 = 64
@@ -280,15 +282,61 @@ def validate_nvfp4(blocks):
     return True
 
 
+# ----------------------------------------------------------------------------- CPU side: from_float, vec_dot
+# type_traits_cpu (ggml-cpu.c): from_float is quantize_row_mxfp4/nvfp4 (ggml-cpu/quants.c), which just call the
+# _ref functions; vec_dot runs against Q8_0 activations.  Integer sums are exact; the float steps follow the C.
+assert BLOCK_Q8_0["qs"].shape[0] == QK_MXFP4 == QK_NVFP4 // 2  # static_assert(QK_MXFP4 == QK8_0) in ggml
+
+@njit
+def vec_dot_mxfp4_q8_0(n, x, y):
+    # mirrors ggml_vec_dot_mxfp4_q8_0_generic (ggml-cpu/quants.c): one Q8_0 block per MXFP4 block
+    sumf = f32(0.0)
+    for ib in range(n // QK_MXFP4):
+        d = fp16_to_fp32(y[ib]["d"]) * e8m0_to_fp32_half(x[ib]["e"])
+        xq = x[ib]["qs"]
+        yq = y[ib]["qs"]
+        sumi1 = 0
+        sumi2 = 0
+        for j in range(QK_MXFP4 // 2):
+            q = int(xq[j])
+            sumi1 += np.int64(yq[j]) * np.int64(KVALUES_MXFP4[q & 0xF])
+            sumi2 += np.int64(yq[j + QK_MXFP4 // 2]) * np.int64(KVALUES_MXFP4[q >> 4])
+        sumf += d * f32(sumi1 + sumi2)
+    return sumf
+
+
+@njit
+def vec_dot_nvfp4_q8_0(n, x, y):
+    # mirrors ggml_vec_dot_nvfp4_q8_0_generic (ggml-cpu/quants.c): one NVFP4 block = two Q8_0 blocks; sub-block s
+    # reads Q8_0 block 2*ib + s/2 from offset 16*(s%2)
+    sumf = f32(0.0)
+    for ib in range(n // QK_NVFP4):
+        xq = x[ib]["qs"]
+        for s in range(QK_NVFP4 // QK_NVFP4_SUB):
+            d = ue4m3_to_fp32(x[ib]["d"][s])
+            yb = y[2 * ib + s // 2]
+            q8_off = (s % 2) * QK_NVFP4_SUB
+            dy = fp16_to_fp32(yb["d"])
+            yq = yb["qs"]
+            sumi_lo = 0
+            sumi_hi = 0
+            for j in range(QK_NVFP4_SUB // 2):
+                qv = int(xq[s * (QK_NVFP4_SUB // 2) + j])
+                sumi_lo += np.int64(yq[q8_off + j]) * np.int64(KVALUES_MXFP4[qv & 0xF])
+                sumi_hi += np.int64(yq[q8_off + j + QK_NVFP4_SUB // 2]) * np.int64(KVALUES_MXFP4[qv >> 4])
+            sumf += dy * d * f32(sumi_lo + sumi_hi)  # (dy * d) * sum, left to right
+    return sumf
+
+
 FORMATS = [
     QuantFormat(
         name="MXFP4", type_id=39, block_size=QK_MXFP4, block_dtype=BLOCK_MXFP4, vec_dot_type="Q8_0",
         quantize=quantize_mxfp4, quantize_ref=quantize_row_mxfp4_ref, dequantize=dequantize_row_mxfp4,
-        validate=validate_mxfp4,
+        validate=validate_mxfp4, from_float=quantize_row_mxfp4_ref, vec_dot=vec_dot_mxfp4_q8_0,
         doc="32 E2M1 (4-bit float) values sharing one E8M0 power-of-two scale, 4.25 bits per weight"),
     QuantFormat(
         name="NVFP4", type_id=40, block_size=QK_NVFP4, block_dtype=BLOCK_NVFP4, vec_dot_type="Q8_0",
         quantize=quantize_nvfp4, quantize_ref=quantize_row_nvfp4_ref, dequantize=dequantize_row_nvfp4,
-        validate=validate_nvfp4,
+        validate=validate_nvfp4, from_float=quantize_row_nvfp4_ref, vec_dot=vec_dot_nvfp4_q8_0,
         doc="64 E2M1 values in four sub-blocks of 16, each with a UE4M3 scale, 4.5 bits per weight"),
 ]

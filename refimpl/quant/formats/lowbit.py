@@ -14,6 +14,7 @@ import numpy as np
 from ..._jit import f32, njit, roundf
 from ...floats import fp16_to_fp32, fp32_to_fp16
 from ..registry import QuantFormat
+from .legacy import BLOCK_Q8_0  # the activation blocks vec_dot reads: F16 d, int8 qs[32]
 
 QK1_0 = 128
 QK2_0 = 64
@@ -129,15 +130,66 @@ def validate_d_f16(blocks):
     return True
 
 
+# ----------------------------------------------------------------------------- CPU side: from_float, vec_dot
+# type_traits_cpu (ggml-cpu.c): from_float is quantize_row_q1_0/q2_0 (ggml-cpu/quants.c), which just call the _ref
+# functions; vec_dot runs against Q8_0 activations.  Integer sums are exact; the float steps follow the C.
+assert QK1_0 == 4 * BLOCK_Q8_0["qs"].shape[0] and QK2_0 == 2 * BLOCK_Q8_0["qs"].shape[0]
+
+@njit
+def vec_dot_q1_0_q8_0(n, x, y):
+    # mirrors ggml_vec_dot_q1_0_q8_0_generic (ggml-cpu/quants.c): one Q1_0 block (128) spans four Q8_0 blocks;
+    # each gets its own float scale product, summed in float per Q1_0 block, then scaled by the Q1_0 d
+    sumf = f32(0.0)
+    for i in range(n // QK1_0):
+        d0 = fp16_to_fp32(x[i]["d"])
+        xq = x[i]["qs"]
+        sumi = f32(0.0)
+        for k in range(4):
+            yb = y[i * 4 + k]
+            d1 = fp16_to_fp32(yb["d"])
+            yq = yb["qs"]
+            sumi_block = 0
+            for b in range(4):
+                mask = int(xq[k * 4 + b])
+                for bit in range(8):
+                    v = np.int64(yq[b * 8 + bit])
+                    sumi_block += v if (mask >> bit) & 1 else -v  # bit set: +qy, clear: -qy (-(-128) = 128)
+            sumi += d1 * f32(sumi_block)
+        sumf += d0 * sumi
+    return sumf
+
+
+@njit
+def vec_dot_q2_0_q8_0(n, x, y):
+    # mirrors ggml_vec_dot_q2_0_q8_0_generic (ggml-cpu/quants.c): one Q2_0 block (64) spans two Q8_0 blocks
+    sumf = f32(0.0)
+    for i in range(n // QK2_0):
+        d0 = fp16_to_fp32(x[i]["d"])
+        xq = x[i]["qs"]
+        sumi = f32(0.0)
+        for k in range(2):
+            yb = y[i * 2 + k]
+            d1 = fp16_to_fp32(yb["d"])
+            yq = yb["qs"]
+            sumi_block = 0
+            for b in range(8):
+                byte = int(xq[k * 8 + b])
+                for c in range(4):
+                    sumi_block += (((byte >> (2 * c)) & 3) - 1) * np.int64(yq[b * 4 + c])
+            sumi += d1 * f32(sumi_block)
+        sumf += d0 * sumi
+    return sumf
+
+
 FORMATS = [
     QuantFormat(
         name="Q1_0", type_id=41, block_size=QK1_0, block_dtype=BLOCK_Q1_0, vec_dot_type="Q8_0",
         quantize=quantize_q1_0, quantize_ref=quantize_row_q1_0_ref, dequantize=dequantize_row_q1_0,
-        validate=validate_d_f16,
+        validate=validate_d_f16, from_float=quantize_row_q1_0_ref, vec_dot=vec_dot_q1_0_q8_0,
         doc="128 signs (+-d) with one F16 scale, the mean |x|, 1.125 bits per weight"),
     QuantFormat(
         name="Q2_0", type_id=42, block_size=QK2_0, block_dtype=BLOCK_Q2_0, vec_dot_type="Q8_0",
         quantize=quantize_q2_0, quantize_ref=quantize_row_q2_0_ref, dequantize=dequantize_row_q2_0,
-        validate=validate_d_f16,
+        validate=validate_d_f16, from_float=quantize_row_q2_0_ref, vec_dot=vec_dot_q2_0_q8_0,
         doc="64 two-bit codes (-1, 0, +1, +2) times one F16 scale, the max |x|, 2.25 bits per weight"),
 ]

@@ -14,6 +14,7 @@ import numpy as np
 from ..._jit import f32, njit, roundf
 from ...floats import fp16_to_fp32, fp32_to_fp16
 from ..registry import QuantFormat
+from .kquants import BLOCK_Q8_K  # the activation blocks vec_dot reads: float32 d, int8 qs[256], int16 bsums[16]
 
 QK_K = 256
 
@@ -186,15 +187,65 @@ def validate_d_f16(blocks):
     return True
 
 
+# ----------------------------------------------------------------------------- CPU side: from_float, vec_dot
+# type_traits_cpu (ggml-cpu.c): from_float is quantize_row_tq{1,2}_0 (ggml-cpu/quants.c), which just calls the
+# _ref function; vec_dot runs against Q8_K activations (only its d and qs are read, not bsums).  The integer sum of
+# a block is exact (|sum| <= 256*128), so only the float steps follow the C order.
+assert BLOCK_Q8_K["qs"].shape[0] == QK_K
+
+@njit
+def vec_dot_tq1_0_q8_K(n, x, y):
+    # mirrors ggml_vec_dot_tq1_0_q8_K_generic (ggml-cpu/quants.c); trits in the dequantize order above
+    sumf = f32(0.0)
+    for i in range(n // QK_K):
+        xq = x[i]["qs"]
+        xh = x[i]["qh"]
+        yq = y[i]["qs"]
+        total = 0
+        for m in range(32):
+            b = np.uint32(xq[m])
+            for l in range(5):
+                total += (int(_trit(b, l)) - 1) * np.int64(yq[l * 32 + m])
+        for m in range(16):
+            b = np.uint32(xq[32 + m])
+            for l in range(5):
+                total += (int(_trit(b, l)) - 1) * np.int64(yq[160 + l * 16 + m])
+        for j in range(4):
+            b = np.uint32(xh[j])
+            for l in range(4):
+                total += (int(_trit(b, l)) - 1) * np.int64(yq[240 + l * 4 + j])
+        # (float) sum * (GGML_CPU_FP16_TO_FP32(x.d) * y.d)
+        sumf += f32(total) * (fp16_to_fp32(x[i]["d"]) * y[i]["d"])
+    return sumf
+
+
+@njit
+def vec_dot_tq2_0_q8_K(n, x, y):
+    # mirrors ggml_vec_dot_tq2_0_q8_K_generic (ggml-cpu/quants.c)
+    sumf = f32(0.0)
+    for i in range(n // QK_K):
+        xq = x[i]["qs"]
+        yq = y[i]["qs"]
+        total = 0
+        for j in range(2):
+            for m in range(32):
+                b = int(xq[j * 32 + m])
+                for l in range(4):
+                    total += np.int64(yq[j * 128 + l * 32 + m]) * (((b >> (l * 2)) & 3) - 1)
+        d = y[i]["d"] * fp16_to_fp32(x[i]["d"])  # y.d * GGML_CPU_FP16_TO_FP32(x.d)
+        sumf += f32(total) * d
+    return sumf
+
+
 FORMATS = [
     QuantFormat(
         name="TQ1_0", type_id=34, block_size=QK_K, block_dtype=BLOCK_TQ1_0, vec_dot_type="Q8_K",
         quantize=quantize_tq1_0, quantize_ref=quantize_row_tq1_0_ref, dequantize=dequantize_row_tq1_0,
-        validate=validate_d_f16,
+        validate=validate_d_f16, from_float=quantize_row_tq1_0_ref, vec_dot=vec_dot_tq1_0_q8_K,
         doc="256 ternary weights, 5 trits per byte in base 3, one F16 scale, 1.6875 bits per weight"),
     QuantFormat(
         name="TQ2_0", type_id=35, block_size=QK_K, block_dtype=BLOCK_TQ2_0, vec_dot_type="Q8_K",
         quantize=quantize_tq2_0, quantize_ref=quantize_row_tq2_0_ref, dequantize=dequantize_row_tq2_0,
-        validate=validate_d_f16,
+        validate=validate_d_f16, from_float=quantize_row_tq2_0_ref, vec_dot=vec_dot_tq2_0_q8_K,
         doc="256 ternary weights as 2-bit codes, one F16 scale, 2.0625 bits per weight"),
 ]
