@@ -56,6 +56,28 @@ def _imatrix_weights(xb, qw, sigma2, weight):
         weight[j] = qw[j] * f32(np.sqrt(sigma2 + xb[j] * xb[j]))
 
 
+@njit(inline="always")  # numba-IR inlining: as a call it is not faster than the scalar loop (measured)
+def _block_codes(x, o, n, offset, scale, bias, hi, L):
+    """``L[j] = (uint8_t) MIN(hi, (int8_t)((x[o+j] - offset)*scale + bias))`` for j < n: the truncating casts of
+    the reference quantizers (Q4_0: offset 0 and bias 8.5; ``x - 0.0f == x`` bit for bit, so this is ``x*id + 8.5f``).
+
+    The first loop is the fast path: for values in (-129, 128) the int8 cast is a plain truncation, so it clamps
+    into that range (which also maps NaN somewhere harmless) and converts with a 32-bit truncation that LLVM
+    vectorizes (``n`` comes from the array sizes at run time; a constant 32 gets fully unrolled, unvectorized).
+    If any value was outside the range (NaN, Inf, 1/d overflow) the block is redone with the exact C cast."""
+    ok = True
+    for j in range(n):
+        v = (x[o + j] - offset) * scale + bias
+        ok &= (v > f32(-129.0)) & (v < f32(128.0))
+        c = v if v > f32(-129.0) else f32(-129.0)
+        c = c if c < f32(128.0) else f32(128.0)
+        L[j] = np.uint8(min(np.int32(hi), np.int32(c)) & np.int32(0xFF))
+    if not ok:
+        for j in range(n):
+            v = (x[o + j] - offset) * scale + bias
+            L[j] = min(hi, to_int8(c_float_to_int32(v))) & 0xFF
+
+
 @njit
 def _store_q5_nibbles(qs, qh_bytes, L):
     # the low 4 bits of L[j], L[j+16] share qs[j]; the 5th bits go to bit j / j+16 of the little-endian qh word
@@ -81,6 +103,10 @@ def _load_qh(qh_bytes):
 @njit
 def quantize_row_q4_0_ref(x, y):
     # mirrors quantize_row_q4_0_ref (ggml-quants.c)
+    if y.shape[0] == 0:
+        return
+    qk = x.size // y.shape[0]  # == QK, at run time (see _block_codes)
+    L = np.empty(QK, dtype=np.uint8)
     for i in range(y.shape[0]):
         o = i * QK
         amax = f32(0.0)
@@ -93,14 +119,11 @@ def quantize_row_q4_0_ref(x, y):
         d = mx / f32(-8.0)
         iv = f32(1.0) / d if d != 0 else f32(0.0)
         y[i]["d"] = fp32_to_fp16(d)
+        # MIN(15, (int8_t)(x*id + 8.5f)) stored through uint8_t: a negative int8 would wrap to a large byte
+        _block_codes(x, o, qk, f32(0.0), iv, f32(8.5), 15, L)
         qs = y[i]["qs"]
         for j in range(QK // 2):
-            x0 = x[o + j] * iv
-            x1 = x[o + QK // 2 + j] * iv
-            # MIN(15, (int8_t)(x + 8.5f)) then stored through uint8_t: a negative int8 wraps to a large byte
-            xi0 = min(15, to_int8(c_float_to_int32(x0 + f32(8.5)))) & 0xFF
-            xi1 = min(15, to_int8(c_float_to_int32(x1 + f32(8.5)))) & 0xFF
-            qs[j] = (xi0 | (xi1 << 4)) & 0xFF
+            qs[j] = (int(L[j]) | (int(L[j + QK // 2]) << 4)) & 0xFF
 
 
 @njit
@@ -149,6 +172,10 @@ def dequantize_row_q4_0(x, y):
 @njit
 def quantize_row_q4_1_ref(x, y):
     # mirrors quantize_row_q4_1_ref (ggml-quants.c)
+    if y.shape[0] == 0:
+        return
+    qk = x.size // y.shape[0]  # == QK, at run time (see _block_codes)
+    L = np.empty(QK, dtype=np.uint8)
     for i in range(y.shape[0]):
         o = i * QK
         mn = FLT_MAX
@@ -163,13 +190,11 @@ def quantize_row_q4_1_ref(x, y):
         iv = f32(1.0) / d if d != 0 else f32(0.0)
         y[i]["d"] = fp32_to_fp16(d)
         y[i]["m"] = fp32_to_fp16(mn)
+        # MIN(15, (int8_t)((x - min)*id + 0.5f))
+        _block_codes(x, o, qk, mn, iv, f32(0.5), 15, L)
         qs = y[i]["qs"]
         for j in range(QK // 2):
-            x0 = (x[o + j] - mn) * iv
-            x1 = (x[o + QK // 2 + j] - mn) * iv
-            xi0 = min(15, to_int8(c_float_to_int32(x0 + f32(0.5)))) & 0xFF
-            xi1 = min(15, to_int8(c_float_to_int32(x1 + f32(0.5)))) & 0xFF
-            qs[j] = (xi0 | (xi1 << 4)) & 0xFF
+            qs[j] = (int(L[j]) | (int(L[j + QK // 2]) << 4)) & 0xFF
 
 
 @njit
@@ -221,6 +246,9 @@ def dequantize_row_q4_1(x, y):
 @njit
 def quantize_row_q5_0_ref(x, y):
     # mirrors quantize_row_q5_0_ref (ggml-quants.c)
+    if y.shape[0] == 0:
+        return
+    qk = x.size // y.shape[0]  # == QK, at run time (see _block_codes)
     L = np.empty(QK, dtype=np.uint8)
     for i in range(y.shape[0]):
         o = i * QK
@@ -234,9 +262,8 @@ def quantize_row_q5_0_ref(x, y):
         d = mx / f32(-16.0)
         iv = f32(1.0) / d if d != 0 else f32(0.0)
         y[i]["d"] = fp32_to_fp16(d)
-        for j in range(QK):
-            # (uint8_t) MIN(31, (int8_t)(x + 16.5f))
-            L[j] = min(31, to_int8(c_float_to_int32(x[o + j] * iv + f32(16.5)))) & 0xFF
+        # (uint8_t) MIN(31, (int8_t)(x*id + 16.5f))
+        _block_codes(x, o, qk, f32(0.0), iv, f32(16.5), 31, L)
         _store_q5_nibbles(y[i]["qs"], y[i]["qh"], L)
 
 
@@ -287,6 +314,9 @@ def dequantize_row_q5_0(x, y):
 @njit
 def quantize_row_q5_1_ref(x, y):
     # mirrors quantize_row_q5_1_ref (ggml-quants.c)
+    if y.shape[0] == 0:
+        return
+    qk = x.size // y.shape[0]  # == QK, at run time (see _block_codes)
     L = np.empty(QK, dtype=np.uint8)
     for i in range(y.shape[0]):
         o = i * QK
@@ -302,9 +332,9 @@ def quantize_row_q5_1_ref(x, y):
         iv = f32(1.0) / d if d != 0 else f32(0.0)
         y[i]["d"] = fp32_to_fp16(d)
         y[i]["m"] = fp32_to_fp16(mn)
-        for j in range(QK):
-            # (uint8_t)(x + 0.5f): no clamp in the C
-            L[j] = c_float_to_int32((x[o + j] - mn) * iv + f32(0.5)) & 0xFF
+        # (uint8_t)((x - min)*id + 0.5f): no clamp in the C (hi = 255 makes the MIN a no-op; the low 8 bits of the
+        # int8 cast equal those of the uint8 cast)
+        _block_codes(x, o, qk, mn, iv, f32(0.5), 255, L)
         _store_q5_nibbles(y[i]["qs"], y[i]["qh"], L)
 
 
