@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..._jit import f32, nearest_int, njit
+from ..._jit import f32, f32_from_bits, f32_to_bits, nearest_int, njit
 from ...floats import fp16_to_fp32, fp32_to_fp16
 from ..iq_tables import IQ3S_GRID, IQ3XXS_GRID, KMASK_IQ2XS, KSIGNS_IQ2XS
 from ..registry import QuantFormat
@@ -399,11 +399,15 @@ def quantize_row_iq3_s_ref(x, blocks):
     _quantize_rows_s(x.reshape(1, -1), np.zeros(0, np.float32), blocks.reshape(1, -1), *_grid_bytes(512))
 
 
+# C's `v * (sign bit ? -1.f : 1.f)` is compiled to a sign flip (the goldens show NaNs changing sign, which a real
+# multiply by -1 would not do on x86).  refimpl flips the sign bit directly, branch-free: SIGN_XOR[s, j] is
+# 0x80000000 where bit j of the sign byte s is set.
+SIGN_XOR = np.array([[0x80000000 if (s >> j) & 1 else 0 for j in range(8)] for s in range(256)], dtype=np.uint32)
+
+
 @njit
-def _signed(v, negative):
-    """C's ``v * (negative ? -1.f : 1.f)`` as the compiled ggml computes it: a sign flip, which also flips the sign
-    of a NaN (the golden shows it); a real float multiply by -1 keeps a NaN's sign on x86, so negate explicitly."""
-    return -v if negative else v
+def _signed(v, xor_mask):
+    return f32_from_bits(f32_to_bits(v) ^ xor_mask)
 
 
 @njit
@@ -419,12 +423,12 @@ def dequantize_row_iq3_xxs(blocks, y):
             aux32 = int(qs[sb]) | (int(qs[sb + 1]) << 8) | (int(qs[sb + 2]) << 16) | (int(qs[sb + 3]) << 24)
             db = d * (f32(0.5) + f32(aux32 >> 28)) * f32(0.5)
             for l in range(4):
-                signs = KSIGNS[(aux32 >> (7 * l)) & 127]
+                signs = KSIGNS[(aux32 >> (7 * l)) & 127]  # 7 stored bits -> 8 with even parity
                 g1 = int(qs[8 * ib32 + 2 * l])
                 g2 = int(qs[8 * ib32 + 2 * l + 1])
                 for j in range(4):
-                    y[o + j] = _signed(db * grid[g1, j], signs & KMASK[j])
-                    y[o + j + 4] = _signed(db * grid[g2, j], signs & KMASK[j + 4])
+                    y[o + j] = _signed(db * grid[g1, j], SIGN_XOR[signs, j])
+                    y[o + j + 4] = _signed(db * grid[g2, j], SIGN_XOR[signs, j + 4])
                 o += 8
 
 
@@ -452,8 +456,8 @@ def dequantize_row_iq3_s(blocks, y):
                     g2 = int(qs[q0 + 2 * l + 1]) | ((h << (7 - 2 * l)) & 256)
                     sg = int(signs[s0 + l])
                     for j in range(4):
-                        y[o + j] = _signed(db * grid[g1, j], sg & KMASK[j])
-                        y[o + j + 4] = _signed(db * grid[g2, j], sg & KMASK[j + 4])
+                        y[o + j] = _signed(db * grid[g1, j], SIGN_XOR[sg, j])
+                        y[o + j + 4] = _signed(db * grid[g2, j], SIGN_XOR[sg, j + 4])
                     o += 8
 
 
