@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..._jit import f32, f32_to_bits, nearest_int
+from ..._jit import f32, f32_from_bits, f32_to_bits, nearest_int
 from ...floats import fp16_to_fp32, fp32_to_fp16
 from ..kquant_search import (GROUP_MAX_EPS, njit, c_int8, get_scale_min_k4, make_q3_quants, make_qkx2_quants,
                              make_qkx3_quants, make_qp_quants, make_qx_quants)
@@ -824,6 +824,34 @@ def dequantize_row_q8_K(blocks, y):
 # The integer parts are exact (no int32 overflow is reachable: |q8| <= 128, scales <= 63 or int8, bsums int16),
 # so only the float operations must follow the C order: the per-block float terms, the 8 float partial sums
 # sums[l] (l = element index mod 8) of q3_K..q6_K, and the final sumf += sums[0..7].
+#
+# NaN payloads: when both operands of an x86 SSE add/mul are NaN, the result is the first (destination) operand,
+# quieted.  Which operand that is depends on how the compiler ordered the commutative operation, which numba/LLVM
+# does not promise to preserve, so the operations where two NaNs can meet (raw F16 d/dmin times a raw Q8_K d, and
+# the float accumulations) are pinned with _mul_nan_first / _add_nan_first, in the operand order read from the
+# disassembly of the oracle's libggml-cpu.so (gcc, scalar build).  E.g. q4_K/q5_K compute dmin as y.d * x.dmin
+# and gcc commuted one add of the final sum.
+
+
+@njit
+def _quiet_nan(a):
+    return f32_from_bits(f32_to_bits(a) | np.uint32(0x00400000))
+
+
+@njit
+def _mul_nan_first(a, b):
+    # a * b, and if a is NaN, a (quieted) whatever b is: x86 `mulss b, a`
+    if a != a:
+        return _quiet_nan(a)
+    return a * b
+
+
+@njit
+def _add_nan_first(a, b):
+    # a + b, and if a is NaN, a (quieted) whatever b is: x86 `addss b, a`
+    if a != a:
+        return _quiet_nan(a)
+    return a + b
 
 @njit
 def vec_dot_q2_K_q8_K(n, x, y):
@@ -838,8 +866,8 @@ def vec_dot_q2_K_q8_K(n, x, y):
         for j in range(16):
             summs += i64(bsums[j]) * (i64(sc[j]) >> 4)
         yd = y[i]["d"]
-        dall = yd * fp16_to_fp32(x[i]["d"])
-        dmin = yd * fp16_to_fp32(x[i]["dmin"])
+        dall = _mul_nan_first(fp16_to_fp32(x[i]["d"]), yd)
+        dmin = _mul_nan_first(fp16_to_fp32(x[i]["dmin"]), yd)
         isum = 0
         s = 0
         q8o = 0
@@ -854,7 +882,7 @@ def vec_dot_q2_K_q8_K(n, x, y):
                         isuml += i64(q8[q8o + l]) * ((i64(q2[q2o + l]) >> shift) & 3)
                     isum += d * isuml
                 q8o += 32
-        sumf += dall * f32(isum) - dmin * f32(summs)
+        sumf = _add_nan_first(sumf, dall * f32(isum) - dmin * f32(summs))
     return sumf
 
 
@@ -878,12 +906,12 @@ def vec_dot_q3_K_q8_K(n, x, y):
             l = p & 31
             a = ((i64(q3[32 * h + l]) >> (2 * g)) & 3) - (0 if (i64(hm[l]) >> (4 * h + g)) & 1 else 4)
             aux32[p & 7] += (scales[p >> 4] - 32) * (i64(q8[p]) * a)
-        d = fp16_to_fp32(x[i]["d"]) * y[i]["d"]
+        d = _mul_nan_first(fp16_to_fp32(x[i]["d"]), y[i]["d"])
         for l in range(8):
-            sums[l] += d * f32(aux32[l])
+            sums[l] = _add_nan_first(sums[l], d * f32(aux32[l]))
     sumf = f32(0.0)
     for l in range(8):
-        sumf += sums[l]
+        sumf = _add_nan_first(sumf, sums[l])
     return sumf
 
 
@@ -929,13 +957,15 @@ def vec_dot_q4_K_q8_K(n, x, y):
     for i in range(n // QK_K):
         sumi = _q45_K_block_mins(x[i]["scales"], y[i]["bsums"], scales, mins)
         _q45_K_block_isums(x[i]["qs"], no_qh, y[i]["qs"], scales, aux32)
-        d = fp16_to_fp32(x[i]["d"]) * y[i]["d"]
+        d = _mul_nan_first(fp16_to_fp32(x[i]["d"]), y[i]["d"])
         for l in range(8):
-            sums[l] += d * f32(aux32[l])
-        dmin = fp16_to_fp32(x[i]["dmin"]) * y[i]["d"]
+            sums[l] = _add_nan_first(sums[l], d * f32(aux32[l]))
+        dmin = _mul_nan_first(y[i]["d"], fp16_to_fp32(x[i]["dmin"]))
         sumf -= dmin * f32(sumi)
-    for l in range(8):
-        sumf += sums[l]
+    sumf = _add_nan_first(sumf, sums[0])
+    sumf = _add_nan_first(sums[1], sumf)  # gcc commuted this one add
+    for l in range(2, 8):
+        sumf = _add_nan_first(sumf, sums[l])
     return sumf
 
 
@@ -950,13 +980,14 @@ def vec_dot_q5_K_q8_K(n, x, y):
     for i in range(n // QK_K):
         sumi = _q45_K_block_mins(x[i]["scales"], y[i]["bsums"], scales, mins)
         _q45_K_block_isums(x[i]["qs"], x[i]["qh"], y[i]["qs"], scales, aux32)
-        d = fp16_to_fp32(x[i]["d"]) * y[i]["d"]
+        d = _mul_nan_first(fp16_to_fp32(x[i]["d"]), y[i]["d"])
         for l in range(8):
-            sums[l] += d * f32(aux32[l])
-        dmin = fp16_to_fp32(x[i]["dmin"]) * y[i]["d"]
+            sums[l] = _add_nan_first(sums[l], d * f32(aux32[l]))
+        dmin = _mul_nan_first(y[i]["d"], fp16_to_fp32(x[i]["dmin"]))
         sumf -= dmin * f32(sumi)
-    for l in range(8):
-        sumf += sums[l]
+    sumf = _add_nan_first(sums[0], sumf)  # gcc commuted the first add
+    for l in range(1, 8):
+        sumf = _add_nan_first(sumf, sums[l])
     return sumf
 
 
@@ -981,12 +1012,12 @@ def vec_dot_q6_K_q8_K(n, x, y):
             low = (i64(ql[64 * h + 32 * (g & 1) + l]) >> (4 * (g >> 1))) & 0xF
             a = (low | (((i64(qh[32 * h + l]) >> (2 * g)) & 3) << 4)) - 32
             aux32[p & 7] += i64(sc[p >> 4]) * (i64(q8[p]) * a)
-        d = fp16_to_fp32(x[i]["d"]) * y[i]["d"]
+        d = _mul_nan_first(fp16_to_fp32(x[i]["d"]), y[i]["d"])
         for l in range(8):
-            sums[l] += d * f32(aux32[l])
+            sums[l] = _add_nan_first(sums[l], d * f32(aux32[l]))
     sumf = f32(0.0)
     for l in range(8):
-        sumf += sums[l]
+        sumf = _add_nan_first(sumf, sums[l])
     return sumf
 
 
