@@ -14,7 +14,19 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..._jit import f32, nearest_int, njit
+from ..._jit import f32, nearest_int
+from ..._jit import njit as _njit
+
+
+def njit(fn=None, **kwargs):
+    """``refimpl._jit.njit`` with numba's "numpy" error model, for every kernel of these formats: a float division
+    by zero gives Inf/NaN as in C instead of raising ZeroDivisionError (numba's default "python" model).  ggml's
+    quantizers divide by zero on degenerate input, e.g. ``iscale = nmax/(max - min)`` then ``1/iscale`` when a
+    block holds an Inf.  Usable bare (``@njit``) or with options (``@njit(inline="always")``)."""
+    kwargs.setdefault("error_model", "numpy")
+    if fn is None:
+        return _njit(**kwargs)
+    return _njit(**kwargs)(fn)
 
 GROUP_MAX_EPS = f32(1e-15)  # ggml-quants.c: below this block maximum, a block is "all zero"
 

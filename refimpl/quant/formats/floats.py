@@ -22,9 +22,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..._jit import njit
 from ...floats import bf16_to_fp32, fp16_to_fp32, fp32_to_bf16, fp32_to_fp16
 from ..registry import QuantFormat
+from .common import njit
 
 
 # ------------------------------------------------------------------------------------------------------ F32

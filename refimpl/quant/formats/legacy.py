@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..._jit import f32, njit, roundf
+from ..._jit import f32, roundf
 from ...floats import fp16_to_fp32, fp32_to_fp16
 from ..registry import QuantFormat
-from .common import c_float_to_int32, make_qkx3_quants, make_qx_quants, to_int8
+from .common import c_float_to_int32, make_qkx3_quants, make_qx_quants, njit, to_int8
 
 QK = 32  # QK4_0 == QK4_1 == QK5_0 == QK5_1 == QK8_0 == QK8_1
 
