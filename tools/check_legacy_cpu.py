@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Interactive check of the CPU-side kernels of the float and legacy types against the live oracle.
+"""Interactive check of the float and legacy types against the live oracle: CPU kernels and degenerate inputs.
 
     /work/venv/bin/python tools/check_legacy_cpu.py [--seed N] [--trials N]
 
@@ -7,7 +7,9 @@ For F32 F16 BF16 Q4_0 Q4_1 Q5_0 Q5_1 Q8_0 Q8_1: ``from_float`` against ``Oracle.
 .from_float), and ``vec_dot`` against ``Oracle.vec_dot`` on random rows (weights from refimpl's quantizer or random
 raw bytes with finite scales, activations through the vec_dot_type's from_float).  Not a test: the goldens for
 vec_dot/matmul live in golden/matmul; this is the quick fresh-case check for the kernels in
-refimpl/quant/formats/{floats,legacy}.py.  Prints one line per type and exits 1 on any difference.
+refimpl/quant/formats/{floats,legacy}.py.  Also quantizes degenerate rows (NaN, +-Inf, subnormal blocks, huge and
+tiny scales, imatrix with negative weights) against ``ggml_quantize_chunk``, which the golden inputs do not cover.
+Prints one line per type and exits 1 on any difference.
 """
 from __future__ import annotations
 
@@ -74,7 +76,37 @@ def main(argv=None) -> int:
                 ok_vd += 1
             else:
                 bad.append(f"vec_dot trial {trial}: ours {s_ours!r} ggml {s_theirs!r}")
-        vd = f"vec_dot {ok_vd}/{args.trials}" if fmt.vec_dot is not None else "vec_dot (none in ggml)"
+        # degenerate inputs through quantize (+- imatrix)
+        ok_q = 0
+        for trial in range(args.trials):
+            nb = int(rng.integers(1, 6))
+            n = nb * 32
+            x = (rng.standard_normal((2, n)) * np.exp(rng.uniform(-30, 30))).astype(np.float32)
+            kind = trial % 5
+            if kind == 1:
+                x[0, rng.integers(0, n)] = np.nan
+            elif kind == 2:
+                x[1, rng.integers(0, n)] = np.inf
+            elif kind == 3:
+                x[:, :32] = (rng.standard_normal(32) * 1e-42).astype(np.float32)
+            elif kind == 4:
+                x[0, rng.integers(0, n)] = -np.inf
+            im = (rng.standard_normal(n) * 3).astype(np.float32) if fmt.is_quantized and trial % 2 else None
+            if name == "Q8_1":
+                if im is not None:
+                    ok_q += 1
+                    continue
+                theirs = np.stack([oracle.symbol_from_float("quantize_row_q8_1_ref", fmt.type_id, r) for r in x])
+            else:
+                with np.errstate(all="ignore"):
+                    theirs = oracle.quantize_chunk(fmt.type_id, x, im)
+            ours = quant.quantize(x, name, imatrix=im)
+            if np.array_equal(ours.reshape(-1), np.ascontiguousarray(theirs).view(np.uint8).reshape(-1)):
+                ok_q += 1
+            else:
+                bad.append(f"quantize degenerate trial {trial} (kind {kind}, imatrix {im is not None})")
+        vd = f"degenerate quantize {ok_q}/{args.trials}  " + (
+            f"vec_dot {ok_vd}/{args.trials}" if fmt.vec_dot is not None else "vec_dot (none in ggml)")
         print(f"{name:5s} from_float {ok_ff}/{args.trials}  {vd}" + (f"  FAIL: {bad[:3]}" if bad else ""))
         failures += len(bad)
     return 1 if failures else 0
