@@ -20,7 +20,7 @@ from ...floats import fp16_to_fp32, fp32_to_fp16
 from ..iq_tables import IQ3S_GRID, IQ3XXS_GRID, KMASK_IQ2XS, KSIGNS_IQ2XS
 from ..registry import QuantFormat
 from .iq3_grids import iq3_search_tables
-from .iq4 import validate_d_f16
+from .iq4 import add_nan_first, mul_nan_first, validate_d_f16
 
 QK_K = 256
 IQ3S_BLOCK_SIZE = 32
@@ -461,15 +461,84 @@ def dequantize_row_iq3_s(blocks, y):
                     o += 8
 
 
+# Integer decoding grids for the dot products (bytes of the ggml-common.h tables)
+IQ3XXS_GRID_I64 = IQ3XXS_GRID.view(np.uint8).reshape(-1, 4).astype(np.int64)
+IQ3S_GRID_I64 = IQ3S_GRID.view(np.uint8).reshape(-1, 4).astype(np.int64)
+
+
+@njit
+def vec_dot_iq3_xxs_q8_K(n, x, y):
+    # mirrors ggml_vec_dot_iq3_xxs_q8_K_generic (ggml-cpu/quants.c): exact integer sums per super-block, scaled
+    # by (2*ls + 1), then one float multiply-add per super-block and a final * 0.25
+    grid = IQ3XXS_GRID_I64
+    sumf = f32(0.0)
+    for i in range(n // QK_K):
+        d = mul_nan_first(fp16_to_fp32(x[i]["d"]), y[i]["d"])
+        qs = x[i]["qs"]
+        q8 = y[i]["qs"]
+        bsum = 0
+        for ib32 in range(QK_K // 32):
+            sb = QK_K // 4 + 4 * ib32
+            aux32 = int(qs[sb]) | (int(qs[sb + 1]) << 8) | (int(qs[sb + 2]) << 16) | (int(qs[sb + 3]) << 24)
+            ls = 2 * (aux32 >> 28) + 1
+            sumi = 0
+            for l in range(4):
+                g1 = int(qs[8 * ib32 + 2 * l])
+                g2 = int(qs[8 * ib32 + 2 * l + 1])
+                signs = KSIGNS[(aux32 >> (7 * l)) & 127]
+                o = 32 * ib32 + 8 * l
+                for j in range(4):
+                    p1 = grid[g1, j] * int(q8[o + j])
+                    p2 = grid[g2, j] * int(q8[o + j + 4])
+                    sumi += -p1 if signs & KMASK[j] else p1
+                    sumi += -p2 if signs & KMASK[j + 4] else p2
+            bsum += sumi * ls
+        sumf = add_nan_first(sumf, d * f32(bsum))
+    return f32(0.25) * sumf
+
+
+@njit
+def vec_dot_iq3_s_q8_K(n, x, y):
+    # mirrors ggml_vec_dot_iq3_s_q8_K_generic (ggml-cpu/quants.c)
+    grid = IQ3S_GRID_I64
+    sumf = f32(0.0)
+    for i in range(n // QK_K):
+        d = mul_nan_first(fp16_to_fp32(x[i]["d"]), y[i]["d"])
+        qs = x[i]["qs"]
+        qh = x[i]["qh"]
+        signs = x[i]["signs"]
+        sc = x[i]["scales"]
+        q8 = y[i]["qs"]
+        bsum = 0
+        for ib32 in range(QK_K // 32):
+            s = int(sc[ib32 // 2])
+            ls = 2 * ((s >> (4 * (ib32 % 2))) & 0xF) + 1
+            h = int(qh[ib32])
+            sumi = 0
+            for l in range(4):
+                g1 = int(qs[8 * ib32 + 2 * l]) | ((h << (8 - 2 * l)) & 256)
+                g2 = int(qs[8 * ib32 + 2 * l + 1]) | ((h << (7 - 2 * l)) & 256)
+                sg = int(signs[4 * ib32 + l])
+                o = 32 * ib32 + 8 * l
+                for j in range(4):
+                    p1 = grid[g1, j] * int(q8[o + j])
+                    p2 = grid[g2, j] * int(q8[o + j + 4])
+                    sumi += -p1 if sg & KMASK[j] else p1
+                    sumi += -p2 if sg & KMASK[j + 4] else p2
+            bsum += sumi * ls
+        sumf = add_nan_first(sumf, d * f32(bsum))
+    return sumf
+
+
 FORMATS = [
     QuantFormat(
         name="IQ3_XXS", type_id=18, block_size=QK_K, block_dtype=BLOCK_IQ3_XXS, vec_dot_type="Q8_K",
         quantize=quantize_iq3_xxs, quantize_ref=quantize_row_iq3_xxs_ref, dequantize=dequantize_row_iq3_xxs,
-        validate=validate_d_f16,
+        validate=validate_d_f16, vec_dot=vec_dot_iq3_xxs_q8_K,
         doc="3.0625 bpw: 4-value groups on a 256-point grid, 7 sign bits per 8 (parity), 4-bit scales per 32"),
     QuantFormat(
         name="IQ3_S", type_id=21, block_size=QK_K, block_dtype=BLOCK_IQ3_S, vec_dot_type="Q8_K",
         quantize=quantize_iq3_s, quantize_ref=quantize_row_iq3_s_ref, dequantize=dequantize_row_iq3_s,
-        validate=validate_d_f16,
+        validate=validate_d_f16, vec_dot=vec_dot_iq3_s_q8_K,
         doc="3.4375 bpw: 4-value groups on a 512-point grid, one sign bit per weight, 4-bit scales per 32"),
 ]
