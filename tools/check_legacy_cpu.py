@@ -5,7 +5,8 @@
 
 For F32 F16 BF16 Q4_0 Q4_1 Q5_0 Q5_1 Q8_0 Q8_1: ``from_float`` against ``Oracle.from_float_cpu`` (type_traits_cpu
 .from_float), and ``vec_dot`` against ``Oracle.vec_dot`` on random rows (weights from refimpl's quantizer or random
-raw bytes with finite scales, activations through the vec_dot_type's from_float).  Not a test: the goldens for
+raw bytes with finite scales, or raw bytes on both sides with NaN/Inf scales, where NaN payloads must match too;
+activations through the vec_dot_type's from_float).  Not a test: the goldens for
 vec_dot/matmul live in golden/matmul; this is the quick fresh-case check for the kernels in
 refimpl/quant/formats/{floats,legacy}.py.  Also quantizes degenerate rows (NaN, +-Inf, subnormal blocks, huge and
 tiny scales, imatrix with negative weights) against ``ggml_quantize_chunk``, which the golden inputs do not cover.
@@ -70,6 +71,17 @@ def main(argv=None) -> int:
                         blocks[f] = rng.integers(0, 0x7800, nb).astype(np.uint16)  # finite F16
             y_raw = np.zeros(vt.row_size(n), np.uint8)
             vt.from_float(x, y_raw.view(vt.block_dtype))
+            if trial % 4 == 3:
+                # raw bytes on both sides with Inf/NaN scales or elements: NaN payloads must match too
+                w_raw = rng.integers(0, 256, w_raw.size, dtype=np.uint8)
+                y_raw = rng.integers(0, 256, y_raw.size, dtype=np.uint8)
+                for raw, f_ in ((w_raw, fmt), (y_raw, vt)):
+                    b = raw.view(f_.block_dtype)
+                    names = f_.block_dtype.names or ()
+                    for f in ("d", "m", "s"):
+                        if f in names:
+                            sel = rng.random(b.shape[0]) < 0.5
+                            b[f][sel] = (0x7C00 | rng.integers(0, 0x400, sel.sum())).astype(np.uint16)
             s_ours = np.float32(fmt.vec_dot(n, w_raw.view(fmt.block_dtype), y_raw.view(vt.block_dtype)))
             s_theirs = oracle.vec_dot(fmt.type_id, n, w_raw, y_raw)
             if np.array([s_ours]).view(np.uint32)[0] == np.array([s_theirs]).view(np.uint32)[0]:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..._jit import f32, nearest_int
+from ..._jit import f32, f32_from_bits, f32_to_bits, nearest_int
 from ..._jit import njit as _njit
 
 
@@ -40,6 +40,24 @@ def c_float_to_int32(x):
     if x != x or x >= f32(2147483648.0) or x < f32(-2147483648.0):
         return _INT32_MIN
     return int(x)
+
+
+@njit
+def mul_nan_first(a, b):
+    """float32 ``a * b`` where a NaN ``a`` wins over a NaN ``b``: x86 SSE returns the first (destination) operand,
+    quieted, when both are NaN, and which operand gcc made the destination is read off the oracle's machine code
+    (numba/LLVM does not promise to keep the source order of a commutative operation)."""
+    if a != a:
+        return f32_from_bits(f32_to_bits(a) | np.uint32(0x00400000))
+    return a * b
+
+
+@njit
+def add_nan_first(a, b):
+    """float32 ``a + b`` where a NaN ``a`` wins over a NaN ``b`` (see ``mul_nan_first``)."""
+    if a != a:
+        return f32_from_bits(f32_to_bits(a) | np.uint32(0x00400000))
+    return a + b
 
 
 @njit

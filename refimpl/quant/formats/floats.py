@@ -24,7 +24,7 @@ import numpy as np
 
 from ...floats import bf16_to_fp32, fp16_to_fp32, fp32_to_bf16, fp32_to_fp16
 from ..registry import QuantFormat
-from .common import njit
+from .common import mul_nan_first, njit
 
 
 # ------------------------------------------------------------------------------------------------------ F32
@@ -108,6 +108,9 @@ def validate_bf16(h) -> bool:
 # ----------------------------------------------------------------------------- CPU side: from_float, vec_dot
 # ggml-cpu's scalar build (no GGML_SIMD: x86 without SSE3) computes every float dot product as float32 products
 # accumulated in a double (ggml_float), rounded to float32 once at the end (ggml-cpu/vec.cpp).
+# NaN payloads (probed on the oracle with distinct NaNs): the F32 product keeps x's NaN, the F16/BF16 products
+# keep y's (gcc's operand order), and once the double accumulator is NaN it stays that NaN (it is the first
+# operand of every later add), which the kernels express by not adding to a NaN sum.
 
 @njit
 def from_float_f32(x, y):
@@ -121,7 +124,8 @@ def vec_dot_f32(n, x, y):
     # mirrors ggml_vec_dot_f32 (ggml-cpu/vec.cpp), the !GGML_SIMD branch: sumf += (ggml_float)(x[i]*y[i])
     sumf = 0.0
     for i in range(n):
-        sumf += np.float64(x[i] * y[i])
+        if sumf == sumf:
+            sumf += np.float64(mul_nan_first(x[i], y[i]))
     return np.float32(sumf)
 
 
@@ -131,7 +135,8 @@ def vec_dot_f16(n, x, y):
     # (GGML_CPU_FP16_TO_FP32 is a table lookup there, equal to the exact widening fp16_to_fp32)
     sumf = 0.0
     for i in range(n):
-        sumf += np.float64(fp16_to_fp32(x[i]) * fp16_to_fp32(y[i]))
+        if sumf == sumf:
+            sumf += np.float64(mul_nan_first(fp16_to_fp32(y[i]), fp16_to_fp32(x[i])))
     return np.float32(sumf)
 
 
@@ -140,7 +145,8 @@ def vec_dot_bf16(n, x, y):
     # mirrors ggml_vec_dot_bf16 (ggml-cpu/vec.cpp), the scalar tail loop: float product, double sum
     sumf = 0.0
     for i in range(n):
-        sumf += np.float64(bf16_to_fp32(x[i]) * bf16_to_fp32(y[i]))
+        if sumf == sumf:
+            sumf += np.float64(mul_nan_first(bf16_to_fp32(y[i]), bf16_to_fp32(x[i])))
     return np.float32(sumf)
 
 

@@ -18,7 +18,8 @@ import numpy as np
 from ..._jit import f32, roundf
 from ...floats import fp16_to_fp32, fp32_to_fp16
 from ..registry import QuantFormat
-from .common import c_float_to_int32, make_qkx3_quants, make_qx_quants, njit, to_int8
+from .common import (add_nan_first, c_float_to_int32, make_qkx3_quants, make_qx_quants, mul_nan_first, njit,
+                     to_int8)
 
 QK = 32  # QK4_0 == QK4_1 == QK5_0 == QK5_1 == QK8_0 == QK8_1
 
@@ -457,7 +458,10 @@ def quantize_row_q8_1_ref(x, y):
 # Q8_0/Q8_1 use quantize_row_q8_0/q8_1 whose scalar x86 build also calls the _ref function.  So from_float is
 # quantize_ref for every legacy type (the registry default).  vec_dot mirrors the *_generic functions of
 # ggml-cpu/quants.c (what the non-SIMD x86 build runs): an exact int32 sum per block, then one float32 multiply-
-# add per block into a float32 accumulator, in the C's operand order.
+# add per block into a float32 accumulator, in the C's operand order.  Where two NaN scales can meet, the operand
+# whose payload survives is pinned with mul_nan_first/add_nan_first to what the oracle's compiled code does
+# (probed with distinct NaN payloads: gcc computes x.d*y.d as y.d first and x.m*y.s as y.s first, except in
+# q4_0 where sumi*x.d*y.d keeps the left-to-right order; the accumulator is always the first operand).
 
 @njit
 def vec_dot_q4_0_q8_0(n, x, y):
@@ -473,7 +477,8 @@ def vec_dot_q4_0_q8_0(n, x, y):
             sumi0 += ((q & 0x0F) - 8) * int(yq[j])
             sumi1 += ((q >> 4) - 8) * int(yq[j + QK // 2])
         # sumi*GGML_CPU_FP16_TO_FP32(x.d)*GGML_CPU_FP16_TO_FP32(y.d): left to right
-        sumf += f32(sumi0 + sumi1) * fp16_to_fp32(x[ib]["d"]) * fp16_to_fp32(y[ib]["d"])
+        t = mul_nan_first(f32(sumi0 + sumi1) * fp16_to_fp32(x[ib]["d"]), fp16_to_fp32(y[ib]["d"]))
+        sumf = add_nan_first(sumf, t)
     return sumf
 
 
@@ -491,8 +496,9 @@ def vec_dot_q4_1_q8_1(n, x, y):
             sumi0 += (q & 0x0F) * int(yq[j])
             sumi1 += (q >> 4) * int(yq[j + QK // 2])
         # (x.d*y.d)*sumi + x.m*y.s: two products rounded separately, then the sum (no FMA in the scalar build)
-        sumf += (fp16_to_fp32(x[ib]["d"]) * fp16_to_fp32(y[ib]["d"])) * f32(sumi0 + sumi1) \
-            + fp16_to_fp32(x[ib]["m"]) * fp16_to_fp32(y[ib]["s"])
+        dd = mul_nan_first(fp16_to_fp32(y[ib]["d"]), fp16_to_fp32(x[ib]["d"]))
+        ms = mul_nan_first(fp16_to_fp32(y[ib]["s"]), fp16_to_fp32(x[ib]["m"]))
+        sumf = add_nan_first(sumf, add_nan_first(dd * f32(sumi0 + sumi1), ms))
     return sumf
 
 
@@ -512,7 +518,8 @@ def vec_dot_q5_0_q8_0(n, x, y):
             q = int(xq[j])
             sumi0 += (((q & 0x0F) | xh_0) - 16) * int(yq[j])
             sumi1 += (((q >> 4) | xh_1) - 16) * int(yq[j + QK // 2])
-        sumf += (fp16_to_fp32(x[ib]["d"]) * fp16_to_fp32(y[ib]["d"])) * f32(sumi0 + sumi1)
+        dd = mul_nan_first(fp16_to_fp32(y[ib]["d"]), fp16_to_fp32(x[ib]["d"]))
+        sumf = add_nan_first(sumf, dd * f32(sumi0 + sumi1))
     return sumf
 
 
@@ -532,8 +539,9 @@ def vec_dot_q5_1_q8_1(n, x, y):
             q = int(xq[j])
             sumi0 += ((q & 0x0F) | xh_0) * int(yq[j])
             sumi1 += ((q >> 4) | xh_1) * int(yq[j + QK // 2])
-        sumf += (fp16_to_fp32(x[ib]["d"]) * fp16_to_fp32(y[ib]["d"])) * f32(sumi0 + sumi1) \
-            + fp16_to_fp32(x[ib]["m"]) * fp16_to_fp32(y[ib]["s"])
+        dd = mul_nan_first(fp16_to_fp32(y[ib]["d"]), fp16_to_fp32(x[ib]["d"]))
+        ms = mul_nan_first(fp16_to_fp32(y[ib]["s"]), fp16_to_fp32(x[ib]["m"]))
+        sumf = add_nan_first(sumf, add_nan_first(dd * f32(sumi0 + sumi1), ms))
     return sumf
 
 
@@ -548,7 +556,8 @@ def vec_dot_q8_0_q8_0(n, x, y):
         for j in range(QK):
             sumi += int(xq[j]) * int(yq[j])
         # sumi*(x.d*y.d)
-        sumf += f32(sumi) * (fp16_to_fp32(x[ib]["d"]) * fp16_to_fp32(y[ib]["d"]))
+        dd = mul_nan_first(fp16_to_fp32(y[ib]["d"]), fp16_to_fp32(x[ib]["d"]))
+        sumf = add_nan_first(sumf, f32(sumi) * dd)
     return sumf
 
 
