@@ -295,12 +295,12 @@ def vec_dot_mxfp4_q8_0(n, x, y):
         d = fp16_to_fp32(y[ib]["d"]) * e8m0_to_fp32_half(x[ib]["e"])
         xq = x[ib]["qs"]
         yq = y[ib]["qs"]
-        sumi1 = 0
-        sumi2 = 0
+        sumi1 = np.int32(0)
+        sumi2 = np.int32(0)
         for j in range(QK_MXFP4 // 2):
-            q = int(xq[j])
-            sumi1 += np.int64(yq[j]) * np.int64(KVALUES_MXFP4[q & 0xF])
-            sumi2 += np.int64(yq[j + QK_MXFP4 // 2]) * np.int64(KVALUES_MXFP4[q >> 4])
+            q = np.int32(xq[j])
+            sumi1 += np.int32(yq[j]) * np.int32(KVALUES_MXFP4[q & 0xF])
+            sumi2 += np.int32(yq[j + QK_MXFP4 // 2]) * np.int32(KVALUES_MXFP4[q >> 4])
         sumf += d * f32(sumi1 + sumi2)
     return sumf
 

@@ -148,12 +148,12 @@ def vec_dot_q1_0_q8_0(n, x, y):
             yb = y[i * 4 + k]
             d1 = fp16_to_fp32(yb["d"])
             yq = yb["qs"]
-            sumi_block = 0
-            for b in range(4):
-                mask = int(xq[k * 4 + b])
-                for bit in range(8):
-                    v = np.int64(yq[b * 8 + bit])
-                    sumi_block += v if (mask >> bit) & 1 else -v  # bit set: +qy, clear: -qy (-(-128) = 128)
+            # C sums (bit ? qy : -qy) as int (so -(-128) = 128); written as qy * (2*bit - 1), without a branch
+            sumi_block = np.int32(0)
+            for j in range(QK1_0 // 4):
+                v = np.int32(yq[j])
+                bit = np.int32((np.int32(xq[k * 4 + (j >> 3)]) >> (j & 7)) & 1)
+                sumi_block += v * (2 * bit - 1)
             sumi += d1 * f32(sumi_block)
         sumf += d0 * sumi
     return sumf
@@ -171,11 +171,10 @@ def vec_dot_q2_0_q8_0(n, x, y):
             yb = y[i * 2 + k]
             d1 = fp16_to_fp32(yb["d"])
             yq = yb["qs"]
-            sumi_block = 0
-            for b in range(8):
-                byte = int(xq[k * 8 + b])
-                for c in range(4):
-                    sumi_block += (((byte >> (2 * c)) & 3) - 1) * np.int64(yq[b * 4 + c])
+            sumi_block = np.int32(0)
+            for j in range(QK2_0 // 2):  # element j of this half: byte j/4, bits 2*(j%4)
+                code = (np.int32(xq[k * 8 + (j >> 2)]) >> (2 * (j & 3))) & 3
+                sumi_block += (code - 1) * np.int32(yq[j])
             sumi += d1 * f32(sumi_block)
         sumf += d0 * sumi
     return sumf
