@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..._jit import f32, f32_from_bits, f32_to_bits, nearest_int, njit
+from ..._jit import f32, f32_from_bits, f32_to_bits, nearest_int
 from ...floats import fp16_to_fp32, fp32_to_fp16
 from ..iq_tables import IQ3S_GRID, IQ3XXS_GRID, KMASK_IQ2XS, KSIGNS_IQ2XS
 from ..registry import QuantFormat
+from .common import njit  # njit with the numpy error model: x/0 -> Inf as in C
 from .iq3_grids import iq3_search_tables
 from .iq4 import add_nan_first, mul_nan_first, validate_d_f16
 

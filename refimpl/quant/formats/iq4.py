@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..._jit import f32, f32_from_bits, f32_to_bits, nearest_int, njit
+from ..._jit import f32, f32_from_bits, f32_to_bits, nearest_int
 from ...floats import fp16_to_fp32, fp32_to_fp16
 from ..iq_tables import KVALUES_IQ4NL
 from ..registry import QuantFormat
-from .common import GROUP_MAX_EPS
+from .common import GROUP_MAX_EPS, njit  # njit with the numpy error model: x/0 -> Inf as in C
 
 QK4_NL = 32
 QK_K = 256
