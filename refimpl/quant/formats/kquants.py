@@ -18,8 +18,9 @@ import numpy as np
 
 from ..._jit import f32, f32_from_bits, f32_to_bits, nearest_int
 from ...floats import fp16_to_fp32, fp32_to_fp16
-from ..kquant_search import (GROUP_MAX_EPS, njit, c_int8, get_scale_min_k4, make_q3_quants, make_qkx2_quants,
-                             make_qkx3_quants, make_qp_quants, make_qx_quants)
+from ..kquant_search import (GROUP_MAX_EPS, c_int8, get_scale_min_k4, make_q3_quants, make_qkx2_quants,
+                             make_qkx3_quants, make_qp_quants, make_qx_quants, nearest_int_clamped,
+                             nearest_int_min, njit)
 from ..registry import QuantFormat
 
 i64 = np.int64  # widen a loaded byte: numba keeps int(uint8) as uint8 and mixes uint64/int64 into float64
@@ -97,9 +98,7 @@ def _q3_K_finish(xb, blk, L):
         if d == f32(0.0):  # C: if (!d) continue;  (NaN goes on)
             continue
         for ii in range(16):
-            l = nearest_int(xb[16 * j + ii] / d)
-            l = max(-4, min(3, l))
-            L[16 * j + ii] = l + 4
+            L[16 * j + ii] = int(nearest_int_clamped(xb[16 * j + ii] / d, -4, 3)) + 4
     hmask = blk["hmask"]
     for m in range(QK_K // 8):
         hmask[m] = 0
@@ -130,8 +129,7 @@ def _q45_K_requantize(xb, blk, L, nmax):
             continue
         dm = dmin_all * f32(m)
         for ii in range(32):
-            l = nearest_int((xb[32 * j + ii] + dm) / d)
-            L[32 * j + ii] = max(0, min(nmax, l))
+            L[32 * j + ii] = int(nearest_int_clamped((xb[32 * j + ii] + dm) / d, 0, nmax))
 
 
 @njit
@@ -178,9 +176,7 @@ def _q6_K_finish(xb, blk, L, scales, max_scale):
         if d == f32(0.0):
             continue
         for ii in range(16):
-            l = nearest_int(xb[16 * j + ii] / d)
-            l = max(-32, min(31, l))
-            L[16 * j + ii] = l + 32
+            L[16 * j + ii] = int(nearest_int_clamped(xb[16 * j + ii] / d, -32, 31)) + 32
     ql = blk["ql"]
     qh = blk["qh"]
     for j in range(0, QK_K, 128):
@@ -262,8 +258,7 @@ def _q2_K_requantize(xb, blk, L):
             continue
         dm = dmin_all * f32(i64(sc[j]) >> 4)
         for ii in range(16):
-            l = nearest_int((xb[16 * j + ii] + dm) / d)
-            L[16 * j + ii] = max(0, min(3, l))
+            L[16 * j + ii] = int(nearest_int_clamped((xb[16 * j + ii] + dm) / d, 0, 3))
 
 
 @njit
@@ -799,7 +794,7 @@ def quantize_row_q8_K_ref(x, blocks):
         # -127 rather than -128: "we need this change for IQ2_XXS, else the AVX implementation becomes awkward"
         iscale = f32(-127.0) / mx
         for j in range(QK_K):
-            qs[j] = c_int8(min(127, nearest_int(iscale * xb[j])))
+            qs[j] = c_int8(int(nearest_int_min(iscale * xb[j], 127)))
         bsums = blocks[i]["bsums"]
         for j in range(QK_K // 16):
             total = 0
