@@ -90,3 +90,30 @@ def nearest_int(fval):
     """
     val = f32(f32(fval) + f32(12582912.0))
     return np.int64(f32_to_bits(val) & 0x007FFFFF) - 0x00400000
+
+
+@njit
+def quiet_nan(x):
+    """The float32 NaN x with its quiet bit set, as an x86 SSE arithmetic instruction returns a NaN operand."""
+    return f32_from_bits(f32_to_bits(x) | np.uint32(0x00400000))
+
+
+@njit
+def add_nan_from_first(a, b):
+    """``a + b`` (float32), and when both are NaN the result is ``a``'s NaN (quieted).
+
+    x86 ``addss``/``mulss`` return the destination operand's payload when both operands are NaN, and which C
+    operand gcc puts in the destination is a register-allocation choice that LLVM will not reproduce.  Kernels
+    that must match ggml's NaN payloads bit for bit (e.g. a dot product over blocks with several NaN scales)
+    name the winning operand explicitly with these helpers; with at most one NaN the plain operation is exact."""
+    if a != a:
+        return quiet_nan(a)
+    return f32(a) + f32(b)
+
+
+@njit
+def mul_nan_from_first(a, b):
+    """``a * b`` (float32), and when both are NaN the result is ``a``'s NaN (quieted); see add_nan_from_first."""
+    if a != a:
+        return quiet_nan(a)
+    return f32(a) * f32(b)

@@ -17,7 +17,7 @@ import math
 
 import numpy as np
 
-from ..._jit import f32, f32_from_bits, f32_to_bits, njit
+from ..._jit import add_nan_from_first, f32, f32_from_bits, f32_to_bits, njit
 from ...floats import fp16_to_fp32
 from ..registry import QuantFormat
 from .legacy import BLOCK_Q8_0  # the activation blocks vec_dot reads: F16 d, int8 qs[32]
@@ -301,7 +301,7 @@ def vec_dot_mxfp4_q8_0(n, x, y):
             q = np.int32(xq[j])
             sumi1 += np.int32(yq[j]) * np.int32(KVALUES_MXFP4[q & 0xF])
             sumi2 += np.int32(yq[j + QK_MXFP4 // 2]) * np.int32(KVALUES_MXFP4[q >> 4])
-        sumf += d * f32(sumi1 + sumi2)
+        sumf = add_nan_from_first(sumf, d * f32(sumi1 + sumi2))  # with several NaN scales the first one stays
     return sumf
 
 
@@ -324,7 +324,8 @@ def vec_dot_nvfp4_q8_0(n, x, y):
                 qv = int(xq[s * (QK_NVFP4_SUB // 2) + j])
                 sumi_lo += np.int64(yq[q8_off + j]) * np.int64(KVALUES_MXFP4[qv & 0xF])
                 sumi_hi += np.int64(yq[q8_off + j + QK_NVFP4_SUB // 2]) * np.int64(KVALUES_MXFP4[qv >> 4])
-            sumf += dy * d * f32(sumi_lo + sumi_hi)  # (dy * d) * sum, left to right
+            # (dy * d) * sum, left to right; with several NaN scales the first one stays (as in ggml)
+            sumf = add_nan_from_first(sumf, dy * d * f32(sumi_lo + sumi_hi))
     return sumf
 
 

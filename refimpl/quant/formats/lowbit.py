@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..._jit import f32, njit, roundf
+from ..._jit import add_nan_from_first, f32, mul_nan_from_first, njit, roundf
 from ...floats import fp16_to_fp32, fp32_to_fp16
 from ..registry import QuantFormat
 from .legacy import BLOCK_Q8_0  # the activation blocks vec_dot reads: F16 d, int8 qs[32]
@@ -154,8 +154,10 @@ def vec_dot_q1_0_q8_0(n, x, y):
                 v = np.int32(yq[j])
                 bit = np.int32((np.int32(xq[k * 4 + (j >> 3)]) >> (j & 7)) & 1)
                 sumi_block += v * (2 * bit - 1)
-            sumi += d1 * f32(sumi_block)
-        sumf += d0 * sumi
+            sumi = add_nan_from_first(sumi, d1 * f32(sumi_block))
+        # NaN payloads when several scales are NaN follow ggml's compiled code: sumi over the new term, d0 over
+        # sumi, sumf over the new term (measured on the oracle)
+        sumf = add_nan_from_first(sumf, mul_nan_from_first(d0, sumi))
     return sumf
 
 
@@ -175,8 +177,10 @@ def vec_dot_q2_0_q8_0(n, x, y):
             for j in range(QK2_0 // 2):  # element j of this half: byte j/4, bits 2*(j%4)
                 code = (np.int32(xq[k * 8 + (j >> 2)]) >> (2 * (j & 3))) & 3
                 sumi_block += (code - 1) * np.int32(yq[j])
-            sumi += d1 * f32(sumi_block)
-        sumf += d0 * sumi
+            sumi = add_nan_from_first(sumi, d1 * f32(sumi_block))
+        # NaN payloads when several scales are NaN follow ggml's compiled code: sumi over the new term, sumi over
+        # d0 (unlike Q1_0), sumf over the new term (measured on the oracle)
+        sumf = add_nan_from_first(sumf, mul_nan_from_first(sumi, d0))
     return sumf
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..._jit import f32, njit, roundf
+from ..._jit import add_nan_from_first, f32, mul_nan_from_first, njit, roundf
 from ...floats import fp16_to_fp32, fp32_to_fp16
 from ..registry import QuantFormat
 from .kquants import BLOCK_Q8_K  # the activation blocks vec_dot reads: float32 d, int8 qs[256], int16 bsums[16]
@@ -214,8 +214,10 @@ def vec_dot_tq1_0_q8_K(n, x, y):
             b = np.uint32(xh[j])
             for l in range(4):
                 total += (int(_trit(b, l)) - 1) * np.int64(yq[240 + l * 4 + j])
-        # (float) sum * (GGML_CPU_FP16_TO_FP32(x.d) * y.d)
-        sumf += f32(total) * (fp16_to_fp32(x[i]["d"]) * y[i]["d"])
+        # (float) sum * (GGML_CPU_FP16_TO_FP32(x.d) * y.d).  NaN payloads when several scales are NaN follow
+        # ggml's compiled code: x.d over y.d, and the new term over sumf (the last NaN block wins; measured)
+        term = f32(total) * mul_nan_from_first(fp16_to_fp32(x[i]["d"]), y[i]["d"])
+        sumf = add_nan_from_first(term, sumf)
     return sumf
 
 
@@ -232,8 +234,10 @@ def vec_dot_tq2_0_q8_K(n, x, y):
                 b = int(xq[j * 32 + m])
                 for l in range(4):
                     total += np.int64(yq[j * 128 + l * 32 + m]) * (((b >> (l * 2)) & 3) - 1)
-        d = y[i]["d"] * fp16_to_fp32(x[i]["d"])  # y.d * GGML_CPU_FP16_TO_FP32(x.d)
-        sumf += f32(total) * d
+        # y.d * GGML_CPU_FP16_TO_FP32(x.d); with NaN in both, ggml's code keeps x.d's, and across blocks the first
+        # NaN stays (measured on the oracle)
+        d = mul_nan_from_first(fp16_to_fp32(x[i]["d"]), y[i]["d"])
+        sumf = add_nan_from_first(sumf, f32(total) * d)
     return sumf
 
 
