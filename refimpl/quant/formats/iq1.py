@@ -22,9 +22,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..._jit import f32, nearest_int, njit
+from ..._jit import f32, nearest_int
 from ...floats import fp16_to_fp32, fp32_to_fp16
 from .. import iq_tables
+from ..kquant_search import njit  # numba's "numpy" error model: x/0 gives Inf/NaN as in C
 from ..registry import QuantFormat
 from .iq2 import FLT_MAX, c_max, c_min, validate_d_f16
 from .iq2_search import search_tables

@@ -20,9 +20,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..._jit import f32, nearest_int, njit
+from ..._jit import f32, nearest_int
 from ...floats import fp16_to_fp32, fp32_to_fp16
 from .. import iq_tables
+from ..kquant_search import make_qp_quants, njit  # njit: numba's "numpy" error model (x/0 -> Inf, as C)
 from ..registry import QuantFormat
 from .iq2_search import search_tables
 
@@ -56,73 +57,6 @@ def c_max(a, b):
 def c_min(a, b):
     """ggml's ``MIN(a, b)`` macro, ``a < b ? a : b``."""
     return a if a < b else b
-
-
-@njit
-def make_qp_quants(n, nmax, x, L, quant_weights):
-    """mirrors make_qp_quants (ggml-quants.c): non-negative quants ``L`` in [0, nmax] for ``x`` with a weighted
-    least-squares scale; returns the scale.  ``L`` is ``uint8_t *`` in C: a negative ``nearest_int`` (possible
-    here, since IQ2_XXS may hand in one negated value) is stored wrapped to 0..255 and read back that way."""
-    mx = f32(0.0)
-    for i in range(n):
-        mx = c_max(mx, x[i])
-    if mx < GROUP_MAX_EPS:
-        for i in range(n):
-            L[i] = 0
-        return f32(0.0)
-    iscale = f32(nmax) / mx
-    for i in range(n):
-        L[i] = nearest_int(iscale * x[i]) & 0xFF
-    scale = f32(1.0) / iscale
-    best_mse = f32(0.0)
-    for i in range(n):
-        diff = x[i] - scale * f32(L[i])
-        w = quant_weights[i]
-        best_mse += w * diff * diff
-    for step in range(-4, 5):
-        if step == 0:
-            continue
-        iscale_is = (f32(0.1) * f32(step) + f32(nmax)) / mx
-        scale_is = f32(1.0) / iscale_is
-        mse = f32(0.0)
-        for i in range(n):
-            l = c_min(nmax, nearest_int(iscale_is * x[i]))
-            diff = x[i] - scale_is * f32(l)
-            w = quant_weights[i]
-            mse += w * diff * diff
-        if mse < best_mse:
-            best_mse = mse
-            iscale = iscale_is
-    sumlx = f32(0.0)
-    suml2 = f32(0.0)
-    for i in range(n):
-        l = c_min(nmax, nearest_int(iscale * x[i]))
-        L[i] = l & 0xFF
-        w = quant_weights[i]
-        fl = f32(l)
-        sumlx += w * x[i] * fl
-        suml2 += w * fl * fl
-    for itry in range(5):
-        n_changed = 0
-        for i in range(n):
-            w = quant_weights[i]
-            li = f32(L[i])
-            slx = sumlx - w * x[i] * li
-            sl2 = suml2 - w * li * li
-            if slx > 0 and sl2 > 0:
-                new_l = c_min(nmax, nearest_int(x[i] * sl2 / slx))
-                if new_l != L[i]:
-                    fl = f32(new_l)
-                    slx += w * x[i] * fl
-                    sl2 += w * fl * fl
-                    if slx * slx * suml2 > sumlx * sumlx * sl2:
-                        L[i] = new_l & 0xFF
-                        sumlx = slx
-                        suml2 = sl2
-                        n_changed += 1
-        if n_changed == 0:
-            break
-    return sumlx / suml2 if suml2 > f32(0.0) else f32(0.0)
 
 
 @njit
@@ -366,7 +300,8 @@ def dequantize_row_iq2_xxs(blocks, y):
                 g = (aux0 >> (8 * l)) & 255
                 signs = int(KSIGNS_IQ2XS[(aux1 >> (7 * l)) & 127])
                 for j in range(8):
-                    y[o + j] = db * f32(IQ2XXS_GRID[g, j]) * (f32(-1.0) if signs & (1 << j) else f32(1.0))
+                    v = db * f32(IQ2XXS_GRID[g, j])
+                    y[o + j] = -v if signs & (1 << j) else v   # C's '* -1.f' compiles to a sign flip (NaN too)
                 o += 8
 
 
@@ -519,7 +454,8 @@ def dequantize_row_iq2_xs(blocks, y):
                 signs = int(KSIGNS_IQ2XS[q >> 9])
                 db = db0 if l < 2 else db1
                 for j in range(8):
-                    y[o + j] = db * f32(IQ2XS_GRID[g, j]) * (f32(-1.0) if signs & (1 << j) else f32(1.0))
+                    v = db * f32(IQ2XS_GRID[g, j])
+                    y[o + j] = -v if signs & (1 << j) else v   # C's '* -1.f' compiles to a sign flip (NaN too)
                 o += 8
 
 
@@ -643,7 +579,8 @@ def dequantize_row_iq2_s(blocks, y):
                 g = int(qs[4 * ib32 + l]) | ((h << (8 - 2 * l)) & 0x300)
                 signs = int(qs[QK_K // 8 + 4 * ib32 + l])
                 for j in range(8):
-                    y[o + j] = dl * f32(IQ2S_GRID[g, j]) * (f32(-1.0) if signs & (1 << j) else f32(1.0))
+                    v = dl * f32(IQ2S_GRID[g, j])
+                    y[o + j] = -v if signs & (1 << j) else v   # C's '* -1.f' compiles to a sign flip (NaN too)
                 o += 8
 
 

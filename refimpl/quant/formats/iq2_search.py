@@ -22,12 +22,16 @@ ggml sorts all ``grid_size`` distances per key; we get the same list without sor
 integers (at most 8 * 6^2 = 288), so a histogram finds the ``nwant`` smallest distinct ones and a counting sort
 places the grid indices (scanned in increasing ``j``, which is the tie-break).  Distances are sums of two
 half-group terms looked up in two 256 x grid_size tables.  IQ1's 2048-point build takes ~0.2 s.
+
+``build_literal`` is a second, vectorised numpy build that follows the C literally (sort every key's
+``(d2, j)`` pairs, walk the sorted list): it serves under ``NUMBA_DISABLE_JIT=1`` (where the scalar build would
+take hours) and as the cross-check of the fast build in ``tests/test_iq_lattice.py``.
 """
 from __future__ import annotations
 
 import numpy as np
 
-from ..._jit import njit
+from ..._jit import JIT_DISABLED, njit
 from .. import iq_tables
 
 KMAP_SIZE = 43692   # iq2xs_init_impl: kmap_size
@@ -144,6 +148,43 @@ def _build(kgrid, nwant):
     return grid, kmap, neighbours
 
 
+def build_literal(kgrid: np.ndarray, nwant: int, chunk: int = 1024):
+    """iq2xs_init_impl in numpy, statement for statement at the array level: for every off-grid key, sort all
+    ``(d2, j)`` pairs (``iq2_compare_func``: by distance, then index) and keep the entries before the
+    (nwant+1)-th distinct distance.  Same result as ``_build``."""
+    kgrid = np.asarray(kgrid)
+    grid_size = kgrid.size
+    shifts = 2 * np.arange(8)
+    grid = (2 * ((kgrid.astype(np.int64)[:, None] >> shifts) & 3) + 1).astype(np.int8)
+    kmap = np.full(KMAP_SIZE, -1, dtype=np.int32)
+    keys = (((grid.astype(np.int64) - 1) // 2) << shifts).sum(axis=1)
+    kmap[keys] = np.arange(grid_size, dtype=np.int32)
+    off_grid = np.flatnonzero(kmap < 0)
+    # squared distance = sum over coordinates; split in two halves of 4 coordinates (256 patterns each)
+    half = 2 * ((np.arange(256)[:, None] >> shifts[:4]) & 3) + 1                              # (256, 4)
+    g = grid.astype(np.int64)
+    lo = ((g[None, :, :4] - half[:, None, :]) ** 2).sum(axis=2)                             # (256, grid)
+    hi = ((g[None, :, 4:] - half[:, None, :]) ** 2).sum(axis=2)
+    parts, lengths = [], []
+    for c in range(0, off_grid.size, chunk):
+        ks = off_grid[c:c + chunk]
+        d2 = lo[ks & 255] + hi[ks >> 8]
+        order = np.argsort(d2 * grid_size + np.arange(grid_size), axis=1)     # by (d2, j): keys are distinct
+        sd2 = np.take_along_axis(d2, order, axis=1)
+        nhave = 1 + np.cumsum(np.diff(sd2, axis=1) > 0, axis=1)               # distinct distances so far
+        keep = np.concatenate([np.ones((ks.size, 1), bool), nhave <= nwant], axis=1)
+        counts = keep.sum(axis=1)
+        # each key's list is [n, j_1 .. j_n]; boolean indexing concatenates the rows in order
+        parts.append(np.concatenate([counts[:, None], order], axis=1)[
+            np.concatenate([np.ones((ks.size, 1), bool), keep], axis=1)])
+        lengths.append(counts + 1)
+    lengths = np.concatenate(lengths) if lengths else np.zeros(0, np.int64)
+    offsets = np.cumsum(lengths) - lengths
+    kmap[off_grid] = -(offsets + 1)
+    neighbours = np.concatenate(parts).astype(np.uint16) if parts else np.zeros(0, np.uint16)
+    return grid, kmap, neighbours
+
+
 def search_tables(type_name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(grid, kmap, neighbours)`` for IQ2_XXS, IQ2_XS, IQ2_S, IQ1_S or IQ1_M, built on first use and cached
     for the process (what ``ggml_quantize_init`` does for the type)."""
@@ -154,7 +195,8 @@ def search_tables(type_name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
             raise ValueError(f"no lattice search tables for {type_name!r}; expected one of "
                              f"{', '.join(list(_KINDS)[:3] + list(_ALIASES))}")
         kgrid_name, nwant = _KINDS[kind]
-        tables = _build(np.ascontiguousarray(getattr(iq_tables, kgrid_name)), nwant)
+        kgrid = np.ascontiguousarray(getattr(iq_tables, kgrid_name))
+        tables = build_literal(kgrid, nwant) if JIT_DISABLED else _build(kgrid, nwant)
         for a in tables:
             a.setflags(write=False)
         _CACHE[kind] = tables
