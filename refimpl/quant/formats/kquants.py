@@ -321,26 +321,28 @@ def quantize_q2_K(x, imatrix, blocks):
 
 @njit
 def dequantize_row_q2_K(blocks, y):
-    # mirrors dequantize_row_q2_K (ggml-quants.c)
+    # mirrors dequantize_row_q2_K (ggml-quants.c).  Written on 16-element sub-views with uint8 arithmetic so that
+    # LLVM vectorizes the inner loop (indices from range() need no wraparound checks)
+    u3 = np.uint8(3)
     for i in range(blocks.shape[0]):
         d = fp16_to_fp32(blocks[i]["d"])
         dmin = fp16_to_fp32(blocks[i]["dmin"])
         sc = blocks[i]["scales"]
         q = blocks[i]["qs"]
-        o = i * QK_K
-        s = 0
-        for n in range(0, QK_K, 128):
-            qo = n // 4
-            for shift in range(0, 8, 2):
-                for half in range(2):
-                    scb = i64(sc[s])
-                    s += 1
-                    dl = d * f32(scb & 0xF)
-                    ml = dmin * f32(scb >> 4)
-                    for l in range(16):
-                        y[o] = dl * f32((i64(q[qo + 16 * half + l]) >> shift) & 3) - ml
-                        o += 1
-
+        yb = y[i * QK_K:(i + 1) * QK_K]
+        for k in range(16):
+            # sub-block k: 128-half n, shift group g, low or high 16 of the 32 bytes of that half
+            n = k >> 3
+            g = (k >> 1) & 3
+            half = k & 1
+            scb = sc[k]
+            dl = d * f32(scb & np.uint8(0xF))
+            ml = dmin * f32(scb >> np.uint8(4))
+            shift = np.uint8(2 * g)
+            qq = q[32 * n + 16 * half:32 * n + 16 * half + 16]
+            yo = yb[16 * k:16 * k + 16]
+            for l in range(16):
+                yo[l] = dl * f32((qq[l] >> shift) & u3) - ml
 
 # ---------------------------------------------------------------------------------------------------------------
 # Q3_K
@@ -435,29 +437,30 @@ def _q3_K_unpack_scales(sc, out):
 
 @njit
 def dequantize_row_q3_K(blocks, y):
-    # mirrors dequantize_row_q3_K (ggml-quants.c)
+    # mirrors dequantize_row_q3_K (ggml-quants.c); sub-block k covers output 16k..16k+15 and reads byte
+    # 32*(k >> 3) + 16*(k & 1) + l of qs (2 bits at 2*((k >> 1) & 3)) and byte 16*(k & 1) + l of hmask (bit k >> 1).
+    # (L & 3) - (hbit ? 0 : 4) is written ((L & 3) | hbit << 2) - 4.
     scales = np.zeros(QK_K // 16, np.int64)
+    u1 = np.uint8(1)
+    u3 = np.uint8(3)
     for i in range(blocks.shape[0]):
         d_all = fp16_to_fp32(blocks[i]["d"])
         q = blocks[i]["qs"]
         hm = blocks[i]["hmask"]
         _q3_K_unpack_scales(blocks[i]["scales"], scales)
-        o = i * QK_K
-        s = 0
-        m = 1
-        for n in range(0, QK_K, 128):
-            qo = n // 4
-            for shift in range(0, 8, 2):
-                for half in range(2):
-                    dl = d_all * f32(scales[s] - 32)
-                    s += 1
-                    for l in range(16):
-                        k = 16 * half + l
-                        v = ((i64(q[qo + k]) >> shift) & 3) - (0 if (i64(hm[k]) & m) else 4)
-                        y[o] = dl * f32(v)
-                        o += 1
-                m <<= 1
-
+        yb = y[i * QK_K:(i + 1) * QK_K]
+        for k in range(16):
+            n = k >> 3
+            half = k & 1
+            shift = np.uint8(2 * ((k >> 1) & 3))
+            hshift = np.uint8(k >> 1)
+            dl = d_all * f32(scales[k] - 32)
+            qq = q[32 * n + 16 * half:32 * n + 16 * half + 16]
+            hh = hm[16 * half:16 * half + 16]
+            yo = yb[16 * k:16 * k + 16]
+            for l in range(16):
+                v = ((qq[l] >> shift) & u3) | (((hh[l] >> hshift) & u1) << np.uint8(2))
+                yo[l] = dl * f32(np.int32(v) - np.int32(4))
 
 # ---------------------------------------------------------------------------------------------------------------
 # Q4_K
@@ -579,26 +582,29 @@ def quantize_q4_K(x, imatrix, blocks):
 
 @njit
 def dequantize_row_q4_K(blocks, y):
-    # mirrors dequantize_row_q4_K (ggml-quants.c)
+    # mirrors dequantize_row_q4_K (ggml-quants.c); sub-views + uint8 arithmetic so that LLVM vectorizes
+    u15 = np.uint8(0xF)
+    u4 = np.uint8(4)
     for i in range(blocks.shape[0]):
         d = fp16_to_fp32(blocks[i]["d"])
         dmin = fp16_to_fp32(blocks[i]["dmin"])
         sc = blocks[i]["scales"]
         q = blocks[i]["qs"]
-        o = i * QK_K
-        for j in range(0, QK_K // 64):
+        yb = y[i * QK_K:(i + 1) * QK_K]
+        for j in range(QK_K // 64):
             s1, m1i = get_scale_min_k4(2 * j, sc)
             s2, m2i = get_scale_min_k4(2 * j + 1, sc)
             d1 = d * f32(s1)
             m1 = dmin * f32(m1i)
             d2 = d * f32(s2)
             m2 = dmin * f32(m2i)
+            qq = q[32 * j:32 * j + 32]
+            y1 = yb[64 * j:64 * j + 32]
+            y2 = yb[64 * j + 32:64 * j + 64]
             for l in range(32):
-                y[o + l] = d1 * f32(i64(q[32 * j + l]) & 0xF) - m1
-            for l in range(32):
-                y[o + 32 + l] = d2 * f32(i64(q[32 * j + l]) >> 4) - m2
-            o += 64
-
+                v = qq[l]
+                y1[l] = d1 * f32(v & u15) - m1
+                y2[l] = d2 * f32(v >> u4) - m2
 
 # ---------------------------------------------------------------------------------------------------------------
 # Q5_K
@@ -674,33 +680,37 @@ def quantize_q5_K(x, imatrix, blocks):
 
 @njit
 def dequantize_row_q5_K(blocks, y):
-    # mirrors dequantize_row_q5_K (ggml-quants.c)
+    # mirrors dequantize_row_q5_K (ggml-quants.c), on sub-views with uint8 arithmetic so that LLVM vectorizes
+    u15 = np.uint8(0xF)
+    u4 = np.uint8(4)
     for i in range(blocks.shape[0]):
         d = fp16_to_fp32(blocks[i]["d"])
         dmin = fp16_to_fp32(blocks[i]["dmin"])
         sc = blocks[i]["scales"]
         ql = blocks[i]["qs"]
         qh = blocks[i]["qh"]
-        o = i * QK_K
-        u1 = 1
-        u2 = 2
-        for j in range(0, QK_K // 64):
+        yb = y[i * QK_K:(i + 1) * QK_K]
+        for j in range(QK_K // 64):
             s1, m1i = get_scale_min_k4(2 * j, sc)
             s2, m2i = get_scale_min_k4(2 * j + 1, sc)
             d1 = d * f32(s1)
             m1 = dmin * f32(m1i)
             d2 = d * f32(s2)
             m2 = dmin * f32(m2i)
+            # (float)((ql & 0xF) + (qh & u1 ? 16 : 0)) is computed as the exact float sum
+            # (float)(ql & 0xF) + (float)(qh & u1) * (16/u1): masks instead of shifts keep LLVM's vector lanes narrow
+            u1 = np.uint8(1 << (2 * j))
+            u2 = np.uint8(2 << (2 * j))
+            k1 = f32(16.0) / f32(u1)  # a power of two: exact
+            k2 = f32(16.0) / f32(u2)
+            qq = ql[32 * j:32 * j + 32]
+            y1 = yb[64 * j:64 * j + 32]
+            y2 = yb[64 * j + 32:64 * j + 64]
             for l in range(32):
-                v = (i64(ql[32 * j + l]) & 0xF) + (16 if i64(qh[l]) & u1 else 0)
-                y[o + l] = d1 * f32(v) - m1
-            for l in range(32):
-                v = (i64(ql[32 * j + l]) >> 4) + (16 if i64(qh[l]) & u2 else 0)
-                y[o + 32 + l] = d2 * f32(v) - m2
-            o += 64
-            u1 <<= 2
-            u2 <<= 2
-
+                v = qq[l]
+                h = qh[l]
+                y1[l] = d1 * (f32(v & u15) + k1 * f32(h & u1)) - m1
+                y2[l] = d2 * (f32(v >> u4) + k2 * f32(h & u2)) - m2
 
 # ---------------------------------------------------------------------------------------------------------------
 # Q6_K
@@ -744,31 +754,38 @@ def quantize_q6_K(x, imatrix, blocks):
 
 @njit
 def dequantize_row_q6_K(blocks, y):
-    # mirrors dequantize_row_q6_K (ggml-quants.c)
+    # mirrors dequantize_row_q6_K (ggml-quants.c): y = (d * sc) * q, on sub-views so that LLVM vectorizes
+    u15 = np.uint8(0xF)
+    u3 = np.uint8(3)
+    u4 = np.uint8(4)
     for i in range(blocks.shape[0]):
         d = fp16_to_fp32(blocks[i]["d"])
         ql = blocks[i]["ql"]
         qh = blocks[i]["qh"]
         sc = blocks[i]["scales"]
         for n in range(QK_K // 128):
-            o = i * QK_K + 128 * n
-            lo = 64 * n
-            ho = 32 * n
-            so = 8 * n
-            for l in range(32):
-                s = so + l // 16
-                a = i64(ql[lo + l])
-                b = i64(ql[lo + l + 32])
-                h = i64(qh[ho + l])
-                q1 = ((a & 0xF) | (((h >> 0) & 3) << 4)) - 32
-                q2 = ((b & 0xF) | (((h >> 2) & 3) << 4)) - 32
-                q3 = ((a >> 4) | (((h >> 4) & 3) << 4)) - 32
-                q4 = ((b >> 4) | (((h >> 6) & 3) << 4)) - 32
-                y[o + l] = d * f32(sc[s]) * f32(q1)
-                y[o + l + 32] = d * f32(sc[s + 2]) * f32(q2)
-                y[o + l + 64] = d * f32(sc[s + 4]) * f32(q3)
-                y[o + l + 96] = d * f32(sc[s + 6]) * f32(q4)
-
+            yb = y[i * QK_K + 128 * n:i * QK_K + 128 * n + 128]
+            qa = ql[64 * n:64 * n + 32]
+            qb = ql[64 * n + 32:64 * n + 64]
+            hh = qh[32 * n:32 * n + 32]
+            for half in range(2):
+                s = 8 * n + half
+                ds1 = d * f32(sc[s])
+                ds2 = d * f32(sc[s + 2])
+                ds3 = d * f32(sc[s + 4])
+                ds4 = d * f32(sc[s + 6])
+                for l in range(16 * half, 16 * half + 16):
+                    a = qa[l]
+                    b = qb[l]
+                    h = hh[l]
+                    q1 = np.int32((a & u15) | ((h & u3) << u4)) - np.int32(32)
+                    q2 = np.int32((b & u15) | (((h >> np.uint8(2)) & u3) << u4)) - np.int32(32)
+                    q3 = np.int32((a >> u4) | (((h >> u4) & u3) << u4)) - np.int32(32)
+                    q4 = np.int32((b >> u4) | (((h >> np.uint8(6)) & u3) << u4)) - np.int32(32)
+                    yb[l] = ds1 * f32(q1)
+                    yb[l + 32] = ds2 * f32(q2)
+                    yb[l + 64] = ds3 * f32(q3)
+                    yb[l + 96] = ds4 * f32(q4)
 
 # ---------------------------------------------------------------------------------------------------------------
 # Q8_K
@@ -810,9 +827,9 @@ def dequantize_row_q8_K(blocks, y):
     for i in range(blocks.shape[0]):
         d = blocks[i]["d"]
         qs = blocks[i]["qs"]
+        yb = y[i * QK_K:(i + 1) * QK_K]
         for j in range(QK_K):
-            y[i * QK_K + j] = d * f32(qs[j])
-
+            yb[j] = d * f32(qs[j])
 
 # ---------------------------------------------------------------------------------------------------------------
 # CPU dot products against Q8_K activations (ggml-cpu/quants.c, the *_generic functions of the scalar build).
