@@ -165,23 +165,33 @@ class GGUFFile:
         v = self.metadata.get(key)
         return default if v is None else v.value
 
-    def _tensor_data(self, t: TensorInfo) -> np.ndarray:
+    def _raw_tensor_bytes(self, t: TensorInfo) -> np.ndarray:
+        """The tensor's ggml_nbytes bytes as a flat read-only uint8 view (what gguf_write_to_file copies)."""
         start = self.data_offset + t.offset
         if start + t.nbytes > self.file_size:
             raise GGUFError(start, f"tensor {t.name!r} data [{start:#x}, {start + t.nbytes:#x}) extends past the "
                                    f"end of the file ({self.file_size:#x} bytes); llama.cpp's gguf reader does not "
                                    f"check this, its model loader does")
-        dt = dtype_for(t.ggml, self.byteorder)
         if t.nbytes == 0:
-            buf = np.zeros(0, dtype=np.uint8)
-        else:
-            if self._mm is None:
-                raise ValueError("the file is closed")
-            buf = np.frombuffer(self._mm, dtype=np.uint8, count=t.nbytes, offset=start)
-        if t.ggml.dtype is not None:
-            return buf.view(dt).reshape(t.shape)
+            return np.zeros(0, dtype=np.uint8)
+        if self._mm is None:
+            raise ValueError("the file is closed")
+        return np.frombuffer(self._mm, dtype=np.uint8, count=t.nbytes, offset=start)
+
+    def _tensor_data(self, t: TensorInfo) -> np.ndarray:
+        start = self.data_offset + t.offset
+        buf = self._raw_tensor_bytes(t)
+        if t.n_elements // t.ggml.block_size * t.ggml.type_size != t.nbytes:
+            raise GGUFError(start, f"tensor {t.name!r}: ggml_nbytes of shape {t.ne} wraps around size_t "
+                                   f"({t.nbytes} bytes); no array can be made of it")
+        dt = dtype_for(t.ggml, self.byteorder)
         row_bytes = t.ne[0] // t.ggml.block_size * t.ggml.type_size
-        return buf.reshape(t.shape[:-1] + (row_bytes,)) if t.shape else buf
+        try:
+            if t.ggml.dtype is not None:
+                return buf.view(dt).reshape(t.shape)
+            return buf.reshape(t.shape[:-1] + (row_bytes,)) if t.shape else buf
+        except ValueError:      # e.g. shape (2^62, 0): zero bytes, but more elements per axis than numpy allows
+            raise GGUFError(start, f"tensor {t.name!r}: numpy cannot represent shape {t.shape}") from None
 
     def save(self, path, *, alignment: int | None = None) -> None:
         """Write this file (metadata, tensors, version) as llama.cpp's gguf_write_to_file would."""
@@ -320,11 +330,11 @@ def _parse(path, buf: np.ndarray, mm, byteorder: str) -> GGUFFile:
     at = cur.pos
     n_tensors = cur.unpack("q", "tensor count")
     if n_tensors < 0 or n_tensors > SIZE_MAX // SIZEOF_GGUF_TENSOR_INFO:
-        raise GGUFError(at, f"tensor count {n_tensors} must be in [0, {SIZE_MAX // SIZEOF_GGUF_TENSOR_INFO}]")
+        raise GGUFError(at, f"tensor count {_pow2(n_tensors)} must be in [0, {SIZE_MAX // SIZEOF_GGUF_TENSOR_INFO}]")
     at = cur.pos
     n_kv = cur.unpack("q", "key-value count")
     if n_kv < 0 or n_kv > SIZE_MAX // SIZEOF_GGUF_KV:
-        raise GGUFError(at, f"key-value count {n_kv} must be in [0, {SIZE_MAX // SIZEOF_GGUF_KV}]")
+        raise GGUFError(at, f"key-value count {_pow2(n_kv)} must be in [0, {SIZE_MAX // SIZEOF_GGUF_KV}]")
     # Fail fast (same verdict as reading on until the bytes run out, see the module docstring).
     if n_kv * MIN_KV_BYTES > cur.remain:
         raise GGUFError(at, f"key-value count {_pow2(n_kv)} exceeds what the file can hold ({cur.remain} bytes left)")

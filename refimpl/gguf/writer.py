@@ -156,6 +156,16 @@ def _plan_tensor(name: str, t) -> _Planned:
         raise ValueError(f"tensor {name!r}: row length {ne[0]} is not a multiple of {g.name}'s block size {g.block_size}")
     n_el = ne[0] * ne[1] * ne[2] * ne[3]
     nbytes = n_el // g.block_size * g.type_size
+    if not (hasattr(t, "ne") and hasattr(t, "nbytes")) and any(d == 0 for d in ne[ggml_n_dims(ne):]):
+        # gguf.cpp stores ggml_n_dims(ne) dimensions, which drops a trailing run of 0s and 1s: (0, 1) would be
+        # stored as ne0 = 1 and read back as a different, non-empty tensor.  (save() of a file that already has
+        # such a tensor reproduces llama.cpp byte for byte; new files are not written broken.)
+        raise ValueError(f"tensor {name!r}: shape {tuple(shape)} has a zero dimension that GGUF's n_dims "
+                         f"(ggml_n_dims) cannot store; put the zero in the last numpy axis or drop the tensor")
+    if hasattr(t, "ne") and hasattr(t, "nbytes"):
+        # a tensor read from a GGUF file: keep llama.cpp's ggml_nbytes (size_t arithmetic) so that offsets are
+        # the ones gguf.cpp stored, even for shapes whose byte count wraps around
+        ne, nbytes = tuple(t.ne), int(t.nbytes)
     raw_name = encode_str(name)
     if len(raw_name) >= 64:
         raise ValueError(f"tensor name {name!r} is {len(raw_name)} bytes; ggml allows at most 63")
@@ -165,6 +175,16 @@ def _plan_tensor(name: str, t) -> _Planned:
 def _tensor_bytes(p: _Planned) -> np.ndarray:
     """The tensor's data as a flat little-endian uint8 array of exactly nbytes (zero-copy when possible)."""
     src = p.source
+    if hasattr(src, "_file") and hasattr(src._file, "_raw_tensor_bytes"):
+        # a tensor of a file we read: copy its ggml_nbytes bytes as gguf_write_to_file does
+        raw = src._file._raw_tensor_bytes(src)
+        if p.big_endian:
+            if p.ggml.dtype is None:
+                raise ValueError(f"tensor {p.name!r}: block-quantized data from a big-endian file cannot be "
+                                 f"converted to little-endian by the container writer")
+            if np.dtype(p.ggml.dtype).itemsize > 1:
+                raw = raw.view(">" + p.ggml.dtype).astype("<" + p.ggml.dtype).view(np.uint8)
+        return raw
     data = src if isinstance(src, np.ndarray) else getattr(src, "data", src)
     if not isinstance(data, np.ndarray):
         data = np.frombuffer(memoryview(data), dtype=np.uint8)
@@ -236,11 +256,8 @@ def write(path: str | os.PathLike, metadata: Mapping[str, Any] | None = None, te
                 for s in range(0, data.size, _CHUNK):
                     f.write(memoryview(data[s:s + _CHUNK]))
                 written += data.size
-                pad = -written % alignment
-                f.write(b"\0" * pad)
-                written += pad
+                written += _write_zeros(f, -written % alignment)
             f.flush()
-            os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         try:
@@ -260,9 +277,18 @@ def _write_meta(f, values: dict[str, GGUFValue], planned: list[_Planned], alignm
                      + struct.pack("<iQ", p.ggml.type_id, offset))
         offset += p.nbytes + (-p.nbytes % alignment)
     meta = b"".join(parts)
-    meta += b"\0" * (-len(meta) % alignment)
     f.write(meta)
-    return len(meta)
+    return len(meta) + _write_zeros(f, -len(meta) % alignment)
+
+
+def _write_zeros(f, n: int) -> int:
+    """Zero padding, in bounded chunks (a 2^31 alignment is legal)."""
+    chunk = b"\0" * min(n, 1 << 20)
+    left = n
+    while left > 0:
+        f.write(chunk[:left])
+        left -= len(chunk)
+    return n
 
 
 def meta_bytes(metadata, tensors=None, *, alignment: int | None = None, version: int = 3) -> bytes:
