@@ -109,3 +109,32 @@ def test_iq3_iq4_without_jit():
     r = subprocess.run([sys.executable, "-c", NOJIT_SCRIPT.format(tests=tests)], env=env, capture_output=True,
                        text=True, timeout=600)
     assert r.returncode == 0 and r.stdout.strip().endswith("ok"), r.stderr[-3000:]
+
+
+def _best_index_int8_literal(val, x):
+    # ggml-quants.c best_index_int8, transcribed
+    n = len(val)
+    if x <= val[0]:
+        return 0
+    if x >= val[n - 1]:
+        return n - 1
+    ml, mu = 0, n - 1
+    while mu - ml > 1:
+        mav = (ml + mu) // 2
+        if x < val[mav]:
+            mu = mav
+        else:
+            ml = mav
+    return mu - 1 if np.float32(x - val[mu - 1]) < np.float32(val[mu] - x) else mu
+
+
+def test_best_index_int8_equals_binary_search():
+    from refimpl.quant.formats.iq4 import KVALUES_F32, best_index_int8
+
+    vals = KVALUES_F32
+    mids = (vals[:-1] + vals[1:]) / np.float32(2)
+    xs = np.concatenate([vals, mids, np.nextafter(mids, np.float32(np.inf)), np.nextafter(mids, np.float32(-np.inf)),
+                         np.random.default_rng(1).uniform(-140, 130, 3000).astype(np.float32),
+                         np.array([np.nan, np.inf, -np.inf, 0.0, -0.0], np.float32)]).astype(np.float32)
+    for x in xs:
+        assert best_index_int8(vals, x) == _best_index_int8_literal(list(vals), x), x

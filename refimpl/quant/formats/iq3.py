@@ -50,7 +50,7 @@ def _c_max(a, b):
 
 
 @njit
-def iq3_find_best_neighbour(kneighbors, noff, grid_bytes, xval, weight, o, scale, L):
+def iq3_find_best_neighbour(kneighbors, noff, grid_values, xval, weight, o, scale, L):
     """mirrors iq3_find_best_neighbour (ggml-quants.c): among the neighbours listed at ``kneighbors[noff]``, the grid
     point minimising sum w*(scale*q - x)^2 over the 4 values at ``o``; writes its levels (q-1)/2 into ``L[o:o+4]``.
     ggml's GGML_ASSERT(grid_index >= 0) fires when no error is < FLT_MAX (all NaN/Inf): raise instead."""
@@ -61,7 +61,7 @@ def iq3_find_best_neighbour(kneighbors, noff, grid_bytes, xval, weight, o, scale
         gi = int(kneighbors[noff + j])
         d2 = f32(0.0)
         for i in range(4):
-            q = f32(grid_bytes[gi, i])
+            q = grid_values[gi, i]
             diff = scale * q - xval[o + i]
             d2 += weight[o + i] * diff * diff
         if d2 < best_d2:
@@ -70,13 +70,13 @@ def iq3_find_best_neighbour(kneighbors, noff, grid_bytes, xval, weight, o, scale
     if grid_index < 0:
         raise ValueError("iq3_find_best_neighbour: no finite grid distance (ggml aborts on this input)")
     for i in range(4):
-        L[o + i] = (int(grid_bytes[grid_index, i]) - 1) // 2
+        L[o + i] = (int(grid_values[grid_index, i]) - 1) // 2
     return grid_index
 
 
 @njit
 def _search_block(xb, xbo, n, weight, waux, xval, L, Laux, is_on_grid, is_on_grid_aux, is_lo, is_hi,
-                  grid_bytes, kmap, kneighbors, refine_all):
+                  grid_values, kmap, kneighbors, refine_all):
     """The common per-32 search of both IQ3 quantizers: try ``id = (15 + is*0.2)/max`` for is in [is_lo, is_hi],
     keep the best weighted least-squares scale, then re-round the off-grid groups with the final scale.
     ``xval`` already holds the magnitudes.  Returns the scale (L holds the levels)."""
@@ -100,7 +100,7 @@ def _search_block(xb, xbo, n, weight, waux, xval, L, Laux, is_on_grid, is_on_gri
             is_on_grid_aux[k] = True
             if grid_index < 0:
                 is_on_grid_aux[k] = False
-                iq3_find_best_neighbour(kneighbors, -grid_index - 1, grid_bytes, xval, waux, 4 * k, this_scale,
+                iq3_find_best_neighbour(kneighbors, -grid_index - 1, grid_values, xval, waux, 4 * k, this_scale,
                                         Laux)
         sumqx = f32(0.0)
         sumq2 = f32(0.0)
@@ -133,10 +133,10 @@ def _search_block(xb, xbo, n, weight, waux, xval, L, Laux, is_on_grid, is_on_gri
                 u |= l << (3 * i)
             grid_index = kmap[u]
             if grid_index < 0:
-                grid_index = iq3_find_best_neighbour(kneighbors, -grid_index - 1, grid_bytes, xval, waux, 4 * k,
+                grid_index = iq3_find_best_neighbour(kneighbors, -grid_index - 1, grid_values, xval, waux, 4 * k,
                                                      scale, L)
             for i in range(4):
-                L[4 * k + i] = (int(grid_bytes[grid_index, i]) - 1) // 2
+                L[4 * k + i] = (int(grid_values[grid_index, i]) - 1) // 2
         sumqx = f32(0.0)
         sumq2 = f32(0.0)
         for i in range(n):
@@ -173,7 +173,7 @@ def _grid_index_of(L, o, kmap):
 
 
 @njit
-def quantize_row_iq3_xxs_impl(x, blocks, qw, has_qw, grid_bytes, kmap, kneighbors):
+def quantize_row_iq3_xxs_impl(x, blocks, qw, has_qw, grid_values, kmap, kneighbors):
     # mirrors quantize_row_iq3_xxs_impl(256, ...) (ggml-quants.c) for one row: x (n,), blocks (n/256,)
     kMaxQ = 8
     scales = np.zeros(QK_K // 32, dtype=np.float32)
@@ -235,7 +235,7 @@ def quantize_row_iq3_xxs_impl(x, blocks, qw, has_qw, grid_bytes, kmap, kneighbor
             for k in range(8):
                 is_on_grid[k] = True
             scale = _search_block(x, xb, 32, weight, waux, xval, L, Laux, is_on_grid, is_on_grid_aux, -15, 15,
-                                  grid_bytes, kmap, kneighbors, False)
+                                  grid_values, kmap, kneighbors, False)
             if scale < 0:
                 # "should never happen": flip the scale positive and the signs with it
                 scale = -scale
@@ -271,7 +271,7 @@ def quantize_row_iq3_xxs_impl(x, blocks, qw, has_qw, grid_bytes, kmap, kneighbor
 
 
 @njit
-def quantize_row_iq3_s_impl(x, blocks, qw, has_qw, grid_bytes, kmap, kneighbors):
+def quantize_row_iq3_s_impl(x, blocks, qw, has_qw, grid_values, kmap, kneighbors):
     # mirrors quantize_row_iq3_s_impl(32, ...) (ggml-quants.c) for one row: x (n,), blocks (n/256,)
     block_size = IQ3S_BLOCK_SIZE
     bs4 = block_size // 4
@@ -328,7 +328,7 @@ def quantize_row_iq3_s_impl(x, blocks, qw, has_qw, grid_bytes, kmap, kneighbors)
             for k in range(bs4):
                 is_on_grid[k] = False
             scale = _search_block(x, xb, block_size, weight, waux, xval, L, Laux, is_on_grid, is_on_grid_aux,
-                                  -9, 9, grid_bytes, kmap, kneighbors, True)
+                                  -9, 9, grid_values, kmap, kneighbors, True)
             if scale < 0:
                 scale = -scale
                 for k in range(bs8):
@@ -362,42 +362,48 @@ def quantize_row_iq3_s_impl(x, blocks, qw, has_qw, grid_bytes, kmap, kneighbors)
 
 
 @njit
-def _quantize_rows_xxs(x, imatrix, blocks, grid_bytes, kmap, kneighbors):
+def _quantize_rows_xxs(x, imatrix, blocks, grid_values, kmap, kneighbors):
     has_qw = imatrix.size > 0
     for row in range(x.shape[0]):
-        quantize_row_iq3_xxs_impl(x[row], blocks[row], imatrix, has_qw, grid_bytes, kmap, kneighbors)
+        quantize_row_iq3_xxs_impl(x[row], blocks[row], imatrix, has_qw, grid_values, kmap, kneighbors)
 
 
 @njit
-def _quantize_rows_s(x, imatrix, blocks, grid_bytes, kmap, kneighbors):
+def _quantize_rows_s(x, imatrix, blocks, grid_values, kmap, kneighbors):
     has_qw = imatrix.size > 0
     for row in range(x.shape[0]):
-        quantize_row_iq3_s_impl(x[row], blocks[row], imatrix, has_qw, grid_bytes, kmap, kneighbors)
+        quantize_row_iq3_s_impl(x[row], blocks[row], imatrix, has_qw, grid_values, kmap, kneighbors)
 
 
-def _grid_bytes(grid_size):
+_GRID_VALUES = {}
+
+
+def _quantizer_grid(grid_size):
+    """The quantizer's grid as float32 [index, coordinate] (values 1..15, exact), with kmap and kneighbors."""
     grid, kmap, kneighbors = iq3_search_tables(grid_size)
-    return grid.view(np.uint8).reshape(-1, 4), kmap, kneighbors
+    if grid_size not in _GRID_VALUES:
+        _GRID_VALUES[grid_size] = grid.view(np.uint8).reshape(-1, 4).astype(np.float32)
+    return _GRID_VALUES[grid_size], kmap, kneighbors
 
 
 def quantize_iq3_xxs(x, imatrix, blocks):
     # mirrors quantize_iq3_xxs (ggml-quants.c); the imatrix is optional
-    _quantize_rows_xxs(x, imatrix, blocks, *_grid_bytes(256))
+    _quantize_rows_xxs(x, imatrix, blocks, *_quantizer_grid(256))
 
 
 def quantize_row_iq3_xxs_ref(x, blocks):
     # mirrors quantize_row_iq3_xxs_ref (ggml-quants.c) = quantize_row_iq3_xxs_impl(256, x, y, k, NULL)
-    _quantize_rows_xxs(x.reshape(1, -1), np.zeros(0, np.float32), blocks.reshape(1, -1), *_grid_bytes(256))
+    _quantize_rows_xxs(x.reshape(1, -1), np.zeros(0, np.float32), blocks.reshape(1, -1), *_quantizer_grid(256))
 
 
 def quantize_iq3_s(x, imatrix, blocks):
     # mirrors quantize_iq3_s (ggml-quants.c); the imatrix is optional
-    _quantize_rows_s(x, imatrix, blocks, *_grid_bytes(512))
+    _quantize_rows_s(x, imatrix, blocks, *_quantizer_grid(512))
 
 
 def quantize_row_iq3_s_ref(x, blocks):
     # mirrors quantize_row_iq3_s_ref (ggml-quants.c) = quantize_iq3_s(x, y, 1, k, NULL)
-    _quantize_rows_s(x.reshape(1, -1), np.zeros(0, np.float32), blocks.reshape(1, -1), *_grid_bytes(512))
+    _quantize_rows_s(x.reshape(1, -1), np.zeros(0, np.float32), blocks.reshape(1, -1), *_quantizer_grid(512))
 
 
 # C's `v * (sign bit ? -1.f : 1.f)` is compiled to a sign flip (the goldens show NaNs changing sign, which a real

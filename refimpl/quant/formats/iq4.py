@@ -36,21 +36,22 @@ KVALUES_F32 = KVALUES_IQ4NL.astype(np.float32)
 
 @njit
 def best_index_int8(values, x):
-    """mirrors best_index_int8 (ggml-quants.c): index of the code-book value nearest to ``x`` (binary search over
-    the sorted 16 values; a tie between two neighbours goes to the upper one, NaN lands on the last index)."""
+    """mirrors best_index_int8 (ggml-quants.c): index of the code-book value nearest to ``x``; a tie between two
+    neighbours goes to the upper one, NaN gives the last index.
+
+    ggml binary-searches for the bracketing pair ``values[mu-1] <= x < values[mu]``; for strictly increasing values
+    that ``mu`` is simply the number of values ``<= x``, which is counted here without branches (same result, and
+    faster than the data-dependent branches of the search)."""
     n = values.shape[0]
     if x <= values[0]:
         return 0
     if x >= values[n - 1]:
         return n - 1
-    ml = 0
-    mu = n - 1
-    while mu - ml > 1:
-        mav = (ml + mu) // 2
-        if x < values[mav]:
-            mu = mav
-        else:
-            ml = mav
+    if x != x:
+        return n - 1  # C: every `x < val[mav]` is false, the search ends at (n-2, n-1), the final test is false
+    mu = 0
+    for k in range(n):
+        mu += 1 if x >= values[k] else 0
     return mu - 1 if x - values[mu - 1] < values[mu] - x else mu
 
 
