@@ -97,22 +97,20 @@ def _q3_K_finish(xb, blk, L):
         d = d_all * f32(_q3_K_scale(sc, j))
         if d == f32(0.0):  # C: if (!d) continue;  (NaN goes on)
             continue
+        xs = xb[16 * j:16 * j + 16]  # sub-views: LLVM vectorizes loops indexed by a bare range() variable
+        Ls = L[16 * j:16 * j + 16]
         for ii in range(16):
-            L[16 * j + ii] = int(nearest_int_clamped(xb[16 * j + ii] / d, -4, 3)) + 4
+            Ls[ii] = int(nearest_int_clamped(xs[ii] / d, -4, 3)) + 4
+    # C: hmask zeroed; for each j, if L[j] > 3 { hmask[j % 32] |= 1 << (j / 32); L[j] -= 4; }
+    # Every L[j] is in 0..7 here, so the test is bit 2 of L[j]; written without branches (they mispredict).
     hmask = blk["hmask"]
     for m in range(QK_K // 8):
-        hmask[m] = 0
-    # the high bit of element j goes to hmask[j % 32], bit j / 32
-    m = 0
-    hm = 1
-    for j in range(QK_K):
-        if L[j] > 3:
-            hmask[m] = i64(hmask[m]) | hm
-            L[j] -= 4
-        m += 1
-        if m == QK_K // 8:
-            m = 0
-            hm <<= 1
+        h = 0
+        for k in range(8):
+            lj = i64(L[32 * k + m])
+            h |= (lj >> 2) << k
+            L[32 * k + m] = lj & 3
+        hmask[m] = h
     _pack_2bit(L, blk["qs"])
 
 
@@ -128,8 +126,10 @@ def _q45_K_requantize(xb, blk, L, nmax):
         if d == f32(0.0):
             continue
         dm = dmin_all * f32(m)
+        xs = xb[32 * j:32 * j + 32]  # sub-views: LLVM vectorizes loops indexed by a bare range() variable
+        Ls = L[32 * j:32 * j + 32]
         for ii in range(32):
-            L[32 * j + ii] = int(nearest_int_clamped((xb[32 * j + ii] + dm) / d, 0, nmax))
+            Ls[ii] = int(nearest_int_clamped((xs[ii] + dm) / d, 0, nmax))
 
 
 @njit
@@ -143,23 +143,16 @@ def _pack_q4_K(L, qs):
 @njit
 def _pack_q5_K(L, ql, qh):
     # low 4 bits as in Q4_K; bit 4 of element n+j (n = 64*k) goes to qh[j] bit 2k, of element n+j+32 to bit 2k+1
+    # C tests l > 15 and subtracts 16; every L is in 0..31 here, so that is bit 4, written without branches
     for j in range(QK_K // 8):
         qh[j] = 0
-    m1 = 1
-    m2 = 2
-    for n in range(0, QK_K, 64):
+    for p in range(QK_K // 64):
+        n = 64 * p
         for j in range(32):
             l1 = i64(L[n + j])
-            if l1 > 15:
-                l1 -= 16
-                qh[j] = i64(qh[j]) | m1
             l2 = i64(L[n + j + 32])
-            if l2 > 15:
-                l2 -= 16
-                qh[j] = i64(qh[j]) | m2
-            ql[n // 2 + j] = (l1 | (l2 << 4)) & 0xFF
-        m1 <<= 2
-        m2 <<= 2
+            qh[j] = i64(qh[j]) | ((l1 >> 4) << (2 * p)) | ((l2 >> 4) << (2 * p + 1))
+            ql[n // 2 + j] = (l1 & 15) | ((l2 & 15) << 4)
 
 
 @njit
@@ -175,8 +168,10 @@ def _q6_K_finish(xb, blk, L, scales, max_scale):
         d = d_all * f32(sc[j])
         if d == f32(0.0):
             continue
+        xs = xb[16 * j:16 * j + 16]  # sub-views: LLVM vectorizes loops indexed by a bare range() variable
+        Ls = L[16 * j:16 * j + 16]
         for ii in range(16):
-            L[16 * j + ii] = int(nearest_int_clamped(xb[16 * j + ii] / d, -32, 31)) + 32
+            Ls[ii] = int(nearest_int_clamped(xs[ii] / d, -32, 31)) + 32
     ql = blk["ql"]
     qh = blk["qh"]
     for j in range(0, QK_K, 128):
@@ -257,8 +252,10 @@ def _q2_K_requantize(xb, blk, L):
         if d == f32(0.0):
             continue
         dm = dmin_all * f32(i64(sc[j]) >> 4)
+        xs = xb[16 * j:16 * j + 16]  # sub-views: LLVM vectorizes loops indexed by a bare range() variable
+        Ls = L[16 * j:16 * j + 16]
         for ii in range(16):
-            L[16 * j + ii] = int(nearest_int_clamped((xb[16 * j + ii] + dm) / d, 0, 3))
+            Ls[ii] = int(nearest_int_clamped((xs[ii] + dm) / d, 0, 3))
 
 
 @njit
