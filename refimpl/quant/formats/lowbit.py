@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..._jit import add_nan_from_first, f32, mul_nan_from_first, njit, roundf
+from ..._jit import add_nan_from_first, f32, f32_from_bits, f32_to_bits, mul_nan_from_first, njit, roundf
 from ...floats import fp16_to_fp32, fp32_to_fp16
 from ..registry import QuantFormat
 from .legacy import BLOCK_Q8_0  # the activation blocks vec_dot reads: F16 d, int8 qs[32]
@@ -53,15 +53,15 @@ def quantize_q1_0(x, imatrix, blocks):
 @njit
 def dequantize_row_q1_0(blocks, y):
     # mirrors dequantize_row_q1_0 (ggml-quants.c)
+    # y = bit ? d : -d.  C's -d flips the sign bit (also of a NaN), so the select is written as an XOR of d's
+    # sign bit with the inverted bit: the same bits, without a branch per element.
     qk = QK1_0
     for i in range(blocks.shape[0]):
-        d = fp16_to_fp32(blocks[i]["d"])
-        neg_d = -d
+        d_bits = f32_to_bits(fp16_to_fp32(blocks[i]["d"]))
         qs = blocks[i]["qs"]
-        for b in range(qk // 8):
-            q = int(qs[b])
-            for bit in range(8):
-                y[i * qk + b * 8 + bit] = d if (q >> bit) & 1 else neg_d
+        for j in range(qk):
+            bit = (np.uint32(qs[j >> 3]) >> np.uint32(j & 7)) & np.uint32(1)
+            y[i * qk + j] = f32_from_bits(d_bits ^ ((bit ^ np.uint32(1)) << np.uint32(31)))
 
 
 @njit
