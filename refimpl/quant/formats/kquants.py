@@ -896,25 +896,44 @@ def vec_dot_q2_K_q8_K(n, x, y):
 
 
 @njit
+def _lane_isums(a, q8, scales, group, aux32):
+    # aux32[l] = sum over groups of 16 j of scale[j / group16] * (q8*a)[16j + l] + (q8*a)[16j + 8 + l], l = 0..7:
+    # the C's aux16/aux32 loops (integer, exact, so regrouping the two halves is allowed)
+    for l in range(8):
+        aux32[l] = 0
+    for j in range(QK_K // 16):
+        scale = scales[j // group]
+        aj = a[16 * j:16 * j + 16]
+        qj = q8[16 * j:16 * j + 16]
+        for l in range(8):
+            aux32[l] += scale * (np.int32(qj[l]) * aj[l] + np.int32(qj[l + 8]) * aj[l + 8])
+
+
+@njit
 def vec_dot_q3_K_q8_K(n, x, y):
-    # mirrors ggml_vec_dot_q3_K_q8_K_generic
+    # mirrors ggml_vec_dot_q3_K_q8_K_generic: aux8 = the signed 3-bit levels, then per-lane integer sums
     sums = np.zeros(8, np.float32)
-    aux32 = np.zeros(8, np.int64)
-    scales = np.zeros(QK_K // 16, np.int64)
+    aux32 = np.zeros(8, np.int32)
+    scales = np.zeros(QK_K // 16, np.int32)
+    a = np.zeros(QK_K, np.int32)
+    u1 = np.uint8(1)
+    u3 = np.uint8(3)
     for i in range(n // QK_K):
         q3 = x[i]["qs"]
         hm = x[i]["hmask"]
-        q8 = y[i]["qs"]
         _q3_K_unpack_scales(x[i]["scales"], scales)  # the kmask1/kmask2 shuffle
-        for l in range(8):
-            aux32[l] = 0
-        for p in range(QK_K):
-            # element p: 128-half h, shift group g, position l; level (q3 >> 2g) & 3, minus 4 if its hmask bit is 0
-            h = p >> 7
-            g = (p >> 5) & 3
-            l = p & 31
-            a = ((i64(q3[32 * h + l]) >> (2 * g)) & 3) - (0 if (i64(hm[l]) >> (4 * h + g)) & 1 else 4)
-            aux32[p & 7] += (scales[p >> 4] - 32) * (i64(q8[p]) * a)
+        for j in range(QK_K // 16):
+            scales[j] -= 32
+        for k in range(8):
+            # 32 levels: bits 2g..2g+1 of q3[32h + l], minus 4 unless bit k of hm[l] is set (k = 4h + g)
+            h = k >> 2
+            shift = np.uint8(2 * (k & 3))
+            hshift = np.uint8(k)
+            qq = q3[32 * h:32 * h + 32]
+            ak = a[32 * k:32 * k + 32]
+            for l in range(32):
+                ak[l] = np.int32(((qq[l] >> shift) & u3) | (((hm[l] >> hshift) & u1) << np.uint8(2))) - np.int32(4)
+        _lane_isums(a, y[i]["qs"], scales, 1, aux32)
         d = _mul_nan_first(fp16_to_fp32(x[i]["d"]), y[i]["d"])
         for l in range(8):
             sums[l] = _add_nan_first(sums[l], d * f32(aux32[l]))
@@ -925,21 +944,25 @@ def vec_dot_q3_K_q8_K(n, x, y):
 
 
 @njit
-def _q45_K_block_isums(q4, qh, q8, scales, aux32):
-    # the integer part of one Q4_K / Q5_K super-block (qh of size 0 for Q4_K): aux32[l % 8] += scale * q8 * a
-    has_qh = qh.size > 0
-    for l in range(8):
-        aux32[l] = 0
-    for j in range(QK_K // 32):
-        # sub-block j: nibble (j & 1) of q4[32*(j >> 1) + l], plus 16 if bit j of qh[l] is set (Q5_K)
-        scale = scales[j]
-        qo = 32 * (j >> 1)
-        shift = 4 * (j & 1)
+def _q45_K_levels(q4, qh, a):
+    # aux8 of the q4_K / q5_K dot products: sub-block j = nibble (j & 1) of q4[32*(j >> 1) + l], plus 16 if bit j of
+    # qh[l] is set (Q5_K; qh of size 0 for Q4_K)
+    u15 = np.uint8(0xF)
+    u4 = np.uint8(4)
+    u1 = np.uint8(1)
+    for p in range(QK_K // 64):
+        qq = q4[32 * p:32 * p + 32]
+        a1 = a[64 * p:64 * p + 32]
+        a2 = a[64 * p + 32:64 * p + 64]
         for l in range(32):
-            a = (i64(q4[qo + l]) >> shift) & 0xF
-            if has_qh and (i64(qh[l]) >> j) & 1:
-                a += 16
-            aux32[l & 7] += scale * (i64(q8[32 * j + l]) * a)
+            a1[l] = np.int32(qq[l] & u15)
+            a2[l] = np.int32(qq[l] >> u4)
+    if qh.size > 0:
+        for j in range(QK_K // 32):
+            hs = np.uint8(j)
+            aj = a[32 * j:32 * j + 32]
+            for l in range(32):
+                aj[l] += np.int32(((qh[l] >> hs) & u1) << u4)
 
 
 @njit
@@ -958,14 +981,16 @@ def _q45_K_block_mins(sc, bsums, scales, mins):
 def vec_dot_q4_K_q8_K(n, x, y):
     # mirrors ggml_vec_dot_q4_K_q8_K_generic
     sums = np.zeros(8, np.float32)
-    aux32 = np.zeros(8, np.int64)
-    scales = np.zeros(QK_K // 32, np.int64)
-    mins = np.zeros(QK_K // 32, np.int64)
+    aux32 = np.zeros(8, np.int32)
+    scales = np.zeros(QK_K // 32, np.int32)
+    mins = np.zeros(QK_K // 32, np.int32)
+    a = np.zeros(QK_K, np.int32)
     no_qh = np.zeros(0, np.uint8)
     sumf = f32(0.0)
     for i in range(n // QK_K):
         sumi = _q45_K_block_mins(x[i]["scales"], y[i]["bsums"], scales, mins)
-        _q45_K_block_isums(x[i]["qs"], no_qh, y[i]["qs"], scales, aux32)
+        _q45_K_levels(x[i]["qs"], no_qh, a)
+        _lane_isums(a, y[i]["qs"], scales, 2, aux32)
         d = _mul_nan_first(fp16_to_fp32(x[i]["d"]), y[i]["d"])
         for l in range(8):
             sums[l] = _add_nan_first(sums[l], d * f32(aux32[l]))
@@ -982,13 +1007,15 @@ def vec_dot_q4_K_q8_K(n, x, y):
 def vec_dot_q5_K_q8_K(n, x, y):
     # mirrors ggml_vec_dot_q5_K_q8_K_generic (the Q4_K loop plus the fifth bit from qh)
     sums = np.zeros(8, np.float32)
-    aux32 = np.zeros(8, np.int64)
-    scales = np.zeros(QK_K // 32, np.int64)
-    mins = np.zeros(QK_K // 32, np.int64)
+    aux32 = np.zeros(8, np.int32)
+    scales = np.zeros(QK_K // 32, np.int32)
+    mins = np.zeros(QK_K // 32, np.int32)
+    a = np.zeros(QK_K, np.int32)
     sumf = f32(0.0)
     for i in range(n // QK_K):
         sumi = _q45_K_block_mins(x[i]["scales"], y[i]["bsums"], scales, mins)
-        _q45_K_block_isums(x[i]["qs"], x[i]["qh"], y[i]["qs"], scales, aux32)
+        _q45_K_levels(x[i]["qs"], x[i]["qh"], a)
+        _lane_isums(a, y[i]["qs"], scales, 2, aux32)
         d = _mul_nan_first(fp16_to_fp32(x[i]["d"]), y[i]["d"])
         for l in range(8):
             sums[l] = _add_nan_first(sums[l], d * f32(aux32[l]))
@@ -1002,25 +1029,31 @@ def vec_dot_q5_K_q8_K(n, x, y):
 
 @njit
 def vec_dot_q6_K_q8_K(n, x, y):
-    # mirrors ggml_vec_dot_q6_K_q8_K_generic
+    # mirrors ggml_vec_dot_q6_K_q8_K_generic: aux8 = the signed 6-bit levels, then per-lane integer sums
     sums = np.zeros(8, np.float32)
-    aux32 = np.zeros(8, np.int64)
+    aux32 = np.zeros(8, np.int32)
+    scales = np.zeros(QK_K // 16, np.int32)
+    a = np.zeros(QK_K, np.int32)
+    u15 = np.uint8(0xF)
+    u3 = np.uint8(3)
+    u4 = np.uint8(4)
     for i in range(n // QK_K):
         ql = x[i]["ql"]
         qh = x[i]["qh"]
         sc = x[i]["scales"]
-        q8 = y[i]["qs"]
-        for l in range(8):
-            aux32[l] = 0
-        for p in range(QK_K):
-            # element p: 128-half h, quarter g (0..3), position l: nibble g >> 1 of ql[64h + 32*(g & 1) + l],
-            # high bits 2g..2g+1 of qh[32h + l]
-            h = p >> 7
-            g = (p >> 5) & 3
-            l = p & 31
-            low = (i64(ql[64 * h + 32 * (g & 1) + l]) >> (4 * (g >> 1))) & 0xF
-            a = (low | (((i64(qh[32 * h + l]) >> (2 * g)) & 3) << 4)) - 32
-            aux32[p & 7] += i64(sc[p >> 4]) * (i64(q8[p]) * a)
+        for j in range(QK_K // 16):
+            scales[j] = sc[j]
+        for h in range(QK_K // 128):
+            qa = ql[64 * h:64 * h + 32]
+            qb = ql[64 * h + 32:64 * h + 64]
+            hh = qh[32 * h:32 * h + 32]
+            ah = a[128 * h:128 * h + 128]
+            for l in range(32):
+                ah[l] = np.int32((qa[l] & u15) | ((hh[l] & u3) << u4)) - np.int32(32)
+                ah[l + 32] = np.int32((qb[l] & u15) | (((hh[l] >> np.uint8(2)) & u3) << u4)) - np.int32(32)
+                ah[l + 64] = np.int32((qa[l] >> u4) | (((hh[l] >> u4) & u3) << u4)) - np.int32(32)
+                ah[l + 96] = np.int32((qb[l] >> u4) | (((hh[l] >> np.uint8(6)) & u3) << u4)) - np.int32(32)
+        _lane_isums(a, y[i]["qs"], scales, 1, aux32)
         d = _mul_nan_first(fp16_to_fp32(x[i]["d"]), y[i]["d"])
         for l in range(8):
             sums[l] = _add_nan_first(sums[l], d * f32(aux32[l]))
