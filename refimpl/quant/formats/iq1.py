@@ -40,6 +40,8 @@ GROUP_MAX_EPS_IQ1_S = f32(1e-12)
 GROUP_MAX_EPS_IQ1_M = f32(1e-7)
 
 IQ1S_GRID = iq_tables.IQ1S_GRID.view(np.int8).reshape(-1, 8)   # decoding grid: 8 values in {-1, 0, 1}
+# (grid[j] + delta) for delta = +1/8 (row 0) and -1/8 (row 1), exactly the float C's dequantizers form first
+IQ1S_GRID_PLUS_DELTA = np.stack([IQ1S_GRID.astype(np.float32) + IQ1S_DELTA, IQ1S_GRID.astype(np.float32) - IQ1S_DELTA])
 
 BLOCK_IQ1_S = np.dtype([("d", "<u2"), ("qs", "u1", (QK_K // 8,)), ("qh", "<u2", (QK_K // 32,))])    # 50 bytes
 BLOCK_IQ1_M = np.dtype([("qs", "u1", (QK_K // 8,)), ("qh", "u1", (QK_K // 16,)),
@@ -105,7 +107,7 @@ def _sort_pairs(xb, vals, idx, tmp_v, tmp_i):
 
 
 @njit
-def iq1_find_best_neighbour2(neighbours, start, grid, xflat, xoff, weight, woff, scale, xg, L, loff):
+def iq1_find_best_neighbour2(neighbours, start, grid, xflat, xoff, weight, woff, scale, xg, L, loff, terms):
     """mirrors iq1_find_best_neighbour2 (ggml-quants.c): of the listed grid neighbours, the one minimising
     sum(w * (scale*xg[level] - x)^2) (first wins a tie); writes its levels to ``L[loff:loff+8]``.
 
@@ -116,16 +118,21 @@ def iq1_find_best_neighbour2(neighbours, start, grid, xflat, xoff, weight, woff,
     num_neighbors = int(neighbours[start])
     if num_neighbors <= 0:
         raise ValueError("ggml aborts: lattice point without grid neighbours (GGML_ASSERT(num_neighbors > 0))")
+    # Each term w*(scale*xg[level] - x)^2 depends only on (i, level), level in 0..2: the 24 possible terms are
+    # computed once with C's exact expression; a candidate is then 8 look-ups added in C's order (same bits).
+    # (``terms``: float32[8, 3] scratch owned by the caller)
+    for i in range(8):
+        w = weight[woff + i]
+        for lv in range(3):
+            diff = scale * xg[lv] - xflat[xoff + i]
+            terms[i, lv] = w * diff * diff
     best_score = FLT_MAX
     grid_index = -1
     for j in range(1, num_neighbors + 1):
         g = int(neighbours[start + j])
         d2 = f32(0.0)
         for i in range(8):
-            q = xg[(int(grid[g, i]) - 1) >> 1]
-            w = weight[woff + i]
-            diff = scale * q - xflat[xoff + i]
-            d2 += w * diff * diff
+            d2 += terms[i, (int(grid[g, i]) - 1) >> 1]
         if d2 < best_score:
             best_score = d2
             grid_index = g
@@ -194,6 +201,7 @@ def _quantize_row_iq1_s(xflat, row_off, n_per_row, qw_row, y, grid, kmap, neighb
     tmp_i = np.zeros(bs, dtype=np.int64)
     L = np.zeros(bs, dtype=np.int64)
     index = np.zeros(bs // 8, dtype=np.int64)
+    terms = np.empty((8, 3), dtype=np.float32)
     for ibl in range(y.shape[0]):
         y[ibl]["d"] = fp32_to_fp16(f32(0.0))
         y[ibl]["qs"][:] = 0
@@ -273,7 +281,7 @@ def _quantize_row_iq1_s(xflat, row_off, n_per_row, qw_row, y, grid, kmap, neighb
                 if grid_index < 0:
                     all_on_grid = False
                     grid_index = iq1_find_best_neighbour2(neighbours, -grid_index - 1, grid, xflat, xb_off + 8 * k,
-                                                          weight, 8 * k, scale, xx, L, 8 * k)
+                                                          weight, 8 * k, scale, xx, L, 8 * k, terms)
                 index[k] = grid_index
             if not all_on_grid:
                 sumqx = f32(0.0)
@@ -334,11 +342,11 @@ def dequantize_row_iq1_s(blocks, y):
         for ib in range(QK_K // 32):
             qh = int(blocks[i]["qh"][ib])
             dl = d * f32(2 * ((qh >> 12) & 7) + 1)
-            delta = -IQ1S_DELTA if qh & 0x8000 else IQ1S_DELTA
+            neg = 1 if qh & 0x8000 else 0
             for l in range(4):
                 g = int(qs[4 * ib + l]) | (((qh >> (3 * l)) & 7) << 8)
                 for j in range(8):
-                    y[o + j] = dl * (f32(IQ1S_GRID[g, j]) + delta)
+                    y[o + j] = dl * IQ1S_GRID_PLUS_DELTA[neg, g, j]
                 o += 8
 
 
@@ -361,10 +369,9 @@ def _quantize_row_iq1_m(xflat, row_off, n_per_row, qw_row, y, grid, kmap, neighb
     tmp_i = np.zeros(bs, dtype=np.int64)
     L = np.zeros(bs, dtype=np.int64)
     index = np.zeros(bs // 8, dtype=np.int64)
+    terms = np.empty((8, 3), dtype=np.float32)
     px = np.zeros((2, bs + 1), dtype=np.float32)
     pw = np.zeros((2, bs + 1), dtype=np.float32)
-    sumqx = np.zeros(4, dtype=np.float32)
-    sumq2 = np.zeros(4, dtype=np.float32)
     sc = np.zeros(4, dtype=np.int64)   # the uint16_t view of y.scales
     p2 = x_p[2]
     m2 = x_m[2]
@@ -432,21 +439,39 @@ def _quantize_row_iq1_m(xflat, row_off, n_per_row, qw_row, y, grid, kmap, neighb
                     qx_m1 = txs1 * m2 - sx1
                     q2_p1 = tws1 * p2 * p2 + pw[1, i1] * cp1 + pw[1, i2] * cp2
                     q2_m1 = tws1 * m2 * m2 + pw[1, i1] * cm1 + pw[1, i2] * cm2
-                    sumqx[0] = qx_p0 + qx_p1
-                    sumqx[1] = qx_p0 + qx_m1
-                    sumqx[2] = qx_m0 + qx_p1
-                    sumqx[3] = qx_m0 + qx_m1
-                    sumq2[0] = q2_p0 + q2_p1
-                    sumq2[1] = q2_p0 + q2_m1
-                    sumq2[2] = q2_m0 + q2_p1
-                    sumq2[3] = q2_m0 + q2_m1
-                    for k in range(4):
-                        if sumq2[k] > 0 and sumqx[k] * sumqx[k] > best_score * sumq2[k]:
-                            scale = sumqx[k] / sumq2[k]
-                            best_score = scale * sumqx[k]
-                            besti1 = i1
-                            besti2 = i2
-                            best_k = k
+                    # the 4 shift patterns, tried in order k = 0..3 (scalars rather than C's sumqx[4] arrays)
+                    sqx = qx_p0 + qx_p1
+                    sq2 = q2_p0 + q2_p1
+                    if sq2 > 0 and sqx * sqx > best_score * sq2:
+                        scale = sqx / sq2
+                        best_score = scale * sqx
+                        besti1 = i1
+                        besti2 = i2
+                        best_k = 0
+                    sqx = qx_p0 + qx_m1
+                    sq2 = q2_p0 + q2_m1
+                    if sq2 > 0 and sqx * sqx > best_score * sq2:
+                        scale = sqx / sq2
+                        best_score = scale * sqx
+                        besti1 = i1
+                        besti2 = i2
+                        best_k = 1
+                    sqx = qx_m0 + qx_p1
+                    sq2 = q2_m0 + q2_p1
+                    if sq2 > 0 and sqx * sqx > best_score * sq2:
+                        scale = sqx / sq2
+                        best_score = scale * sqx
+                        besti1 = i1
+                        besti2 = i2
+                        best_k = 2
+                    sqx = qx_m0 + qx_m1
+                    sq2 = q2_m0 + q2_m1
+                    if sq2 > 0 and sqx * sqx > best_score * sq2:
+                        scale = sqx / sq2
+                        best_score = scale * sqx
+                        besti1 = i1
+                        besti2 = i2
+                        best_k = 3
             if besti1 < 0 or besti2 < 0 or best_k < 0:
                 scales[ib] = 0
                 shifts[ib] = 0
@@ -473,7 +498,7 @@ def _quantize_row_iq1_m(xflat, row_off, n_per_row, qw_row, y, grid, kmap, neighb
                 if grid_index < 0:
                     all_on_grid = False
                     grid_index = iq1_find_best_neighbour2(neighbours, -grid_index - 1, grid, xflat, xb_off + 8 * k,
-                                                          weight, 8 * k, scale, xx, L, 8 * k)
+                                                          weight, 8 * k, scale, xx, L, 8 * k, terms)
                 index[k] = grid_index
             if not all_on_grid:
                 sumqx_f = f32(0.0)
@@ -584,10 +609,10 @@ def dequantize_row_iq1_m(blocks, y):
             for l in range(4):
                 h = h0 if l < 2 else h1
                 g = int(qs[4 * ib + l]) | ((h << (8 if l % 2 == 0 else 4)) & 0x700)
-                delta = -IQ1S_DELTA if h & (0x08 if l % 2 == 0 else 0x80) else IQ1S_DELTA
+                neg = 1 if h & (0x08 if l % 2 == 0 else 0x80) else 0
                 dl = dl1 if l < 2 else dl2
                 for j in range(8):
-                    y[o + j] = dl * (f32(IQ1S_GRID[g, j]) + delta)
+                    y[o + j] = dl * IQ1S_GRID_PLUS_DELTA[neg, g, j]
                 o += 8
 
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..._jit import f32, nearest_int
+from ..._jit import f32, f32_from_bits, f32_to_bits, nearest_int
 from ...floats import fp16_to_fp32, fp32_to_fp16
 from .. import iq_tables
 from ..kquant_search import make_qp_quants, njit  # njit: numba's "numpy" error model (x/0 -> Inf, as C)
@@ -35,6 +35,10 @@ GROUP_MAX_EPS_IQ2_S = f32(1e-8)
 IQ2XXS_GRID = iq_tables.IQ2XXS_GRID.view(np.uint8).reshape(-1, 8)   # decoding grids: 8 magnitudes per entry
 IQ2XS_GRID = iq_tables.IQ2XS_GRID.view(np.uint8).reshape(-1, 8)
 IQ2S_GRID = iq_tables.IQ2S_GRID.view(np.uint8).reshape(-1, 8)
+# the same as float32 (what C's `db * grid[j]` converts each byte to), so the dequantizers skip the conversion
+IQ2XXS_GRID_F32 = IQ2XXS_GRID.astype(np.float32)
+IQ2XS_GRID_F32 = IQ2XS_GRID.astype(np.float32)
+IQ2S_GRID_F32 = IQ2S_GRID.astype(np.float32)
 KSIGNS_IQ2XS = iq_tables.KSIGNS_IQ2XS
 KMASK_IQ2XS = iq_tables.KMASK_IQ2XS
 
@@ -60,7 +64,7 @@ def c_min(a, b):
 
 
 @njit
-def iq2_find_best_neighbour(neighbours, start, grid, xval, weight, scale, L):
+def iq2_find_best_neighbour(neighbours, start, grid, xval, weight, scale, L, terms):
     """mirrors iq2_find_best_neighbour (ggml-quants.c): of the grid points listed at ``neighbours[start]``, the
     one minimising sum(weight * (scale*q - xval)^2); the first wins a tie.  Writes its levels ``(q-1)/2`` to
     ``L[:8]`` and returns its grid index.  No finite distance (NaN/Inf input) is ggml's GGML_ASSERT."""
@@ -69,22 +73,52 @@ def iq2_find_best_neighbour(neighbours, start, grid, xval, weight, scale, L):
         raise ValueError("ggml aborts: lattice point without grid neighbours (GGML_ASSERT(num_neighbors > 0))")
     best_d2 = FLT_MAX
     grid_index = -1
+    if num_neighbors < 6:
+        # the C loop as written
+        for j in range(1, num_neighbors + 1):
+            g = int(neighbours[start + j])
+            d2 = f32(0.0)
+            for i in range(8):
+                q = f32(grid[g, i])
+                diff = scale * q - xval[i]
+                d2 += weight[i] * diff * diff
+            if d2 < best_d2:
+                best_d2 = d2
+                grid_index = g
+        return _take_neighbour(grid, grid_index, L)
+    # Long lists (same bits, less work): each term weight[i]*(scale*q - xval[i])^2 depends only on (i, q), and q
+    # takes 4 values (1, 3, 5, 7): compute the 32 possible terms once with C's exact expression; each candidate is
+    # then 8 look-ups added in C's order.  (``terms``: float32[8, 4] scratch owned by the caller.)
+    for i in range(8):
+        for lv in range(4):
+            diff = scale * f32(2 * lv + 1) - xval[i]
+            terms[i, lv] = weight[i] * diff * diff
     for j in range(1, num_neighbors + 1):
         g = int(neighbours[start + j])
         d2 = f32(0.0)
         for i in range(8):
-            q = f32(grid[g, i])
-            diff = scale * q - xval[i]
-            d2 += weight[i] * diff * diff
+            d2 += terms[i, (int(grid[g, i]) - 1) >> 1]
         if d2 < best_d2:
             best_d2 = d2
             grid_index = g
+    return _take_neighbour(grid, grid_index, L)
+
+
+@njit
+def _take_neighbour(grid, grid_index, L):
     if grid_index < 0:
         raise ValueError("ggml aborts: no grid neighbour at a finite distance (NaN/Inf in the input or scale; "
                          "GGML_ASSERT(grid_index >= 0) in iq2_find_best_neighbour)")
     for i in range(8):
         L[i] = (int(grid[grid_index, i]) - 1) >> 1
     return grid_index
+
+
+@njit
+def _apply_sign(v, signs, j):
+    """``v * (signs & (1 << j) ? -1.f : 1.f)`` as ggml's compiled code computes it: a sign-bit flip (NaNs change
+    sign too, unlike an x86 multiply), done branch-free on the bits."""
+    return f32_from_bits(f32_to_bits(v) ^ (np.uint32((signs >> j) & 1) << np.uint32(31)))
 
 
 @njit
@@ -179,6 +213,7 @@ def _quantize_row_iq2_xxs(x, qw_row, y, grid, kmap, neighbours):
     Laux = np.zeros(32, dtype=np.int64)
     block_signs = np.zeros(4, dtype=np.int64)
     q2 = np.zeros(2 * (QK_K // 32), dtype=np.int64)   # uint32_t q2[16], the qs words
+    terms = np.empty((8, 4), dtype=np.float32)
     for ibl in range(y.shape[0]):
         y[ibl]["d"] = fp32_to_fp16(f32(0.0))
         for m in range(q2.shape[0]):
@@ -219,7 +254,7 @@ def _quantize_row_iq2_xxs(x, qw_row, y, grid, kmap, neighbours):
                     grid_index = _grid_lookup(kmap, u)
                     if grid_index < 0:
                         iq2_find_best_neighbour(neighbours, -grid_index - 1, grid, xval[8 * k: 8 * k + 8],
-                                                waux[8 * k: 8 * k + 8], this_scale, Laux[8 * k: 8 * k + 8])
+                                                waux[8 * k: 8 * k + 8], this_scale, Laux[8 * k: 8 * k + 8], terms)
                 sumqx, sumq2 = _weighted_fit(32, weight, xval, Laux)
                 if sumq2 > 0 and sumqx * sumqx > best * sumq2:
                     scale = sumqx / sumq2
@@ -233,7 +268,7 @@ def _quantize_row_iq2_xxs(x, qw_row, y, grid, kmap, neighbours):
                     if grid_index < 0:
                         grid_index = iq2_find_best_neighbour(neighbours, -grid_index - 1, grid,
                                                              xval[8 * k: 8 * k + 8], waux[8 * k: 8 * k + 8],
-                                                             scale, L[8 * k: 8 * k + 8])
+                                                             scale, L[8 * k: 8 * k + 8], terms)
                     for i in range(8):
                         L[8 * k + i] = (int(grid[grid_index, i]) - 1) >> 1
                 sumqx, sumq2 = _weighted_fit(32, weight, xval, L)
@@ -300,8 +335,7 @@ def dequantize_row_iq2_xxs(blocks, y):
                 g = (aux0 >> (8 * l)) & 255
                 signs = int(KSIGNS_IQ2XS[(aux1 >> (7 * l)) & 127])
                 for j in range(8):
-                    v = db * f32(IQ2XXS_GRID[g, j])
-                    y[o + j] = -v if signs & (1 << j) else v   # C's '* -1.f' compiles to a sign flip (NaN too)
+                    y[o + j] = _apply_sign(db * IQ2XXS_GRID_F32[g, j], signs, j)
                 o += 8
 
 
@@ -309,7 +343,7 @@ def dequantize_row_iq2_xxs(blocks, y):
 # IQ2_XS and IQ2_S share the 16-weight scale search
 
 @njit
-def _search_16(xval, weight, waux, L, Laux, is_on_grid, is_on_grid_aux, grid, kmap, neighbours, mx):
+def _search_16(xval, weight, waux, L, Laux, is_on_grid, is_on_grid_aux, grid, kmap, neighbours, mx, terms):
     """The common middle of quantize_row_iq2_xs_impl / quantize_row_iq2_s_impl for one 16-weight block: 19 trial
     scales, then a re-rounding of the off-grid groups at the best scale.  Returns the block scale; ``L`` holds
     the chosen grid levels."""
@@ -328,7 +362,7 @@ def _search_16(xval, weight, waux, L, Laux, is_on_grid, is_on_grid_aux, grid, km
             if grid_index < 0:
                 is_on_grid_aux[k] = False
                 iq2_find_best_neighbour(neighbours, -grid_index - 1, grid, xval[8 * k: 8 * k + 8],
-                                        waux[8 * k: 8 * k + 8], this_scale, Laux[8 * k: 8 * k + 8])
+                                        waux[8 * k: 8 * k + 8], this_scale, Laux[8 * k: 8 * k + 8], terms)
         sumqx, sumq2 = _weighted_fit(16, weight, xval, Laux)
         if sumq2 > 0 and sumqx * sumqx > best * sumq2:
             scale = sumqx / sumq2
@@ -349,7 +383,7 @@ def _search_16(xval, weight, waux, L, Laux, is_on_grid, is_on_grid_aux, grid, km
             grid_index = _grid_lookup(kmap, u)
             if grid_index < 0:
                 iq2_find_best_neighbour(neighbours, -grid_index - 1, grid, xval[8 * k: 8 * k + 8],
-                                        waux[8 * k: 8 * k + 8], scale, L[8 * k: 8 * k + 8])
+                                        waux[8 * k: 8 * k + 8], scale, L[8 * k: 8 * k + 8], terms)
         sumqx, sumq2 = _weighted_fit(16, weight, xval, L)
         if sumq2 > 0:
             scale = sumqx / sumq2
@@ -368,6 +402,7 @@ def _quantize_row_iq2_xs(x, qw_row, y, grid, kmap, neighbours):
     is_on_grid = np.zeros(2, dtype=np.bool_)
     is_on_grid_aux = np.zeros(2, dtype=np.bool_)
     block_signs = np.zeros(2, dtype=np.int64)
+    terms = np.empty((8, 4), dtype=np.float32)
     q2 = np.zeros(2 * (QK_K // 16), dtype=np.int64)   # uint16_t q2[32], the qs entries
     for ibl in range(y.shape[0]):
         y[ibl]["d"] = fp32_to_fp16(f32(0.0))
@@ -393,7 +428,8 @@ def _quantize_row_iq2_xs(x, qw_row, y, grid, kmap, neighbours):
             if mx < GROUP_MAX_EPS:
                 scales[ib] = 0
                 continue
-            scale = _search_16(xval, weight, waux, L, Laux, is_on_grid, is_on_grid_aux, grid, kmap, neighbours, mx)
+            scale = _search_16(xval, weight, waux, L, Laux, is_on_grid, is_on_grid_aux, grid, kmap, neighbours, mx,
+                               terms)
             if scale < 0:
                 scale = -scale
                 for k in range(2):
@@ -454,8 +490,7 @@ def dequantize_row_iq2_xs(blocks, y):
                 signs = int(KSIGNS_IQ2XS[q >> 9])
                 db = db0 if l < 2 else db1
                 for j in range(8):
-                    v = db * f32(IQ2XS_GRID[g, j])
-                    y[o + j] = -v if signs & (1 << j) else v   # C's '* -1.f' compiles to a sign flip (NaN too)
+                    y[o + j] = _apply_sign(db * IQ2XS_GRID_F32[g, j], signs, j)
                 o += 8
 
 
@@ -475,6 +510,7 @@ def _quantize_row_iq2_s(x, qw_row, y, grid, kmap, neighbours):
     is_on_grid = np.zeros(2, dtype=np.bool_)
     is_on_grid_aux = np.zeros(2, dtype=np.bool_)
     block_signs = np.zeros(2, dtype=np.int64)
+    terms = np.empty((8, 4), dtype=np.float32)
     for ibl in range(y.shape[0]):
         # memset(&y[ibl], 0, sizeof(block_iq2_s))
         y[ibl]["d"] = fp32_to_fp16(f32(0.0))
@@ -513,7 +549,8 @@ def _quantize_row_iq2_s(x, qw_row, y, grid, kmap, neighbours):
             if mx < GROUP_MAX_EPS_IQ2_S:
                 scales[ib] = 0
                 continue
-            scale = _search_16(xval, weight, waux, L, Laux, is_on_grid, is_on_grid_aux, grid, kmap, neighbours, mx)
+            scale = _search_16(xval, weight, waux, L, Laux, is_on_grid, is_on_grid_aux, grid, kmap, neighbours, mx,
+                               terms)
             if scale < 0:
                 scale = -scale
                 for k in range(2):
@@ -579,8 +616,7 @@ def dequantize_row_iq2_s(blocks, y):
                 g = int(qs[4 * ib32 + l]) | ((h << (8 - 2 * l)) & 0x300)
                 signs = int(qs[QK_K // 8 + 4 * ib32 + l])
                 for j in range(8):
-                    v = dl * f32(IQ2S_GRID[g, j])
-                    y[o + j] = -v if signs & (1 << j) else v   # C's '* -1.f' compiles to a sign flip (NaN too)
+                    y[o + j] = _apply_sign(dl * IQ2S_GRID_F32[g, j], signs, j)
                 o += 8
 
 
