@@ -37,7 +37,10 @@ if os.environ.get(THREADS_ENV):
     set_num_threads(int(os.environ[THREADS_ENV]))
 
 
-@numba.njit(parallel=True, cache=True)
+# Not cached on disk: numba pickles the function-typed argument (the format's vec_dot) into the cache index, and
+# re-saving the index after any vec_dot changes fails with "underlying object has vanished".  One compilation per
+# weight type per process is the price.
+@numba.njit(parallel=True, cache=False)
 def _matmul_rows(vec_dot, n, w_blocks, x_blocks, out):
     # one output row per task: each (token, row) sum is computed start to end by a single thread
     for r in prange(w_blocks.shape[0]):
