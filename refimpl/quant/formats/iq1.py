@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..._jit import f32, nearest_int
+from ..._jit import f32, mul_nan_from_first, nearest_int
 from ...floats import fp16_to_fp32, fp32_to_fp16
 from .. import iq_tables
 from ..kquant_search import njit  # numba's "numpy" error model: x/0 gives Inf/NaN as in C
@@ -625,15 +625,89 @@ def validate_iq1_m(blocks):
     return True
 
 
+# ---------------------------------------------------------------------------------------------------------------
+# Dot products against Q8_K activations (ggml-cpu/quants.c, the *_generic functions).  The delta term uses the
+# Q8_K group sums: sum(q8 * (grid + delta)) = sum(q8 * grid) + delta * sum(q8).
+
+@njit
+def vec_dot_iq1_s_q8_K(n, x, y):
+    # mirrors ggml_vec_dot_iq1_s_q8_K_generic (ggml-cpu/quants.c)
+    sumf = f32(0.0)
+    for i in range(n // QK_K):
+        q8 = y[i]["qs"]
+        qs = x[i]["qs"]
+        bsums = y[i]["bsums"]
+        sumi = 0
+        sumi1 = 0
+        for ib in range(QK_K // 32):
+            qh = int(x[i]["qh"][ib])
+            ls = 2 * ((qh >> 12) & 7) + 1
+            delta = -1 if qh & 0x8000 else 1
+            lsum = 0
+            for l in range(4):
+                g = int(qs[4 * ib + l]) | (((qh >> (3 * l)) & 7) << 8)
+                o = 32 * ib + 8 * l
+                for j in range(8):
+                    lsum += int(q8[o + j]) * int(IQ1S_GRID[g, j])
+            sumi += ls * lsum
+            sumi1 += ls * delta * (int(bsums[2 * ib]) + int(bsums[2 * ib + 1]))
+        sumf += fp16_to_fp32(x[i]["d"]) * y[i]["d"] * (f32(sumi) + IQ1S_DELTA * f32(sumi1))
+    return sumf
+
+
+@njit
+def vec_dot_iq1_m_q8_K(n, x, y):
+    # mirrors ggml_vec_dot_iq1_m_q8_K_generic (ggml-cpu/quants.c)
+    sumf = f32(0.0)
+    for i in range(n // QK_K):
+        q8 = y[i]["qs"]
+        qs = x[i]["qs"]
+        qh = x[i]["qh"]
+        scb = x[i]["scales"]
+        d = fp16_to_fp32(np.uint16(iq1m_super_scale_bits(scb)))
+        sumi1 = 0
+        sumi2 = 0
+        for ib in range(QK_K // 32):
+            sum1_0 = 0
+            sum1_1 = 0
+            sum2_0 = 0
+            sum2_1 = 0
+            for l in range(4):
+                h = int(qh[2 * ib + l // 2])
+                delta = -1 if h & (0x08 if l % 2 == 0 else 0x80) else 1
+                g = int(qs[4 * ib + l]) | ((h << (8 - 4 * (l % 2))) & 0x700)
+                o = 32 * ib + 8 * l
+                lsum1 = 0
+                lsum2 = 0
+                for j in range(8):
+                    lsum1 += int(q8[o + j]) * int(IQ1S_GRID[g, j])
+                    lsum2 += int(q8[o + j])
+                if l < 2:
+                    sum1_0 += lsum1
+                    sum2_0 += lsum2 * delta
+                else:
+                    sum1_1 += lsum1
+                    sum2_1 += lsum2 * delta
+            s = int(scb[2 * (ib // 2)]) | (int(scb[2 * (ib // 2) + 1]) << 8)   # sc[ib/2]
+            ls1 = 2 * ((s >> (6 * (ib % 2) + 0)) & 0x7) + 1
+            ls2 = 2 * ((s >> (6 * (ib % 2) + 3)) & 0x7) + 1
+            sumi1 += sum1_0 * ls1 + sum1_1 * ls2
+            sumi2 += sum2_0 * ls1 + sum2_1 * ls2
+        # d * y.d: with both NaN ggml's compiled code returns y.d's NaN (operand order measured on the oracle)
+        sumf += mul_nan_from_first(y[i]["d"], d) * (f32(sumi1) + IQ1M_DELTA * f32(sumi2))
+    return sumf
+
+
 FORMATS = [
     QuantFormat(
         name="IQ1_S", type_id=19, block_size=QK_K, block_dtype=BLOCK_IQ1_S, vec_dot_type="Q8_K",
         requires_imatrix=True, quantize=quantize_iq1_s, dequantize=dequantize_row_iq1_s,
-        validate=validate_d_f16,
+        validate=validate_d_f16, vec_dot=vec_dot_iq1_s_q8_K,
         doc="groups of 8 ternary values on a 2048-point grid, +-1/8 shift and 3-bit scale per 32, 1.5625 bpw"),
     QuantFormat(
         name="IQ1_M", type_id=29, block_size=QK_K, block_dtype=BLOCK_IQ1_M, vec_dot_type="Q8_K",
         quantize=quantize_iq1_m, dequantize=dequantize_row_iq1_m, validate=validate_iq1_m,
+        vec_dot=vec_dot_iq1_m_q8_K,
         doc="groups of 8 ternary values on a 2048-point grid, +-1/8 shift per 8, 3-bit scale per 16, "
             "F16 scale scattered in the scale nibbles, 1.75 bpw"),
 ]

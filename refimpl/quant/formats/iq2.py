@@ -621,6 +621,99 @@ def dequantize_row_iq2_s(blocks, y):
 
 
 # ---------------------------------------------------------------------------------------------------------------
+# Dot products against Q8_K activations (ggml-cpu/quants.c, the *_generic functions).  Integer sums are exact, so
+# only the float steps need C's order: per block d = x.d * y.d, sumf += d * bsum, and 0.125f * sumf at the end
+# (grid magnitudes are 4x the dequantized values and the scales 2x: 2*ls+1 instead of 0.5+ls, times 0.25).
+
+@njit
+def _signed_dot8(grid_row, q8, o, signs):
+    # sum_j grid[j] * q8[j] * (signs bit j ? -1 : 1), as int
+    s = 0
+    for j in range(8):
+        v = int(grid_row[j]) * int(q8[o + j])
+        s += -v if (signs >> j) & 1 else v
+    return s
+
+
+@njit
+def vec_dot_iq2_xxs_q8_K(n, x, y):
+    # mirrors ggml_vec_dot_iq2_xxs_q8_K_generic (ggml-cpu/quants.c)
+    sumf = f32(0.0)
+    for i in range(n // QK_K):
+        d = fp16_to_fp32(x[i]["d"]) * y[i]["d"]
+        q2 = x[i]["qs"]
+        q8 = y[i]["qs"]
+        bsum = 0
+        for ib32 in range(QK_K // 32):
+            aux0 = int(q2[4 * ib32]) | (int(q2[4 * ib32 + 1]) << 16)
+            aux1 = int(q2[4 * ib32 + 2]) | (int(q2[4 * ib32 + 3]) << 16)
+            ls = 2 * (aux1 >> 28) + 1
+            sumi = 0
+            for l in range(4):
+                signs = int(KSIGNS_IQ2XS[(aux1 >> (7 * l)) & 127])
+                sumi += _signed_dot8(IQ2XXS_GRID[(aux0 >> (8 * l)) & 255], q8, 32 * ib32 + 8 * l, signs)
+            bsum += sumi * ls
+        sumf += d * f32(bsum)
+    return f32(0.125) * sumf
+
+
+@njit
+def vec_dot_iq2_xs_q8_K(n, x, y):
+    # mirrors ggml_vec_dot_iq2_xs_q8_K_generic (ggml-cpu/quants.c)
+    sumf = f32(0.0)
+    for i in range(n // QK_K):
+        d = fp16_to_fp32(x[i]["d"]) * y[i]["d"]
+        q2 = x[i]["qs"]
+        sc = x[i]["scales"]
+        q8 = y[i]["qs"]
+        bsum = 0
+        for ib32 in range(QK_K // 32):
+            ls1 = 2 * (int(sc[ib32]) & 0xF) + 1
+            ls2 = 2 * (int(sc[ib32]) >> 4) + 1
+            sumi1 = 0
+            sumi2 = 0
+            for l in range(4):
+                q = int(q2[4 * ib32 + l])
+                v = _signed_dot8(IQ2XS_GRID[q & 511], q8, 32 * ib32 + 8 * l, int(KSIGNS_IQ2XS[q >> 9]))
+                if l < 2:
+                    sumi1 += v
+                else:
+                    sumi2 += v
+            bsum += sumi1 * ls1
+            bsum += sumi2 * ls2
+        sumf += d * f32(bsum)
+    return f32(0.125) * sumf
+
+
+@njit
+def vec_dot_iq2_s_q8_K(n, x, y):
+    # mirrors ggml_vec_dot_iq2_s_q8_K_generic (ggml-cpu/quants.c)
+    sumf = f32(0.0)
+    for i in range(n // QK_K):
+        d = fp16_to_fp32(x[i]["d"]) * y[i]["d"]
+        qs = x[i]["qs"]
+        qh = x[i]["qh"]
+        q8 = y[i]["qs"]
+        bsum = 0
+        for ib32 in range(QK_K // 32):
+            ls1 = 1 + 2 * (int(x[i]["scales"][ib32]) & 0xF)
+            ls2 = 1 + 2 * (int(x[i]["scales"][ib32]) >> 4)
+            h = int(qh[ib32])
+            sumi1 = 0
+            sumi2 = 0
+            for l in range(4):
+                g = int(qs[4 * ib32 + l]) | ((h << (8 - 2 * l)) & 0x300)
+                v = _signed_dot8(IQ2S_GRID[g], q8, 32 * ib32 + 8 * l, int(qs[QK_K // 8 + 4 * ib32 + l]))
+                if l < 2:
+                    sumi1 += v
+                else:
+                    sumi2 += v
+            bsum += ls1 * sumi1 + ls2 * sumi2
+        sumf += d * f32(bsum)
+    return f32(0.125) * sumf
+
+
+# ---------------------------------------------------------------------------------------------------------------
 
 @njit
 def validate_d_f16(blocks):
@@ -635,17 +728,17 @@ FORMATS = [
     QuantFormat(
         name="IQ2_XXS", type_id=16, block_size=QK_K, block_dtype=BLOCK_IQ2_XXS, vec_dot_type="Q8_K",
         requires_imatrix=True, quantize=quantize_iq2_xxs, dequantize=dequantize_row_iq2_xxs,
-        validate=validate_d_f16,
+        validate=validate_d_f16, vec_dot=vec_dot_iq2_xxs_q8_K,
         doc="groups of 8 on a 256-point lattice grid + 7 parity-completed sign bits, 4-bit scale per 32, "
             "2.0625 bpw"),
     QuantFormat(
         name="IQ2_XS", type_id=17, block_size=QK_K, block_dtype=BLOCK_IQ2_XS, vec_dot_type="Q8_K",
         requires_imatrix=True, quantize=quantize_iq2_xs, dequantize=dequantize_row_iq2_xs,
-        validate=validate_d_f16,
+        validate=validate_d_f16, vec_dot=vec_dot_iq2_xs_q8_K,
         doc="groups of 8 on a 512-point lattice grid + 7 sign bits, 4-bit scale per 16, 2.3125 bpw"),
     QuantFormat(
         name="IQ2_S", type_id=22, block_size=QK_K, block_dtype=BLOCK_IQ2_S, vec_dot_type="Q8_K",
         quantize=quantize_iq2_s, quantize_ref=quantize_row_iq2_s_ref, dequantize=dequantize_row_iq2_s,
-        validate=validate_d_f16,
+        validate=validate_d_f16, vec_dot=vec_dot_iq2_s_q8_K,
         doc="groups of 8 on a 1024-point lattice grid + 8 sign bits, 4-bit scale per 16, 2.5625 bpw"),
 ]
