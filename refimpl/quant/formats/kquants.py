@@ -581,7 +581,7 @@ def quantize_q4_K(x, imatrix, blocks):
 def dequantize_row_q4_K(blocks, y):
     # mirrors dequantize_row_q4_K (ggml-quants.c); sub-views + uint8 arithmetic so that LLVM vectorizes
     u15 = np.uint8(0xF)
-    u4 = np.uint8(4)
+    u240 = np.uint8(0xF0)
     for i in range(blocks.shape[0]):
         d = fp16_to_fp32(blocks[i]["d"])
         dmin = fp16_to_fp32(blocks[i]["dmin"])
@@ -601,7 +601,7 @@ def dequantize_row_q4_K(blocks, y):
             for l in range(32):
                 v = qq[l]
                 y1[l] = d1 * f32(v & u15) - m1
-                y2[l] = d2 * f32(v >> u4) - m2
+                y2[l] = d2 * (f32(v & u240) * f32(0.0625)) - m2  # (float)(v >> 4), exactly (vectorizes better)
 
 # ---------------------------------------------------------------------------------------------------------------
 # Q5_K
@@ -679,7 +679,7 @@ def quantize_q5_K(x, imatrix, blocks):
 def dequantize_row_q5_K(blocks, y):
     # mirrors dequantize_row_q5_K (ggml-quants.c), on sub-views with uint8 arithmetic so that LLVM vectorizes
     u15 = np.uint8(0xF)
-    u4 = np.uint8(4)
+    u240 = np.uint8(0xF0)
     for i in range(blocks.shape[0]):
         d = fp16_to_fp32(blocks[i]["d"])
         dmin = fp16_to_fp32(blocks[i]["dmin"])
@@ -707,7 +707,7 @@ def dequantize_row_q5_K(blocks, y):
                 v = qq[l]
                 h = qh[l]
                 y1[l] = d1 * (f32(v & u15) + k1 * f32(h & u1)) - m1
-                y2[l] = d2 * (f32(v >> u4) + k2 * f32(h & u2)) - m2
+                y2[l] = d2 * (f32(v & u240) * f32(0.0625) + k2 * f32(h & u2)) - m2  # (v >> 4) exactly
 
 # ---------------------------------------------------------------------------------------------------------------
 # Q6_K
