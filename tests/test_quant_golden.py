@@ -36,7 +36,13 @@ def test_quantize(family, name):
             continue
         if cname not in g:
             continue
-        assert_bits_equal(fn(), g[cname], f"{name} {cname}")
+        ours = fn()
+        mask = g.get(f"unspecified.{cname}")
+        if mask is not None:
+            # bytes ggml packs from uninitialised memory (see tools/goldens/quant.py UNSPECIFIED): stored as 0
+            ours = ours.copy()
+            ours[mask] = 0
+        assert_bits_equal(ours, g[cname], f"{name} {cname}")
         checked += 1
     assert checked > 0 or not fmt.is_quantized
 
