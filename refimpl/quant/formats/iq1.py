@@ -195,6 +195,10 @@ def _quantize_row_iq1_s(xflat, row_off, n_per_row, qw_row, y, grid, kmap, neighb
     weight = np.zeros(bs, dtype=np.float32)
     sumx = np.zeros(bs + 1, dtype=np.float32)
     sumw = np.zeros(bs + 1, dtype=np.float32)
+    tail_xp = np.zeros(bs + 1, dtype=np.float32)
+    tail_wp = np.zeros(bs + 1, dtype=np.float32)
+    tail_xm = np.zeros(bs + 1, dtype=np.float32)
+    tail_wm = np.zeros(bs + 1, dtype=np.float32)
     vals = np.zeros(bs, dtype=np.float32)
     idx = np.zeros(bs, dtype=np.int64)
     tmp_v = np.zeros(bs, dtype=np.float32)
@@ -236,22 +240,32 @@ def _quantize_row_iq1_s(xflat, row_off, n_per_row, qw_row, y, grid, kmap, neighb
             besti1 = -1
             besti2 = -1
             best_shift = 0
+            # The three terms of sumqx / sumq2 depend on i1 only, on (i1, i2), and on i2 only; the i2-only ones are
+            # computed once per block (tail_*), the i1-only ones once per i1 (head_*): the same float operations
+            # as the C expressions, added in the same order, just not recomputed for every pair.
+            for i2 in range(bs + 1):
+                tail_xp[i2] = (sumx[bs] - sumx[i2]) * x_p[2]
+                tail_wp[i2] = (sumw[bs] - sumw[i2]) * x_p[2] * x_p[2]
+                tail_xm[i2] = (sumx[bs] - sumx[i2]) * x_m[2]
+                tail_wm[i2] = (sumw[bs] - sumw[i2]) * x_m[2] * x_m[2]
             for i1 in range(bs + 1):
+                head_xp = (sumx[i1] - sumx[0]) * x_p[0]
+                head_wp = (sumw[i1] - sumw[0]) * x_p[0] * x_p[0]
+                head_xm = (sumx[i1] - sumx[0]) * x_m[0]
+                head_wm = (sumw[i1] - sumw[0]) * x_m[0] * x_m[0]
                 for i2 in range(i1, bs + 1):
-                    sumqx = (sumx[i1] - sumx[0]) * x_p[0] + (sumx[i2] - sumx[i1]) * x_p[1] \
-                        + (sumx[bs] - sumx[i2]) * x_p[2]
-                    sumq2 = (sumw[i1] - sumw[0]) * x_p[0] * x_p[0] + (sumw[i2] - sumw[i1]) * x_p[1] * x_p[1] \
-                        + (sumw[bs] - sumw[i2]) * x_p[2] * x_p[2]
+                    dx = sumx[i2] - sumx[i1]
+                    dw = sumw[i2] - sumw[i1]
+                    sumqx = head_xp + dx * x_p[1] + tail_xp[i2]
+                    sumq2 = head_wp + dw * x_p[1] * x_p[1] + tail_wp[i2]
                     if sumq2 > 0 and sumqx * sumqx > best_score * sumq2:
                         scale = sumqx / sumq2
                         best_score = scale * sumqx
                         besti1 = i1
                         besti2 = i2
                         best_shift = 1
-                    sumqx = (sumx[i1] - sumx[0]) * x_m[0] + (sumx[i2] - sumx[i1]) * x_m[1] \
-                        + (sumx[bs] - sumx[i2]) * x_m[2]
-                    sumq2 = (sumw[i1] - sumw[0]) * x_m[0] * x_m[0] + (sumw[i2] - sumw[i1]) * x_m[1] * x_m[1] \
-                        + (sumw[bs] - sumw[i2]) * x_m[2] * x_m[2]
+                    sumqx = head_xm + dx * x_m[1] + tail_xm[i2]
+                    sumq2 = head_wm + dw * x_m[1] * x_m[1] + tail_wm[i2]
                     if sumq2 > 0 and sumqx * sumqx > best_score * sumq2:
                         scale = sumqx / sumq2
                         best_score = scale * sumqx
