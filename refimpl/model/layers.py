@@ -1,0 +1,468 @@
+"""The operations of a transformer forward pass, computed the way ggml's CPU backend computes them.
+
+Every function here mirrors one ggml-cpu op of the scalar build that llama.cpp's goldens come from.  "Scalar"
+means no AVX/F16C/FMA — but x86-64 always has SSE2, and a few ggml-cpu vector functions have an ``__SSE2__``
+branch that the scalar build therefore runs: ``ggml_vec_soft_max_f32``, ``ggml_vec_silu_f32``,
+``ggml_vec_swiglu_f32`` and ``ggml_vec_cvar_f32`` process 4 floats at a time with ``ggml_v_expf`` (a polynomial
+exp, NOT libm's ``expf``) and sum the 4 lanes as ``(v0+v1)+(v2+v3)``.  Only the tail of a row (n % 4 elements)
+goes through libm.  ``expf_sse2`` below is that polynomial, lane by lane (SSE2 has no FMA: every multiply-add
+rounds twice).
+
+libm calls (``expf``, ``tanhf``, ``sinf``, ``cosf``, ``powf``, ``logf``) are made from numba on float32
+arguments, which LLVM lowers to the same glibc functions the C build calls.
+
+Arrays are float32 (rows last-axis contiguous) unless said otherwise; float sums follow the C loops exactly
+(``ggml_float`` = double where ggml uses it).
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import prange
+
+from .._jit import f32, f32_from_bits, f32_to_bits, njit
+from ..floats import fp16_to_fp32, fp32_to_fp16
+
+# ----------------------------------------------------------------------------------------------- exp and friends
+
+
+# ggml_v_expf's constants, written as C hex-float literals
+_EXP_R = float.fromhex("0x1.8p23")
+_EXP_LOG2E = float.fromhex("0x1.715476p+0")
+_EXP_LN2_HI = float.fromhex("0x1.62e4p-1")
+_EXP_LN2_LO = float.fromhex("0x1.7f7d1cp-20")
+_EXP_C5 = float.fromhex("0x1.0e4020p-7")
+_EXP_C4 = float.fromhex("0x1.573e2ep-5")
+_EXP_C3 = float.fromhex("0x1.555e66p-3")
+_EXP_C2 = float.fromhex("0x1.fffdb6p-2")
+_EXP_C1 = float.fromhex("0x1.ffffecp-1")
+
+
+@njit
+def expf_sse2(x):
+    """One lane of ggml_v_expf (ggml-cpu/vec.h, ``__SSE2__`` branch; MADD128 = multiply then add, no FMA).
+
+    ggml's port of ARM optimized-routines' expf: max error 1.45 ulp + 0.5; x > 88.38 -> Inf, x < -103.97 -> 0."""
+    x = f32(x)
+    r = f32(_EXP_R)
+    z = x * f32(_EXP_LOG2E) + r
+    n = z - r
+    b = x - n * f32(_EXP_LN2_HI)
+    b = b - n * f32(_EXP_LN2_LO)
+    e = (f32_to_bits(z) << np.uint32(23)) & np.uint32(0xFFFFFFFF)
+    k = f32_from_bits((e + np.uint32(0x3F800000)) & np.uint32(0xFFFFFFFF))
+    u = b * b
+    j = (f32(_EXP_C5) * b + f32(_EXP_C4)) * u + (f32(_EXP_C3) * b + f32(_EXP_C2))
+    j = j * u + f32(_EXP_C1) * b
+    if not (abs(n) > f32(126.0)):
+        return j * k + k
+    # |n| > 126: scale in two steps (s1, s2) so that 2^n does not overflow/underflow early
+    g = np.uint32(0x82000000) if n <= f32(0.0) else np.uint32(0)
+    s1 = f32_from_bits((g + np.uint32(0x7F000000)) & np.uint32(0xFFFFFFFF))
+    s2 = f32_from_bits((e - g) & np.uint32(0xFFFFFFFF))
+    if abs(n) > f32(192.0):
+        return s1 * s1
+    return (s2 * j + s2) * s1
+
+
+@njit
+def expf_libm(x):
+    """libm ``expf`` (numba lowers math.exp on a float32 to the C library call)."""
+    return f32(math.exp(f32(x)))
+
+
+@njit
+def silu_f32(x):
+    """ggml_silu_f32: x/(1+expf(-x)) with libm expf (the scalar tail of the vector loops)."""
+    return x / (f32(1.0) + expf_libm(-x))
+
+
+@njit
+def silu_sse2(x):
+    """One lane of ggml_v_silu (SSE2): x / (1 + v_expf(0 - x))."""
+    return x / (f32(1.0) + expf_sse2(f32(0.0) - x))
+
+
+@njit(parallel=True)
+def _swiglu_rows(gate, up, out):
+    # mirrors ggml_vec_swiglu_f32 (vec.cpp): lanes of 4 through ggml_v_silu, the row tail through ggml_silu_f32
+    nrows, n = gate.shape
+    n4 = n - n % 4
+    for r in prange(nrows):
+        for i in range(n4):
+            out[r, i] = silu_sse2(gate[r, i]) * up[r, i]
+        for i in range(n4, n):
+            out[r, i] = silu_f32(gate[r, i]) * up[r, i]
+
+
+@njit(parallel=True)
+def _silu_rows(x, out):
+    # mirrors ggml_vec_silu_f32 (vec.cpp)
+    nrows, n = x.shape
+    n4 = n - n % 4
+    for r in prange(nrows):
+        for i in range(n4):
+            out[r, i] = silu_sse2(x[r, i])
+        for i in range(n4, n):
+            out[r, i] = silu_f32(x[r, i])
+
+
+def swiglu(gate: np.ndarray, up: np.ndarray) -> np.ndarray:
+    """ggml_swiglu_split(gate, up) = silu(gate) * up, row by row."""
+    gate = np.ascontiguousarray(gate, dtype=np.float32)
+    up = np.ascontiguousarray(up, dtype=np.float32)
+    if gate.shape != up.shape or gate.ndim != 2:
+        raise ValueError(f"swiglu expects two (n_tokens, n_ff) arrays of the same shape, got {gate.shape} {up.shape}")
+    out = np.empty_like(gate)
+    _swiglu_rows(gate, up, out)
+    return out
+
+
+def silu(x: np.ndarray) -> np.ndarray:
+    """ggml_silu on rows."""
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    x2 = x.reshape(-1, x.shape[-1])
+    out = np.empty_like(x2)
+    _silu_rows(x2, out)
+    return out.reshape(x.shape)
+
+
+@njit
+def gelu_f32(x):
+    """ggml_gelu_f32 (vec.h): 0.5f*x*(1.0f + tanhf(SQRT_2_OVER_PI*x*(1.0f + GELU_COEF_A*x*x))), C's left-to-right
+    products."""
+    return (f32(0.5) * x) * (f32(1.0) + f32(math.tanh((f32(0.7978845834732055664062) * x)
+                                                        * (f32(1.0) + (f32(0.044715) * x) * x))))
+
+
+@njit
+def _gelu_table():
+    # ggml_cpu_init: ggml_table_gelu_f16[i] = fp32_to_fp16(ggml_gelu_f32(fp16_to_fp32(i))) for all 65536 halves
+    t = np.empty(65536, dtype=np.uint16)
+    for i in range(65536):
+        t[i] = fp32_to_fp16(gelu_f32(fp16_to_fp32(np.uint16(i))))
+    return t
+
+
+_GELU_TABLE = None
+
+
+def gelu_table() -> np.ndarray:
+    global _GELU_TABLE
+    if _GELU_TABLE is None:
+        _GELU_TABLE = _gelu_table()
+    return _GELU_TABLE
+
+
+@njit(parallel=True)
+def _gelu_rows(x, table, out):
+    # mirrors ggml_vec_gelu_f32 with GGML_GELU_FP16 defined (vec.h): a lookup of the f16-rounded input
+    nrows, n = x.shape
+    for r in prange(nrows):
+        for i in range(n):
+            v = x[r, i]
+            if v <= f32(-10.0):
+                out[r, i] = f32(0.0)
+            elif v >= f32(10.0):
+                out[r, i] = v
+            else:
+                out[r, i] = fp16_to_fp32(table[np.int64(fp32_to_fp16(v))])
+
+
+@njit(parallel=True)
+def _geglu_rows(x, g, table, out):
+    # mirrors ggml_vec_geglu_f32 with GGML_GELU_FP16 (vec.h)
+    nrows, n = x.shape
+    for r in prange(nrows):
+        for i in range(n):
+            v = x[r, i]
+            if v <= f32(-10.0):
+                out[r, i] = f32(0.0)
+            elif v >= f32(10.0):
+                out[r, i] = v * g[r, i]
+            else:
+                out[r, i] = fp16_to_fp32(table[np.int64(fp32_to_fp16(v))]) * g[r, i]
+
+
+def gelu(x: np.ndarray) -> np.ndarray:
+    """ggml_gelu (tanh approximation through ggml's f16 lookup table) on rows."""
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    x2 = x.reshape(-1, x.shape[-1])
+    out = np.empty_like(x2)
+    _gelu_rows(x2, gelu_table(), out)
+    return out.reshape(x.shape)
+
+
+def geglu(gate: np.ndarray, up: np.ndarray) -> np.ndarray:
+    """ggml_geglu_split(gate, up) = gelu(gate) * up (table gelu)."""
+    gate = np.ascontiguousarray(gate, dtype=np.float32)
+    up = np.ascontiguousarray(up, dtype=np.float32)
+    if gate.shape != up.shape or gate.ndim != 2:
+        raise ValueError(f"geglu expects two (n_tokens, n_ff) arrays of the same shape, got {gate.shape} {up.shape}")
+    out = np.empty_like(gate)
+    _geglu_rows(gate, up, gelu_table(), out)
+    return out
+
+
+# ----------------------------------------------------------------------------------------------- norms
+
+
+@njit(parallel=True)
+def _rms_norm_rows(x, eps, out):
+    # mirrors ggml_compute_forward_rms_norm_f32 (ops.cpp): double sum of float squares, mean rounded to float
+    nrows, n = x.shape
+    for r in prange(nrows):
+        s = 0.0
+        for i in range(n):
+            s += np.float64(x[r, i] * x[r, i])
+        mean = f32(s / n)
+        scale = f32(1.0) / f32(math.sqrt(mean + eps))
+        for i in range(n):
+            out[r, i] = x[r, i] * scale
+
+
+def rms_norm(x: np.ndarray, eps: float) -> np.ndarray:
+    """ggml_rms_norm over the last axis (without the weight: multiply by it afterwards, as ggml_mul does)."""
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    x2 = x.reshape(-1, x.shape[-1])
+    out = np.empty_like(x2)
+    _rms_norm_rows(x2, np.float32(eps), out)
+    return out.reshape(x.shape)
+
+
+@njit(parallel=True)
+def _layer_norm_rows(x, eps, out):
+    # mirrors ggml_compute_forward_norm_f32 (ops.cpp) with ggml_vec_sum_f32 and the SSE2 ggml_vec_cvar_f32
+    nrows, n = x.shape
+    n4 = n - n % 4
+    for r in prange(nrows):
+        s = 0.0
+        for i in range(n):
+            s += np.float64(x[r, i])
+        mean = f32(s) / f32(n)
+        var = 0.0
+        for i in range(0, n4, 4):
+            v0 = x[r, i] - mean
+            v1 = x[r, i + 1] - mean
+            v2 = x[r, i + 2] - mean
+            v3 = x[r, i + 3] - mean
+            out[r, i] = v0
+            out[r, i + 1] = v1
+            out[r, i + 2] = v2
+            out[r, i + 3] = v3
+            var += np.float64((v0 * v0 + v1 * v1) + (v2 * v2 + v3 * v3))
+        for i in range(n4, n):
+            v = x[r, i] - mean
+            out[r, i] = v
+            var += np.float64(v * v)
+        variance = f32(var / n)
+        scale = f32(1.0) / f32(math.sqrt(variance + eps))
+        for i in range(n):
+            out[r, i] = out[r, i] * scale
+
+
+def layer_norm(x: np.ndarray, eps: float) -> np.ndarray:
+    """ggml_norm over the last axis (mean 0, variance 1; weight and bias are separate ggml_mul/ggml_add)."""
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    x2 = x.reshape(-1, x.shape[-1])
+    out = np.empty_like(x2)
+    _layer_norm_rows(x2, np.float32(eps), out)
+    return out.reshape(x.shape)
+
+
+# ----------------------------------------------------------------------------------------------- RoPE
+
+ROPE_NORMAL = 0   # GGML_ROPE_TYPE_NORMAL: rotate adjacent pairs (x[2i], x[2i+1])   (llama)
+ROPE_NEOX = 2     # GGML_ROPE_TYPE_NEOX: rotate (x[i], x[i + n_dims/2])             (qwen2/3, gemma3, phi3)
+
+
+@njit
+def _rope_yarn_corr_dim(n_dims, n_ctx_orig, n_rot, base):
+    # ggml_rope_yarn_corr_dim (ggml.c): n_dims * logf(n_ctx_orig / (n_rot * 2 * (float)M_PI)) / (2 * logf(base))
+    den = f32(n_rot) * f32(2.0) * f32(math.pi)
+    return f32(n_dims) * f32(math.log(f32(f32(n_ctx_orig) / den))) / (f32(2.0) * f32(math.log(f32(base))))
+
+
+def rope_yarn_corr_dims(n_dims: int, n_ctx_orig: int, freq_base: float, beta_fast: float, beta_slow: float):
+    """ggml_rope_yarn_corr_dims (ggml.c): the dimension range YaRN blends over."""
+    start = math.floor(_rope_yarn_corr_dim(n_dims, n_ctx_orig, f32(beta_fast), f32(freq_base)))
+    end = math.ceil(_rope_yarn_corr_dim(n_dims, n_ctx_orig, f32(beta_slow), f32(freq_base)))
+    return f32(max(0.0, start)), f32(min(float(n_dims - 1), end))
+
+
+@njit
+def _rope_cache(p, n_cache, freq_scale, freq_factors, corr0, corr1, ext_factor, mscale, theta_scale, cache):
+    # mirrors ggml_rope_cache_init + rope_yarn + rope_yarn_ramp (ops.cpp); theta is a float multiplied step by step
+    theta = f32(p)
+    for i0 in range(0, n_cache, 2):
+        ff = freq_factors[i0 // 2] if freq_factors.shape[0] > 0 else f32(1.0)
+        theta_extrap = theta / ff
+        theta_interp = freq_scale * theta_extrap
+        th = theta_interp
+        ms = mscale
+        if ext_factor != f32(0.0):
+            y = (f32(i0 // 2) - corr0) / max(f32(0.001), corr1 - corr0)
+            ramp = f32(1.0) - min(f32(1.0), max(f32(0.0), y))
+            ramp_mix = ramp * ext_factor
+            th = theta_interp * (f32(1.0) - ramp_mix) + theta_extrap * ramp_mix
+            ms = ms * (f32(1.0) + f32(0.1) * f32(math.log(f32(1.0) / freq_scale)))
+        cache[i0] = f32(math.cos(th)) * ms
+        cache[i0 + 1] = f32(math.sin(th)) * ms
+        theta = theta * theta_scale
+
+
+@njit(parallel=True)
+def _rope_rows(x, pos, n_dims, neox, freq_base, freq_scale, freq_factors, corr0, corr1, ext_factor, attn_factor,
+               out):
+    # mirrors ggml_compute_forward_rope_flt<float> (ops.cpp), forward direction, n_offs = 0
+    n_tok, n_head, hd = x.shape
+    theta_scale = f32(math.pow(freq_base, f32(-2.0) / f32(n_dims)))
+    for t in prange(n_tok):
+        cache = np.empty(hd, dtype=np.float32)
+        _rope_cache(pos[t], hd, freq_scale, freq_factors, corr0, corr1, ext_factor, attn_factor,
+                    theta_scale, cache)
+        for h in range(n_head):
+            for i in range(n_dims, hd):
+                out[t, h, i] = x[t, h, i]
+            for i0 in range(0, n_dims, 2):
+                c = cache[i0]
+                s = cache[i0 + 1]
+                if neox:
+                    a = i0 // 2
+                    b = a + n_dims // 2
+                else:
+                    a = i0
+                    b = i0 + 1
+                x0 = x[t, h, a]
+                x1 = x[t, h, b]
+                out[t, h, a] = x0 * c - x1 * s
+                out[t, h, b] = x0 * s + x1 * c
+
+
+def rope(x: np.ndarray, positions, n_dims: int, mode: int, freq_base: float, freq_scale: float = 1.0,
+         freq_factors=None, ext_factor: float = 0.0, attn_factor: float = 1.0, beta_fast: float = 32.0,
+         beta_slow: float = 1.0, n_ctx_orig: int = 0) -> np.ndarray:
+    """ggml_rope_ext on ``x`` (n_tokens, n_head, head_dim) at ``positions`` (n_tokens,)."""
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    if x.ndim != 3:
+        raise ValueError(f"rope expects (n_tokens, n_head, head_dim), got shape {x.shape}")
+    if n_dims % 2 or n_dims > x.shape[2]:
+        raise ValueError(f"rope: n_dims must be even and <= head_dim {x.shape[2]}, got {n_dims}")
+    if x.shape[2] % 2:
+        raise ValueError(f"rope: head_dim must be even, got {x.shape[2]}")
+    if mode not in (ROPE_NORMAL, ROPE_NEOX):
+        raise ValueError(f"rope mode {mode} is not supported (0 = normal, 2 = neox)")
+    pos = np.ascontiguousarray(positions, dtype=np.int32)
+    ff = np.zeros(0, np.float32) if freq_factors is None else np.ascontiguousarray(freq_factors, dtype=np.float32)
+    if ff.size and ff.size < n_dims // 2:
+        raise ValueError(f"rope freq_factors need at least {n_dims // 2} values, got {ff.size}")
+    corr0, corr1 = (rope_yarn_corr_dims(n_dims, n_ctx_orig, freq_base, beta_fast, beta_slow)
+                    if ext_factor != 0.0 else (f32(0), f32(0)))
+    out = np.empty_like(x)
+    _rope_rows(x, pos, n_dims, mode == ROPE_NEOX, f32(freq_base), f32(freq_scale), ff, f32(corr0), f32(corr1),
+               f32(ext_factor), f32(attn_factor), out)
+    return out
+
+
+# ----------------------------------------------------------------------------------------------- attention
+
+
+@njit
+def softmax_sse2_sum(w, n_kv, valid_lo, valid_hi, mx, out):
+    """ggml_vec_soft_max_f32 (vec.cpp, SSE2 branch) over a row of n_kv scores of which only [valid_lo, valid_hi)
+    are unmasked (the others are -INF, exp 0).  Writes exp(w - max) into out, returns the double sum."""
+    s = 0.0
+    n4 = n_kv - n_kv % 4
+    for i0 in range(0, n4, 4):
+        if i0 + 4 <= valid_lo or i0 >= valid_hi:
+            continue        # a block of masked lanes sums to +0
+        v0 = expf_sse2(w[i0] - mx) if valid_lo <= i0 < valid_hi else f32(0.0)
+        v1 = expf_sse2(w[i0 + 1] - mx) if valid_lo <= i0 + 1 < valid_hi else f32(0.0)
+        v2 = expf_sse2(w[i0 + 2] - mx) if valid_lo <= i0 + 2 < valid_hi else f32(0.0)
+        v3 = expf_sse2(w[i0 + 3] - mx) if valid_lo <= i0 + 3 < valid_hi else f32(0.0)
+        out[i0] = v0
+        out[i0 + 1] = v1
+        out[i0 + 2] = v2
+        out[i0 + 3] = v3
+        s += np.float64((v0 + v1) + (v2 + v3))
+    for i in range(n4, n_kv):
+        if valid_lo <= i < valid_hi:
+            v = expf_libm(w[i] - mx)
+            out[i] = v
+            s += np.float64(v)
+    return s
+
+
+@njit(parallel=True)
+def _attention(q, k_cache, v_cache, kq_pre, positions, n_kv, window, kq_scale, softcap, k_f16, v_f16, out):
+    # llama.cpp's non-flash attention (llm_graph_context::build_attn_mha), for one sequence in cells 0..n-1:
+    #   kq  = ggml_mul_mat(k, q)            vec_dot over head_dim; q rounded to F16 if the cache is F16
+    #   kq  = soft-capping (gemma) if set   (scale 1/cap, tanhf, scale cap)
+    #   kq  = ggml_soft_max_ext(kq, mask, kq_scale)   mask: 0 or -INF (causal, sliding window)
+    #   kqv = ggml_mul_mat(v^T, kq)         vec_dot over the n_kv cells; probabilities rounded to F16 likewise
+    # k_cache (n_head_kv, n_ctx, hd) and v_cache (n_head_kv, hd, n_ctx) hold the values the cache stores, as
+    # float32 (F16 cells already rounded).  ggml's vec_dot_f16/f32 add float products into a double.
+    # kq_pre, if not empty, holds KQ computed elsewhere (Q8_0 keys: vec_dot_q8_0_q8_0 through refimpl.quant).
+    n_tok, n_head, hd = q.shape
+    n_head_kv = k_cache.shape[0]
+    group = n_head // n_head_kv
+    for task in prange(n_tok * n_head):
+        t = task // n_head
+        h = task % n_head
+        kvh = h // group
+        p = positions[t]
+        hi = p + 1
+        lo = 0
+        if window > 0:
+            lo = max(0, p - window + 1)
+        qh = np.empty(hd, dtype=np.float32)
+        for d in range(hd):
+            qh[d] = fp16_to_fp32(fp32_to_fp16(q[t, h, d])) if k_f16 else q[t, h, d]
+        w = np.empty(n_kv, dtype=np.float32)
+        mx = -np.inf
+        for j in range(lo, hi):
+            if kq_pre.shape[0] > 0:
+                v = kq_pre[t, h, j]
+            else:
+                s = 0.0
+                for d in range(hd):
+                    s += np.float64(k_cache[kvh, j, d] * qh[d])
+                v = f32(s)
+            if softcap > f32(0.0):
+                v = f32(math.tanh(v * (f32(1.0) / softcap))) * softcap
+            v = v * kq_scale + f32(0.0)        # ggml_vec_scale_f32, then += slope(1.0f) * mask(0.0f)
+            w[j] = v
+            mx = max(mx, v)
+        e = np.zeros(n_kv, dtype=np.float32)
+        s = softmax_sse2_sum(w, n_kv, lo, hi, f32(mx), e)
+        inv = f32(1.0 / s)
+        for j in range(lo, hi):
+            v = e[j] * inv
+            e[j] = fp16_to_fp32(fp32_to_fp16(v)) if v_f16 else v
+        for d in range(v_cache.shape[1]):
+            s2 = 0.0
+            for j in range(lo, hi):
+                s2 += np.float64(v_cache[kvh, d, j] * e[j])
+            out[t, h, d] = f32(s2)
+
+
+_NO_KQ = np.zeros((0, 0, 0), dtype=np.float32)
+
+
+def attention(q, k_cache, v_cache, positions, n_kv: int, kq_scale: float, *, window: int = 0,
+              softcap: float = 0.0, k_f16: bool = True, v_f16: bool = True, kq=None) -> np.ndarray:
+    """Causal self-attention of ``q`` (n_tokens, n_head, head_dim) over the cached keys/values of cells
+    0..positions[t] (the last ``window`` of them if > 0).  ``k_cache`` is (n_head_kv, n_cells, hd_k), ``v_cache``
+    (n_head_kv, hd_v, n_cells), float32 holding the stored values; ``k_f16``/``v_f16``: that cache is F16, so ggml
+    rounds q / the probabilities to F16 (the vec_dot type) before the dots.  ``kq`` (n_tokens, n_head, n_cells): precomputed scores.
+    Returns (n_tokens, n_head, hd_v)."""
+    q = np.ascontiguousarray(q, dtype=np.float32)
+    n_tok, n_head, _ = q.shape
+    if n_head % k_cache.shape[0]:
+        raise ValueError(f"n_head {n_head} is not a multiple of n_head_kv {k_cache.shape[0]}")
+    out = np.empty((n_tok, n_head, v_cache.shape[1]), dtype=np.float32)
+    _attention(q, k_cache, v_cache, _NO_KQ if kq is None else np.ascontiguousarray(kq, dtype=np.float32),
+               np.ascontiguousarray(positions, dtype=np.int64), int(n_kv), int(window), f32(kq_scale),
+               f32(softcap), bool(k_f16), bool(v_f16), out)
+    return out
