@@ -84,7 +84,7 @@ def silu_sse2(x):
     return x / (f32(1.0) + expf_sse2(f32(0.0) - x))
 
 
-@njit(parallel=True)
+@njit
 def _swiglu_rows(gate, up, out):
     # mirrors ggml_vec_swiglu_f32 (vec.cpp): lanes of 4 through ggml_v_silu, the row tail through ggml_silu_f32
     nrows, n = gate.shape
@@ -96,7 +96,7 @@ def _swiglu_rows(gate, up, out):
             out[r, i] = silu_f32(gate[r, i]) * up[r, i]
 
 
-@njit(parallel=True)
+@njit
 def _silu_rows(x, out):
     # mirrors ggml_vec_silu_f32 (vec.cpp)
     nrows, n = x.shape
@@ -155,7 +155,7 @@ def gelu_table() -> np.ndarray:
     return _GELU_TABLE
 
 
-@njit(parallel=True)
+@njit
 def _gelu_rows(x, table, out):
     # mirrors ggml_vec_gelu_f32 with GGML_GELU_FP16 defined (vec.h): a lookup of the f16-rounded input
     nrows, n = x.shape
@@ -170,7 +170,7 @@ def _gelu_rows(x, table, out):
                 out[r, i] = fp16_to_fp32(table[np.int64(fp32_to_fp16(v))])
 
 
-@njit(parallel=True)
+@njit
 def _geglu_rows(x, g, table, out):
     # mirrors ggml_vec_geglu_f32 with GGML_GELU_FP16 (vec.h)
     nrows, n = x.shape
@@ -208,7 +208,7 @@ def geglu(gate: np.ndarray, up: np.ndarray) -> np.ndarray:
 # ----------------------------------------------------------------------------------------------- norms
 
 
-@njit(parallel=True)
+@njit
 def _rms_norm_rows(x, eps, out):
     # mirrors ggml_compute_forward_rms_norm_f32 (ops.cpp): double sum of float squares, mean rounded to float
     nrows, n = x.shape
@@ -231,7 +231,7 @@ def rms_norm(x: np.ndarray, eps: float) -> np.ndarray:
     return out.reshape(x.shape)
 
 
-@njit(parallel=True)
+@njit
 def _layer_norm_rows(x, eps, out):
     # mirrors ggml_compute_forward_norm_f32 (ops.cpp) with ggml_vec_sum_f32 and the SSE2 ggml_vec_cvar_f32
     nrows, n = x.shape
@@ -312,7 +312,7 @@ def _rope_cache(p, n_cache, freq_scale, freq_factors, corr0, corr1, ext_factor, 
         theta = theta * theta_scale
 
 
-@njit(parallel=True)
+@njit
 def _rope_rows(x, pos, n_dims, neox, freq_base, freq_scale, freq_factors, corr0, corr1, ext_factor, attn_factor,
                out):
     # mirrors ggml_compute_forward_rope_flt<float> (ops.cpp), forward direction, n_offs = 0
@@ -394,8 +394,7 @@ def softmax_sse2_sum(w, n_kv, valid_lo, valid_hi, mx, out):
     return s
 
 
-@njit(parallel=True)
-def _attention(q, k_cache, v_cache, kq_pre, positions, n_kv, window, kq_scale, softcap, k_f16, v_f16, out):
+def _attention_impl(q, k_cache, v_cache, kq_pre, positions, n_kv, window, kq_scale, softcap, k_f16, v_f16, out):
     # llama.cpp's non-flash attention (llm_graph_context::build_attn_mha), for one sequence in cells 0..n-1:
     #   kq  = ggml_mul_mat(k, q)            vec_dot over head_dim; q rounded to F16 if the cache is F16
     #   kq  = soft-capping (gemma) if set   (scale 1/cap, tanhf, scale cap)
@@ -447,6 +446,11 @@ def _attention(q, k_cache, v_cache, kq_pre, positions, n_kv, window, kq_scale, s
             out[t, h, d] = f32(s2)
 
 
+# Small ops run single-threaded: a numba parallel region costs milliseconds on a loaded machine, more than the op.
+# Attention over a prompt is worth the threads; one decoded token is not.
+_attention_parallel = njit(parallel=True)(_attention_impl)
+_attention_serial = njit(_attention_impl)
+
 _NO_KQ = np.zeros((0, 0, 0), dtype=np.float32)
 
 
@@ -462,7 +466,8 @@ def attention(q, k_cache, v_cache, positions, n_kv: int, kq_scale: float, *, win
     if n_head % k_cache.shape[0]:
         raise ValueError(f"n_head {n_head} is not a multiple of n_head_kv {k_cache.shape[0]}")
     out = np.empty((n_tok, n_head, v_cache.shape[1]), dtype=np.float32)
-    _attention(q, k_cache, v_cache, _NO_KQ if kq is None else np.ascontiguousarray(kq, dtype=np.float32),
+    kernel = _attention_parallel if n_tok > 1 else _attention_serial
+    kernel(q, k_cache, v_cache, _NO_KQ if kq is None else np.ascontiguousarray(kq, dtype=np.float32),
                np.ascontiguousarray(positions, dtype=np.int64), int(n_kv), int(window), f32(kq_scale),
                f32(softcap), bool(k_f16), bool(v_f16), out)
     return out
