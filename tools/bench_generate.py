@@ -36,25 +36,26 @@ def build(path: Path, qtype: str, seed: int = 0) -> None:
         t = qtype if cols % quant.get_type(qtype).block_size == 0 else "Q5_0"
         return gguf.Tensor(t, (rows, cols), quant.quantize(x, t))
 
+    u32 = lambda v: gguf.GGUFValue(gguf.GGUFValueType.UINT32, int(v))  # noqa: E731  (llama.cpp checks key types)
     tokens = [f"<t{i}>" for i in range(s["n_vocab"])]
     tokens[0], tokens[1], tokens[2] = "<unk>", "<s>", "</s>"
     meta = {
         "general.architecture": "llama",
-        "llama.context_length": np.uint32(s["n_ctx"]),
-        "llama.embedding_length": np.uint32(s["n_embd"]),
-        "llama.block_count": np.uint32(s["n_layer"]),
-        "llama.feed_forward_length": np.uint32(s["n_ff"]),
-        "llama.attention.head_count": np.uint32(s["n_head"]),
-        "llama.attention.head_count_kv": np.uint32(s["n_head_kv"]),
-        "llama.rope.dimension_count": np.uint32(hd),
+        "llama.context_length": u32(s["n_ctx"]),
+        "llama.embedding_length": u32(s["n_embd"]),
+        "llama.block_count": u32(s["n_layer"]),
+        "llama.feed_forward_length": u32(s["n_ff"]),
+        "llama.attention.head_count": u32(s["n_head"]),
+        "llama.attention.head_count_kv": u32(s["n_head_kv"]),
+        "llama.rope.dimension_count": u32(hd),
         "llama.rope.freq_base": np.float32(100000.0),
         "llama.attention.layer_norm_rms_epsilon": np.float32(1e-5),
         "tokenizer.ggml.model": "llama",
         "tokenizer.ggml.tokens": tokens,
         "tokenizer.ggml.scores": np.zeros(s["n_vocab"], np.float32),
         "tokenizer.ggml.token_type": np.ones(s["n_vocab"], np.int32),
-        "tokenizer.ggml.bos_token_id": np.uint32(1),
-        "tokenizer.ggml.eos_token_id": np.uint32(2),
+        "tokenizer.ggml.bos_token_id": u32(1),
+        "tokenizer.ggml.eos_token_id": u32(2),
     }
     ones = lambda n: np.ones(n, np.float32)  # noqa: E731
     tensors = {"token_embd.weight": mat(s["n_vocab"], s["n_embd"]), "output_norm.weight": ones(s["n_embd"])}
