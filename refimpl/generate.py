@@ -15,10 +15,19 @@ from pathlib import Path
 DEFAULT_MODEL = Path(__file__).resolve().parent / "data" / "tiny-kjv-q8_0.gguf"
 
 
+def default_prompt() -> str:
+    """The embedded model's default prompt (refimpl/data/tiny-kjv.json, shared with its golden)."""
+    import json
+
+    info = json.loads((DEFAULT_MODEL.parent / "tiny-kjv.json").read_text(encoding="utf-8"))
+    return info["prompt"]
+
+
 def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="python -m refimpl.generate", description=__doc__.split("\n\n")[0])
     ap.add_argument("-m", "--model", help=f"GGUF model file (default: the embedded {DEFAULT_MODEL.name})")
-    ap.add_argument("-p", "--prompt", default="", help="prompt text")
+    ap.add_argument("-p", "--prompt", default=None,
+                    help="prompt text (default: empty; with the embedded model, its default prompt)")
     ap.add_argument("-n", "--n-predict", type=int, default=64, help="tokens to generate (default 64)")
     ap.add_argument("--temp", type=float, default=0.8, help="temperature; 0 = greedy (default 0.8)")
     ap.add_argument("--top-k", type=int, default=40)
@@ -47,6 +56,10 @@ def main(argv=None) -> int:
                   f"{DEFAULT_MODEL} is not installed.")
             return 0
         path = str(DEFAULT_MODEL)
+        if args.prompt is None:
+            args.prompt = default_prompt()
+    if args.prompt is None:
+        args.prompt = ""
 
     from . import model as model_mod
     from .quant import set_num_threads
