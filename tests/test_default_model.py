@@ -106,3 +106,12 @@ def test_generate_cli_without_arguments_uses_the_embedded_model(capsys):
     golden = load_golden("default_model/tiny-kjv.npz")["greedy"][:8]
     expected = GOLDEN["prompt"] + b"".join(tok.token_to_piece(int(t), special=False) for t in golden).decode()
     assert out == expected + "\n"
+
+
+@pytest.mark.parametrize("case", range(len(GOLDEN["tokenized"])))
+def test_tokenizer_matches_llama_cpp_on_texts(case, model_path):
+    from refimpl.tokenizer import Tokenizer
+
+    g = GOLDEN["tokenized"][case]
+    tok = Tokenizer.from_gguf(str(model_path))
+    assert tok.encode(g["text"], add_special=True, parse_special=False) == g["tokens"]

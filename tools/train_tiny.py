@@ -575,7 +575,6 @@ def export(args) -> None:
 
 def write_card(cfg, log, size) -> None:
     tr = log["train"]
-    hours = log["train_seconds"]
     card_path = DATA / "tiny-kjv.md"
     marker = "<!-- refimpl-perplexity -->"
     ppl_line = (f"{marker} **Validation perplexity by refimpl (Q8_0 GGUF): NOT YET MEASURED** — run "
@@ -589,11 +588,17 @@ def write_card(cfg, log, size) -> None:
     card = f"""# tiny-kjv — refimpl's embedded default model
 
 `refimpl/data/{GGUF_NAME}` ({size:,} bytes) is what `python -m refimpl.generate` runs when it is given no model.
-It is a toy: a {log['n_params']:,}-parameter llama trained for {hours / 60:.0f} minutes on two CPU cores. It writes
+It is a toy: a {log['n_params']:,}-parameter llama trained for {log['train_seconds'] / 60:.0f} minutes on two CPU cores. It writes
 King-James-style English, not sense. It exists so that refimpl runs out of the box, with no download, and so that
 its output can be checked against llama.cpp's on a real (if small) model.
 
 Recipe: `tools/train_tiny.py` (corpus → tokenizer → training → export; needs `torch`, a tool dependency only).
+To remake everything here:
+
+    python tools/train_tiny.py --install-corpus     # corpus, tokenizer, training, GGUF, this card
+    python tools/make_golden.py default_model       # llama.cpp's answers on the new file
+    python tools/train_tiny.py --perplexity         # refimpl's validation perplexity -> this card
+    python tools/train_tiny.py --card               # this card again, with llama.cpp's continuation
 
 ## Corpus
 - The King James Version of the Bible (1611; public domain), as Debian ships it: package `bible-kjv-text`
@@ -660,7 +665,10 @@ HF-layout `model.safetensors` + `config.json` (build/tiny-kjv/, not committed), 
 
 ## Check against llama.cpp
 `golden/default_model/` (family `default_model` of tools/make_golden.py): llama.cpp's greedy continuation of the
-default prompt (64 tokens) and its logits for the prompt; `tests/test_default_model.py` checks refimpl against them.
+default prompt (64 tokens), its logits for the prompt and for every greedy step, and its tokenization of a few
+texts; `tests/test_default_model.py` checks refimpl against them.
+
+{llama_cpp_sample()}
 """
     tmp = card_path.with_suffix(".md.tmp")
     tmp.write_text(card, encoding="utf-8")
@@ -706,6 +714,20 @@ def refimpl_perplexity() -> None:
     tmp = card.with_suffix(".md.tmp")
     tmp.write_text("\n".join(text) + "\n", encoding="utf-8")
     os.replace(tmp, card)
+
+
+def llama_cpp_sample() -> str:
+    """llama.cpp's greedy continuation from the golden, if the golden was made from the file shipped now."""
+    import hashlib
+
+    g = ROOT / "golden" / "default_model" / "tiny-kjv.json"
+    if not g.is_file():
+        return "(llama.cpp's continuation: run tools/make_golden.py default_model, then --card)"
+    info = json.loads(g.read_text(encoding="utf-8"))
+    if info["model_sha256"] != hashlib.sha256((DATA / GGUF_NAME).read_bytes()).hexdigest():
+        return "(the golden is from another file: run tools/make_golden.py default_model, then --card)"
+    return (f"llama.cpp's greedy continuation of \"{info['prompt']}\" ({info['n_greedy']} tokens, Q8_0 GGUF; "
+            f"refimpl's is the same):\n\n> {info['prompt']}{info['continuation']}")
 
 
 def _spm_version() -> str:

@@ -9,7 +9,8 @@
                                                                          llama_decode per token, EOS not special
                                greedy_logits  float32 (64, n_vocab)      the logits each greedy token was chosen from
   default_model/tiny-kjv.json  the prompt, the model file and its sha256, llama.cpp's detokenized continuation
-                               (hex of the bytes and as text), and the llama_cpp.Llama settings
+                               (hex of the bytes and as text), the llama_cpp.Llama settings, and llama.cpp's
+                               tokenization (BOS added, specials not parsed) of the texts in TEXTS
 
 The prompt and the file name come from refimpl/data/tiny-kjv.json, the one place the generate CLI reads them from.
 llama.cpp's settings are the ones of the `model` family (tools/goldens/model.py SETTINGS): flash attention off,
@@ -30,6 +31,23 @@ DESCRIPTION = ("llama.cpp's tokenization, prompt logits and 64-token greedy cont
 ROOT = Path(__file__).resolve().parents[2]
 DATA = ROOT / "refimpl" / "data"
 N_GREEDY = 64
+#: texts whose llama.cpp tokenization is recorded too (inputs: verses, the corpus's punctuation, and what the
+#: corpus never has, so byte fallback and split digits are exercised)
+TEXTS = [
+    "In the beginning God created the heaven and the earth.",
+    "And God said, Let there be light: and there was light.",
+    "Jesus wept.",
+    "The LORD is my shepherd; I shall not want.",
+    "For God so loved the world, that he gave his only begotten Son, that whosoever believeth in him should not "
+    "perish, but have everlasting life.",
+    "Blessed are the meek: for they shall inherit the earth.",
+    "(Selah.) Hallelujah! What? Amen -- Alpha and Omega's end",
+    "In 1611, 31102 verses; 66 books.",
+    "  leading spaces, and\ttabs\nand newlines\n",
+    "naïve café — ÆSIR “quoted” 日本語 🦙",
+    "",
+    " ",
+]
 
 
 def settings() -> dict:
@@ -61,8 +79,10 @@ def _run_llama(path: str, prompt: str, conn) -> None:
             llm.eval([tok])
             last = np.array(llm.scores[llm.n_tokens - 1, :n_vocab], dtype=np.float32)
         text = llm.detokenize(greedy)           # llama_detokenize, specials removed, as a CLI prints them
+        texts = [{"text": t, "tokens": llm.tokenize(t.encode("utf-8"), add_bos=True, special=False)}
+                 for t in TEXTS]
         conn.send(("ok", (np.asarray(tokens, np.int32), logits, np.asarray(greedy, np.int32),
-                          np.stack(greedy_logits).astype(np.float32), bytes(text))))
+                          np.stack(greedy_logits).astype(np.float32), bytes(text), texts)))
     except BaseException as e:  # pragma: no cover - reported to the parent
         conn.send(("error", repr(e)))
     finally:
@@ -91,7 +111,7 @@ def generate(oracle, w) -> None:
     prompt, path = default_model()
     if not path.is_file():
         raise SystemExit(f"{path} is missing: run tools/train_tiny.py (or --export) first")
-    tokens, logits, greedy, greedy_logits, text = run_llama(path, prompt)
+    tokens, logits, greedy, greedy_logits, text, texts = run_llama(path, prompt)
     w.npz("tiny-kjv.npz", {"tokens": tokens, "logits": logits, "greedy": greedy, "greedy_logits": greedy_logits},
           f"llama.cpp on {path.name}: prompt tokens and logits, greedy continuation ({N_GREEDY} tokens) and the "
           f"logits each greedy token came from")
@@ -103,5 +123,7 @@ def generate(oracle, w) -> None:
         "continuation_hex": text.hex(),
         "continuation": text.decode("utf-8", errors="replace"),
         "settings": settings(),
-    }, "the default prompt, the model's sha256, llama.cpp's detokenized greedy continuation, its settings")
+        "tokenized": texts,
+    }, "the default prompt, the model's sha256, llama.cpp's detokenized greedy continuation, its settings, and "
+       "llama.cpp's tokenization (BOS added) of a few texts")
     print(f"  {path.name}: prompt {tokens.tolist()} -> {prompt + text.decode('utf-8', 'replace')!r}", flush=True)
