@@ -24,8 +24,12 @@ f32 = np.float32
 
 
 def njit(*args, **kwargs):
-    """``numba.njit`` with on-disk caching.  No fastmath: reassociation would change results."""
+    """``numba.njit`` with on-disk caching and C's float error model.  No fastmath: reassociation would change
+    results.  Usable bare (``@njit``) or with options (``@njit(inline="always")``)."""
     kwargs.setdefault("cache", True)
+    # numba's default "python" error model raises ZeroDivisionError on x/0.0; C gives Inf/NaN, and ggml's
+    # quantizers divide by zero on degenerate input (e.g. iscale = nmax/(max - min) on a block holding an Inf)
+    kwargs.setdefault("error_model", "numpy")
     return numba.njit(*args, **kwargs)
 
 

@@ -1,16 +1,18 @@
-"""Where the llama.cpp vocab files (models/ggml-vocab-*.gguf) are, fetching the pinned sdist when needed.
+"""Where the pinned llama.cpp's files are (the vocab files models/ggml-vocab-*.gguf and the few C sources that
+tables are extracted from), fetching the pinned sdist when needed.
 
-Independent of refimpl on purpose: tests of any part (gguf, tokenizers) can use it.
+Independent of refimpl on purpose: tests of any part (gguf, tokenizers, i-quant tables) can use it.
 
-    from sdist import vocab_dir
+    from sdist import vocab_dir, llama_cpp_dir
     path = vocab_dir() / "ggml-vocab-gemma-4.gguf"
+    common_h = llama_cpp_dir() / "ggml" / "src" / "ggml-common.h"
 
 Order of preference:
 1. ``vendor/llama.cpp/models`` of the repository (a developer checkout with the vendored llama.cpp);
 2. a cache: ``$REFIMPL_CACHE`` or ``~/.cache/refimpl``, holding
-   ``llama_cpp_python-0.3.36/vendor/llama.cpp/models``.  When the vocab files are missing there, the pinned sdist
+   ``llama_cpp_python-0.3.36/vendor/llama.cpp``.  When the files are missing there, the pinned sdist
    is downloaded with pip (``--no-binary :all:``, so it is the source tarball) and only the
-   ``*/vendor/llama.cpp/models/ggml-vocab-*`` members are extracted.  A lock file serialises parallel test
+   ``*/vendor/llama.cpp/models/ggml-vocab-*`` members and the files in ``SOURCES`` are extracted.  A lock file serialises parallel test
    processes (pytest-xdist, several CI jobs on one cache).
 """
 from __future__ import annotations
@@ -25,8 +27,13 @@ from pathlib import Path
 SDIST_NAME = "llama_cpp_python-0.3.36"
 SDIST_REQUIREMENT = "llama-cpp-python==0.3.36"
 _REPO_ROOT = Path(__file__).resolve().parent.parent
-_MODELS_IN_SDIST = "vendor/llama.cpp/models"
+_LLAMA_IN_SDIST = "vendor/llama.cpp"
 _VOCAB_PREFIX = "ggml-vocab-"
+# C sources whose tables refimpl extracts (tools/extract_iq_tables.py, tools/extract_unicode_tables.py).
+SOURCES = ("ggml/src/ggml-common.h", "ggml/src/ggml-quants.c", "src/unicode-data.cpp")
+# Written last; its content names what was extracted, so a cache made by an older list is refreshed.
+_MARKER = ".complete"
+_MARKER_TEXT = SDIST_NAME + "\n" + "\n".join(("models/" + _VOCAB_PREFIX + "*",) + SOURCES) + "\n"
 
 
 def cache_root() -> Path:
@@ -40,22 +47,36 @@ def _has_vocab_files(directory: Path) -> bool:
 
 def vocab_dir() -> Path:
     """The directory holding llama.cpp's ``ggml-vocab-*.gguf`` (+ .inp/.out) files of the pinned release."""
-    vendored = _REPO_ROOT / "vendor" / "llama.cpp" / "models"
-    if _has_vocab_files(vendored):
+    return llama_cpp_dir() / "models"
+
+
+def llama_cpp_dir() -> Path:
+    """A llama.cpp root of the pinned release holding at least ``models/ggml-vocab-*`` and ``SOURCES``."""
+    vendored = _REPO_ROOT / "vendor" / "llama.cpp"
+    if _complete(vendored):
         return vendored
     root = cache_root()
-    models = root / SDIST_NAME / _MODELS_IN_SDIST
-    if _has_vocab_files(models) and (models / ".complete").exists():
-        return models
+    llama = root / SDIST_NAME / _LLAMA_IN_SDIST
+    if _complete(llama) and _marker_current(llama):
+        return llama
     root.mkdir(parents=True, exist_ok=True)
     with _FileLock(root / (SDIST_NAME + ".lock")):
         # Another process may have finished the job while we waited for the lock.
-        if not (_has_vocab_files(models) and (models / ".complete").exists()):
-            _fetch_and_extract(root, models)
-    return models
+        if not (_complete(llama) and _marker_current(llama)):
+            _fetch_and_extract(root, llama)
+    return llama
 
 
-def _fetch_and_extract(root: Path, models: Path) -> None:
+def _complete(llama: Path) -> bool:
+    return _has_vocab_files(llama / "models") and all((llama / rel).is_file() for rel in SOURCES)
+
+
+def _marker_current(llama: Path) -> bool:
+    marker = llama / _MARKER
+    return marker.is_file() and marker.read_text() == _MARKER_TEXT
+
+
+def _fetch_and_extract(root: Path, llama: Path) -> None:
     tarball = root / (SDIST_NAME + ".tar.gz")
     if not tarball.exists():
         with tempfile.TemporaryDirectory(dir=root) as tmp:
@@ -68,21 +89,30 @@ def _fetch_and_extract(root: Path, models: Path) -> None:
             if len(downloaded) != 1:
                 raise RuntimeError(f"pip download of {SDIST_REQUIREMENT} produced {downloaded}, expected one sdist")
             os.replace(downloaded[0], tarball)
-    models.mkdir(parents=True, exist_ok=True)
+    llama.mkdir(parents=True, exist_ok=True)
+    prefix = _LLAMA_IN_SDIST + "/"
     with tarfile.open(tarball, "r:gz") as tar:
         for member in tar:
-            parts = member.name.split("/")
-            # "<top>/vendor/llama.cpp/models/ggml-vocab-..." -- exactly one level below models/, regular files only.
-            if (len(parts) == 5 and "/".join(parts[1:4]) == _MODELS_IN_SDIST
-                    and parts[4].startswith(_VOCAB_PREFIX) and member.isfile()):
-                source = tar.extractfile(member)
-                target = models / parts[4]
-                tmp_target = target.with_name(target.name + ".part")
-                with open(tmp_target, "wb") as out:
-                    while chunk := source.read(1 << 20):
-                        out.write(chunk)
-                os.replace(tmp_target, target)
-    (models / ".complete").write_text(SDIST_NAME + "\n")
+            top, _, rest = member.name.partition("/")
+            if not rest.startswith(prefix) or not member.isfile():
+                continue
+            rel = rest[len(prefix):]
+            # models/ggml-vocab-... exactly one level below models/, and the listed C sources; nothing else.
+            wanted = rel in SOURCES or (rel.startswith("models/" + _VOCAB_PREFIX) and rel.count("/") == 1)
+            if not wanted:
+                continue
+            source = tar.extractfile(member)
+            target = llama / rel
+            target.parent.mkdir(parents=True, exist_ok=True)
+            tmp_target = target.with_name(target.name + ".part")
+            with open(tmp_target, "wb") as out:
+                while chunk := source.read(1 << 20):
+                    out.write(chunk)
+            os.replace(tmp_target, target)
+    missing = [rel for rel in SOURCES if not (llama / rel).is_file()]
+    if missing or not _has_vocab_files(llama / "models"):
+        raise RuntimeError(f"{tarball} lacks {missing or 'models/ggml-vocab-*'}: not the pinned sdist?")
+    (llama / _MARKER).write_text(_MARKER_TEXT)
 
 
 class _FileLock:
@@ -117,4 +147,4 @@ class _FileLock:
 
 
 if __name__ == "__main__":
-    print(vocab_dir())
+    print(llama_cpp_dir())

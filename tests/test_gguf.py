@@ -3,7 +3,6 @@ and every models/ggml-vocab-*.gguf of the pinned sdist (value by value, and byte
 from __future__ import annotations
 
 import hashlib
-import os
 import struct
 import zlib
 

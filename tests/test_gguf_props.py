@@ -6,7 +6,6 @@ The fuzz test mutates the committed corpus (golden/gguf/corpus.npz) for a bounde
 from __future__ import annotations
 
 import os
-import struct
 import time
 import zlib
 

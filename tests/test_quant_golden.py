@@ -49,7 +49,6 @@ def test_quantize(family, name):
 
 @pytest.mark.parametrize("family,name", PARAMS)
 def test_dequantize(family, name):
-    fmt = _fmt(name)
     g = golden(family, name)
     checked = 0
     for cname, case in cases().items():

@@ -2,7 +2,6 @@
 import re
 import sys
 
-import numpy as np
 import pytest
 
 from conftest import GOLDEN, ROOT, load_golden

@@ -132,8 +132,8 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     d = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="bench_generate_"))
     d.mkdir(parents=True, exist_ok=True)
-    print(f"| type | refimpl prompt tok/s | llama.cpp prompt tok/s | ratio | refimpl decode tok/s | "
-          f"llama.cpp decode tok/s | ratio |")
+    print("| type | refimpl prompt tok/s | llama.cpp prompt tok/s | ratio | refimpl decode tok/s | "
+          "llama.cpp decode tok/s | ratio |")
     print("|---|---|---|---|---|---|---|")
     for qt in args.types:
         path = d / f"smollm2-135m-shape-{qt}.gguf"

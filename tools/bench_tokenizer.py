@@ -39,8 +39,8 @@ def main(argv=None) -> int:
 
     text = english_text(args.size)
     print(f"text: {len(text)} bytes of English Markdown from vendor/llama.cpp")
-    print(f"| vocab | tokens | refimpl load s | refimpl tok/s | llama.cpp tok/s | ratio | equal |")
-    print(f"|---|---|---|---|---|---|---|")
+    print("| vocab | tokens | refimpl load s | refimpl tok/s | llama.cpp tok/s | ratio | equal |")
+    print("|---|---|---|---|---|---|---|")
     for name in args.vocab:
         path = vocab_dir() / f"ggml-vocab-{name}.gguf"
         Tokenizer.from_gguf(path).encode("warm up numba and regex caches 123 's", add_special=False)

@@ -161,7 +161,7 @@ def check(families: list[str], oracle, seed: int | None, fresh_only: bool) -> in
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
                                  epilog="Install the oracle with:\n  " + ggml_oracle.INSTALL_HINT)
-    ap.add_argument("families", nargs="*", help=f"families to (re)generate or check (default: all)")
+    ap.add_argument("families", nargs="*", help="families to (re)generate or check (default: all)")
     ap.add_argument("--check", action="store_true", help="compare regenerated goldens with the committed ones")
     ap.add_argument("--fresh-only", action="store_true", help="with --check: skip regeneration, only fresh cases")
     ap.add_argument("--seed", type=int, default=None, help="seed for --check's fresh random cases")

@@ -16,14 +16,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._jit import f32, nearest_int, njit as _njit
+from .._jit import f32, nearest_int, njit
 
 
-def njit(fn):
-    """``refimpl._jit.njit`` with numba's "numpy" error model: a float division by zero gives Inf/NaN as in C
-    instead of raising ZeroDivisionError (numba's default "python" model), which the degenerate-input paths of
-    these searches hit (e.g. ``iscale = nmax/(max - min)`` on overflowed values)."""
-    return _njit(error_model="numpy")(fn)
 
 
 i64 = np.int64  # widen a loaded byte (numba keeps int(uint8) as uint8)

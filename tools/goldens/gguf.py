@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import ctypes as C
 import hashlib
-import os
 import struct
 import sys
 import tempfile

@@ -21,10 +21,8 @@ llama.cpp runs in a forked child, so an abort cannot take the generator down.
 """
 from __future__ import annotations
 
-import json
 import math
 import multiprocessing
-import os
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path

@@ -11,7 +11,6 @@ Stored as JSON (golden/tokenizer/<vocab>.json): inputs as hex, ids as int lists,
 from __future__ import annotations
 
 import ctypes
-import os
 import sys
 from pathlib import Path
 

@@ -175,7 +175,6 @@ def _grid_index_of(L, o, kmap):
 @njit
 def quantize_row_iq3_xxs_impl(x, blocks, qw, has_qw, grid_values, kmap, kneighbors):
     # mirrors quantize_row_iq3_xxs_impl(256, ...) (ggml-quants.c) for one row: x (n,), blocks (n/256,)
-    kMaxQ = 8
     scales = np.zeros(QK_K // 32, dtype=np.float32)
     weight = np.zeros(32, dtype=np.float32)
     xval = np.zeros(32, dtype=np.float32)

@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..._jit import f32, f32_from_bits, f32_to_bits, nearest_int
+from ..._jit import f32, nearest_int
 from ...floats import fp16_to_fp32, fp32_to_fp16
 from ..iq_tables import KVALUES_IQ4NL
 from ..registry import QuantFormat
-from .common import GROUP_MAX_EPS, njit  # njit with the numpy error model: x/0 -> Inf as in C
+from .common import GROUP_MAX_EPS, add_nan_first, mul_nan_first, njit
 
 QK4_NL = 32
 QK_K = 256
@@ -278,25 +278,10 @@ KVALUES_I64 = KVALUES_IQ4NL.astype(np.int64)
 # (even where the C source writes `y.d * x.d`), and the running sum wins over the new term.
 
 
-@njit
-def _quiet_nan(a):
-    return f32_from_bits(f32_to_bits(a) | np.uint32(0x00400000))
 
 
-@njit
-def mul_nan_first(a, b):
-    """``a * b``; if ``a`` is NaN, ``a`` (quieted) whatever ``b`` is, as x86 ``mulss`` with ``a`` as destination."""
-    if a != a:
-        return _quiet_nan(a)
-    return a * b
 
 
-@njit
-def add_nan_first(a, b):
-    """``a + b``; if ``a`` is NaN, ``a`` (quieted) whatever ``b`` is, as x86 ``addss`` with ``a`` as destination."""
-    if a != a:
-        return _quiet_nan(a)
-    return a + b
 
 
 @njit

@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..._jit import f32, f32_from_bits, f32_to_bits, nearest_int
+from ..._jit import add_nan_from_first as _add_nan_first
+from ..._jit import f32, f32_to_bits, nearest_int
+from ..._jit import mul_nan_from_first as _mul_nan_first
 from ...floats import fp16_to_fp32, fp32_to_fp16
 from ..kquant_search import (GROUP_MAX_EPS, c_int8, get_scale_min_k4, make_q3_quants, make_qkx2_quants,
                              make_qkx3_quants, make_qp_quants, make_qx_quants, nearest_int_clamped,
@@ -842,25 +844,10 @@ def dequantize_row_q8_K(blocks, y):
 # and gcc commuted one add of the final sum.
 
 
-@njit
-def _quiet_nan(a):
-    return f32_from_bits(f32_to_bits(a) | np.uint32(0x00400000))
 
 
-@njit
-def _mul_nan_first(a, b):
-    # a * b, and if a is NaN, a (quieted) whatever b is: x86 `mulss b, a`
-    if a != a:
-        return _quiet_nan(a)
-    return a * b
 
 
-@njit
-def _add_nan_first(a, b):
-    # a + b, and if a is NaN, a (quieted) whatever b is: x86 `addss b, a`
-    if a != a:
-        return _quiet_nan(a)
-    return a + b
 
 @njit
 def vec_dot_q2_K_q8_K(n, x, y):

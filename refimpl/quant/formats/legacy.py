@@ -18,8 +18,8 @@ import numpy as np
 from ..._jit import f32, roundf
 from ...floats import fp16_to_fp32, fp32_to_fp16
 from ..registry import QuantFormat
-from .common import (add_nan_first, c_float_to_int32, make_qkx3_quants, make_qx_quants, mul_nan_first, njit,
-                     to_int8)
+from ..kquant_search import make_qkx3_quants, make_qx_quants
+from .common import (add_nan_first, c_float_to_int32, mul_nan_first, njit, to_int8)
 
 QK = 32  # QK4_0 == QK4_1 == QK5_0 == QK5_1 == QK8_0 == QK8_1
 
