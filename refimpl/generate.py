@@ -96,7 +96,7 @@ def main(argv=None) -> int:
     out.write(args.prompt)
     out.flush()
     t0 = time.perf_counter()
-    logits = m.eval(prompt, n_past=0)[-1]
+    logits = m.eval(prompt, n_past=0, logits="last")[-1]
     t_prompt = time.perf_counter() - t0
 
     pending = b""

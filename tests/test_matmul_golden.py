@@ -46,6 +46,41 @@ def test_matmul(name, acts):
                           f"{name} matmul {case}")
 
 
+INT_DOT_TYPES = [name for name in TYPES if quant.TYPES[name].int_dot is not None]
+
+
+@pytest.mark.parametrize("name", INT_DOT_TYPES)
+def test_matmul_int_dot_path(name, acts):
+    """The BLAS path (exact integer part by float32 GEMM, float part replayed) gives llama.cpp's bits too, with
+    weights expanded on the fly and prepared once."""
+    g = load_golden(f"matmul/{name}.npz")
+    for case in cases(g):
+        w, x, expect = g[f"w.{case}"], acts[f"x.{case}"], g[f"mul_mat.{case}"]
+        assert_bits_equal(quant.matmul(w, name, x, path="int_dot"), expect, f"{name} int_dot {case}")
+        assert_bits_equal(quant.matmul(w, name, x, prepared=quant.prepare(w, name)), expect,
+                          f"{name} prepared {case}")
+
+
+@pytest.mark.parametrize("name", INT_DOT_TYPES)
+def test_int_dot_path_equals_vec_dot_path(name):
+    """Both paths on random weights and activations, extreme integer levels included (the 2^24 bound)."""
+    rng = np.random.default_rng(7)
+    fmt = quant.TYPES[name]
+    n = 2 * 256
+    w = quant.quantize(rng.standard_normal((37, n)).astype(np.float32) ** 3, name)
+    x = (rng.standard_normal((19, n)) * 10.0 ** rng.integers(-3, 4, (19, 1))).astype(np.float32)
+    x[3, ::7] = 1e30                                      # saturated activation blocks: levels +-127
+    raw = rng.integers(0, 256, w.shape, dtype=np.uint8)   # every bit pattern of levels and scales ...
+    blocks = raw.view(fmt.block_dtype)
+    for f in ("d", "dmin", "m"):                          # ... with finite F16 scales
+        if f in fmt.block_dtype.names:
+            blocks[f] &= 0xBBFF
+    for weights in (w, raw):
+        a = quant.matmul(weights, name, x, path="vec_dot")
+        b = quant.matmul(weights, name, x, path="int_dot")
+        assert_bits_equal(b, a, f"{name} int_dot vs vec_dot")
+
+
 def test_matmul_does_not_depend_on_thread_count(acts):
     g = load_golden("matmul/Q4_K.npz")
     w, x = g["w.small"], acts["x.small"]
@@ -55,6 +90,7 @@ def test_matmul_does_not_depend_on_thread_count(acts):
         for n in sorted({1, quant.get_num_threads()}):
             quant.set_num_threads(n)
             results.append(quant.matmul(w, "Q4_K", x))
+            results.append(quant.matmul(w, "Q4_K", x, path="int_dot"))
         for r in results[1:]:
             assert_bits_equal(r, results[0], "threads")
     finally:

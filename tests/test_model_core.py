@@ -37,6 +37,20 @@ def test_incremental_decoding_equals_one_batch(path):
 
 
 @needs_models
+@pytest.mark.parametrize("path", [LLAMA, QWEN3], ids=lambda p: p.stem)
+def test_last_logits_only_is_the_last_row(path):
+    # llama.cpp's inp_out_ids: skipping the other rows changes no bit of the row that is computed
+    m = model.load(path, n_ctx=64)
+    toks = np.arange(12, dtype=np.int64) * 7 % m.n_vocab
+    full = m.eval(toks, n_past=0)
+    last = m.eval(toks, n_past=0, logits="last")
+    assert last.shape == (1, m.n_vocab)
+    assert np.array_equal(full[-1:].view(np.uint32), last.view(np.uint32))
+    with pytest.raises(ValueError, match="logits must be"):
+        m.eval(toks, n_past=0, logits="first")
+
+
+@needs_models
 @pytest.mark.parametrize("type_k,type_v", [("f32", "f32"), ("f32", "f16")])
 def test_other_cache_types_run_and_stay_close(type_k, type_v):
     m16 = model.load(LLAMA, n_ctx=256)

@@ -129,6 +129,8 @@ class Model:
         self.file = mf
         self.cache: KVCache | None = None
         self.n_past = 0
+        # rows of the last hidden state that get logits (llama.cpp's inp_out_ids); set by eval
+        self.output_rows = slice(None)
 
     # ------------------------------------------------------------------ context
     def new_context(self, n_ctx: int | None = None, type_k: str = "f16", type_v: str = "f16") -> None:
@@ -137,9 +139,15 @@ class Model:
         self.cache = KVCache(self.n_layer, self.n_head_kv, self.head_dim_k, self.head_dim_v, n_ctx, type_k, type_v)
         self.n_past = 0
 
-    def eval(self, tokens, n_past: int | None = None) -> np.ndarray:
+    def eval(self, tokens, n_past: int | None = None, logits: str = "all") -> np.ndarray:
         """Logits (n_tokens, n_vocab) for every position of ``tokens`` placed after the first ``n_past`` cached
-        tokens (default: after everything evaluated so far; ``n_past=0`` restarts the sequence)."""
+        tokens (default: after everything evaluated so far; ``n_past=0`` restarts the sequence).
+
+        ``logits="last"`` computes only the last position's (shape (1, n_vocab)), as llama.cpp does unless a
+        batch asks for more: the output matmul is the largest of the model.  Each row is computed on its own,
+        so the last row is the same either way."""
+        if logits not in ("all", "last"):
+            raise ValueError(f"logits must be 'all' or 'last', got {logits!r}")
         tokens = np.asarray(tokens, dtype=np.int64).reshape(-1)
         if tokens.size == 0:
             raise ValueError("eval needs at least one token")
@@ -154,10 +162,14 @@ class Model:
         if tokens.min() < 0 or tokens.max() >= self.n_vocab:
             raise ValueError(f"token ids must be in [0, {self.n_vocab}), got {tokens.min()}..{tokens.max()}")
         positions = np.arange(n_past, n_past + tokens.size, dtype=np.int64)
-        logits = self.forward(tokens, positions)
+        self.output_rows = slice(-1, None) if logits == "last" else slice(None)
+        try:
+            out = self.forward(tokens, positions)
+        finally:
+            self.output_rows = slice(None)
         self.n_past = n_past + tokens.size
         self.cache.used = self.n_past
-        return logits
+        return out
 
     def forward(self, tokens: np.ndarray, positions: np.ndarray) -> np.ndarray:
         raise NotImplementedError

@@ -187,6 +187,7 @@ class Gemma3(Model):
             cur = L.ffn_down.mm(geglu(L.ffn_gate.mm(cur), L.ffn_up.mm(cur)))
             cur = rms_norm(cur, hp.rms_eps) * L.ffn_post_norm
             x = cur + sa_out
+        x = x[self.output_rows]                                          # inp_out_ids
         x = rms_norm(x, hp.rms_eps) * self.output_norm
         logits = self.output.mm(x)
         if hp.final_softcap != 0:

@@ -97,5 +97,6 @@ class GPT2(Model):
             cur = gelu(L.ffn_up.mm(cur) + L.ffn_up_b)
             cur = L.ffn_down.mm(cur) + L.ffn_down_b
             x = cur + ffn_inp
+        x = x[self.output_rows]                                          # inp_out_ids
         x = layer_norm(x, hp.norm_eps) * self.output_norm + self.output_norm_b
         return self.output.mm(x)

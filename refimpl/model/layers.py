@@ -394,6 +394,38 @@ def softmax_sse2_sum(w, n_kv, valid_lo, valid_hi, mx, out):
     return s
 
 
+@njit
+def _dots_f64(rows, vec, lo, hi, out, col_lo=0, col_hi=-1):
+    """out[i] = f32(sum over c in [col_lo, col_hi) of f64(rows[i, c] * vec[c])) for rows i in [lo, hi) (all
+    columns if col_hi < 0) -- ggml_vec_dot_f16/f32 of the scalar build: float products added in order into a
+    double.  Four rows at a time, each with its own accumulator in its own order: the same sums, but four
+    independent add chains instead of one (the chain's latency, not the arithmetic, bounded attention)."""
+    if col_hi < 0:
+        col_hi = rows.shape[1]
+    i = lo
+    while i + 4 <= hi:
+        s0 = 0.0
+        s1 = 0.0
+        s2 = 0.0
+        s3 = 0.0
+        for c in range(col_lo, col_hi):
+            x = vec[c]
+            s0 += np.float64(rows[i, c] * x)
+            s1 += np.float64(rows[i + 1, c] * x)
+            s2 += np.float64(rows[i + 2, c] * x)
+            s3 += np.float64(rows[i + 3, c] * x)
+        out[i] = f32(s0)
+        out[i + 1] = f32(s1)
+        out[i + 2] = f32(s2)
+        out[i + 3] = f32(s3)
+        i += 4
+    for r in range(i, hi):
+        s = 0.0
+        for c in range(col_lo, col_hi):
+            s += np.float64(rows[r, c] * vec[c])
+        out[r] = f32(s)
+
+
 def _attention_impl(q, k_cache, v_cache, kq_pre, positions, n_kv, window, kq_scale, softcap, k_f16, v_f16, out):
     # llama.cpp's non-flash attention (llm_graph_context::build_attn_mha), for one sequence in cells 0..n-1:
     #   kq  = ggml_mul_mat(k, q)            vec_dot over head_dim; q rounded to F16 if the cache is F16
@@ -419,15 +451,14 @@ def _attention_impl(q, k_cache, v_cache, kq_pre, positions, n_kv, window, kq_sca
         for d in range(hd):
             qh[d] = fp16_to_fp32(fp32_to_fp16(q[t, h, d])) if k_f16 else q[t, h, d]
         w = np.empty(n_kv, dtype=np.float32)
+        if kq_pre.shape[0] > 0:
+            for j in range(lo, hi):
+                w[j] = kq_pre[t, h, j]
+        else:
+            _dots_f64(k_cache[kvh], qh, lo, hi, w)
         mx = -np.inf
         for j in range(lo, hi):
-            if kq_pre.shape[0] > 0:
-                v = kq_pre[t, h, j]
-            else:
-                s = 0.0
-                for d in range(hd):
-                    s += np.float64(k_cache[kvh, j, d] * qh[d])
-                v = f32(s)
+            v = w[j]
             if softcap > f32(0.0):
                 v = f32(math.tanh(v * (f32(1.0) / softcap))) * softcap
             v = v * kq_scale + f32(0.0)        # ggml_vec_scale_f32, then += slope(1.0f) * mask(0.0f)
@@ -439,11 +470,7 @@ def _attention_impl(q, k_cache, v_cache, kq_pre, positions, n_kv, window, kq_sca
         for j in range(lo, hi):
             v = e[j] * inv
             e[j] = fp16_to_fp32(fp32_to_fp16(v)) if v_f16 else v
-        for d in range(v_cache.shape[1]):
-            s2 = 0.0
-            for j in range(lo, hi):
-                s2 += np.float64(v_cache[kvh, d, j] * e[j])
-            out[t, h, d] = f32(s2)
+        _dots_f64(v_cache[kvh], e, 0, v_cache.shape[1], out[t, h], lo, hi)
 
 
 # Small ops run single-threaded: a numba parallel region costs milliseconds on a loaded machine, more than the op.

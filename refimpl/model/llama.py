@@ -156,5 +156,6 @@ class Llama(Model):
             up = _add(L.ffn_up.mm(cur), L.ffn_up_b)
             cur = _add(L.ffn_down.mm(swiglu(gate, up)), L.ffn_down_b)
             x = cur + x
+        x = x[self.output_rows]                                          # inp_out_ids
         x = rms_norm(x, hp.rms_eps) * self.output_norm
         return self.output.mm(x)

@@ -121,5 +121,6 @@ class Phi3(Model):
             up = L.ffn_up.mm(cur)
             cur = L.ffn_down.mm(swiglu(up[:, :hp.n_ff], up[:, hp.n_ff:]))   # ggml_swiglu: silu(1st half) * 2nd
             x = x + cur                                                 # ggml_add(residual, cur)
+        x = x[self.output_rows]                                          # inp_out_ids
         x = rms_norm(x, hp.rms_eps) * self.output_norm
         return self.output.mm(x)

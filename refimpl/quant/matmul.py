@@ -7,6 +7,11 @@ one thread with a fixed summation order, so the result does not depend on the nu
 
 The per-format ``vec_dot`` kernels mirror the ``ggml_vec_dot_*_generic`` functions of ggml-cpu/quants.c (the
 scalar build), which define the float summation order; they live in each format's module.
+
+Formats with an ``IntDot`` (refimpl.quant.intdot) have a second, faster path with the same bits: the exact
+integer part of all dot products at once through float32 BLAS, then the float part per output in the C's order.
+``matmul`` takes it when the weights were ``prepare``d or when there are at least ``INT_DOT_MIN_TOKENS`` tokens
+(enough to pay for expanding the weights on the fly); ``path="vec_dot"`` or ``path="int_dot"`` forces one.
 """
 from __future__ import annotations
 
@@ -16,9 +21,11 @@ import numba
 import numpy as np
 from numba import prange
 
+from . import intdot
 from .registry import TYPES, QuantFormat
 
 THREADS_ENV = "REFIMPL_NUM_THREADS"
+INT_DOT_MIN_TOKENS = 8
 
 
 def set_num_threads(n: int) -> None:
@@ -70,6 +77,13 @@ def _as_blocks(raw: np.ndarray, fmt: QuantFormat, what: str) -> np.ndarray:
     return rows.reshape(-1).view(fmt.block_dtype).reshape(rows.shape[0], -1)
 
 
+# Not cached on disk, for the same reason as _matmul_rows.
+@numba.njit(cache=False)
+def _convert_rows(conv, x, out_blocks):
+    for t in range(x.shape[0]):
+        conv(x[t], out_blocks[t])
+
+
 def quantize_activations(x, vec_type) -> np.ndarray:
     """Activation rows -> raw rows of ``vec_type`` exactly as mul_mat converts them (type_traits_cpu.from_float)."""
     vfmt = TYPES.get(vec_type)
@@ -80,9 +94,9 @@ def quantize_activations(x, vec_type) -> np.ndarray:
     n = x2.shape[1]
     out = np.zeros((x2.shape[0], vfmt.row_size(n)), dtype=np.uint8)
     conv = vfmt.from_float or vfmt.quantize_ref
+    blocks = out.reshape(-1).view(vfmt.block_dtype).reshape(x2.shape[0], -1)
     with np.errstate(all="ignore"):
-        for t in range(x2.shape[0]):
-            conv(x2[t], out[t].view(vfmt.block_dtype))
+        _convert_rows(conv, x2, blocks)
     return out.reshape(x.shape[:-1] + (out.shape[-1],))
 
 
@@ -100,7 +114,16 @@ def vec_dot(qtype, a_raw, b_raw) -> np.float32:
         return np.float32(fmt.vec_dot(n, a[0], b[0]))
 
 
-def matmul(w_raw, qtype, x) -> np.ndarray:
+def prepare(w_raw, qtype) -> intdot.PreparedWeights | None:
+    """Expand a weight matrix's integers once for the BLAS path (4 bytes per weight); None if ``qtype`` has no
+    IntDot.  Pass the result to ``matmul`` as ``prepared=``."""
+    fmt, _ = _weight_format(qtype)
+    if fmt.int_dot is None:
+        return None
+    return intdot.prepare(_as_blocks(w_raw, fmt, "weights"), fmt)
+
+
+def matmul(w_raw, qtype, x, *, prepared: intdot.PreparedWeights | None = None, path: str = "auto") -> np.ndarray:
     """``ggml_mul_mat`` semantics: weights ``(n_rows, row_bytes)`` of ``qtype`` times float activations
     ``(n_tokens, n)`` (or ``(n,)``) -> float32 ``(n_tokens, n_rows)`` (or ``(n_rows,)``)."""
     fmt, vfmt = _weight_format(qtype)
@@ -110,9 +133,21 @@ def matmul(w_raw, qtype, x) -> np.ndarray:
     if x.dtype.kind != "f" or x.ndim not in (1, 2) or x.shape[-1] != n:
         raise ValueError(f"activations must be float with last dimension {n} (the weight row length), "
                          f"got {x.dtype} {x.shape}")
+    if path not in ("auto", "vec_dot", "int_dot"):
+        raise ValueError(f"path must be 'auto', 'vec_dot' or 'int_dot', got {path!r}")
+    if prepared is not None and (prepared.fmt is not fmt or prepared.blocks.shape != w.shape):
+        raise ValueError(f"prepared weights are {prepared.fmt.name} {prepared.blocks.shape}, "
+                         f"not {fmt.name} {w.shape}")
+    if path == "int_dot" and fmt.int_dot is None:
+        raise ValueError(f"{fmt.name} has no IntDot (integer/float split) path")
     xq = quantize_activations(x.reshape(-1, n), vfmt.name)
     xb = xq.reshape(-1).view(vfmt.block_dtype).reshape(xq.shape[0], -1)
     out = np.empty((xb.shape[0], w.shape[0]), dtype=np.float32)
+    use_int_dot = fmt.int_dot is not None and (
+        path == "int_dot" or (path == "auto" and (prepared is not None or xb.shape[0] >= INT_DOT_MIN_TOKENS)))
     with np.errstate(all="ignore"):
-        _matmul_rows(fmt.vec_dot, n, w, xb, out)
+        if use_int_dot:
+            intdot.matmul_blocks(w, fmt, xb, out, prepared)
+        else:
+            _matmul_rows(fmt.vec_dot, n, w, xb, out)
     return out[0] if x.ndim == 1 else out

@@ -46,6 +46,9 @@ class QuantFormat:
     validate: Optional[Callable] = field(default=None, repr=False)
     from_float: Optional[Callable] = field(default=None, repr=False)
     vec_dot: Optional[Callable] = field(default=None, repr=False)
+    # refimpl.quant.intdot.IntDot: the vec_dot split into its exact integer part (done by float32 BLAS for whole
+    # matrices) and its float part (replayed in the C's order); optional, matmul falls back to vec_dot per output
+    int_dot: Optional[object] = field(default=None, repr=False)
     doc: str = ""                # one line: what the format is
 
     @property

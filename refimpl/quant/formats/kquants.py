@@ -19,10 +19,11 @@ import numpy as np
 from ..._jit import add_nan_from_first as _add_nan_first
 from ..._jit import f32, f32_to_bits, nearest_int
 from ..._jit import mul_nan_from_first as _mul_nan_first
-from ...floats import fp16_to_fp32, fp32_to_fp16
+from ...floats import fp16_to_fp32, fp16_to_fp32_row, fp32_to_fp16
 from ..kquant_search import (GROUP_MAX_EPS, c_int8, get_scale_min_k4, make_q3_quants, make_qkx2_quants,
                              make_qkx3_quants, make_qp_quants, make_qx_quants, nearest_int_clamped,
                              nearest_int_min, njit)
+from ..intdot import IntDot
 from ..registry import QuantFormat
 
 i64 = np.int64  # widen a loaded byte: numba keeps int(uint8) as uint8 and mixes uint64/int64 into float64
@@ -965,6 +966,34 @@ def _q45_K_block_mins(sc, bsums, scales, mins):
 
 
 @njit
+def _q45_K_step(sumf, xd, xdmin, yd, lanes, sums, sumi):
+    # the float part of one Q4_K/Q5_K super-block from its 8 lane sums (aux32) and sumi = bsums . mins:
+    # sums[l] += d*aux32[l]; sumf -= dmin*sumi (shared with the BLAS path's fold)
+    d = _mul_nan_first(xd, yd)
+    for l in range(8):
+        sums[l] = _add_nan_first(sums[l], d * f32(lanes[l]))
+    dmin = _mul_nan_first(yd, xdmin)
+    return sumf - dmin * f32(sumi)
+
+
+@njit
+def _q4_K_final(sums, sumf):
+    sumf = _add_nan_first(sumf, sums[0])
+    sumf = _add_nan_first(sums[1], sumf)  # gcc commuted this one add
+    for l in range(2, 8):
+        sumf = _add_nan_first(sumf, sums[l])
+    return sumf
+
+
+@njit
+def _q5_K_final(sums, sumf):
+    sumf = _add_nan_first(sums[0], sumf)  # gcc commuted the first add
+    for l in range(1, 8):
+        sumf = _add_nan_first(sumf, sums[l])
+    return sumf
+
+
+@njit
 def vec_dot_q4_K_q8_K(n, x, y):
     # mirrors ggml_vec_dot_q4_K_q8_K_generic
     sums = np.zeros(8, np.float32)
@@ -978,16 +1007,8 @@ def vec_dot_q4_K_q8_K(n, x, y):
         sumi = _q45_K_block_mins(x[i]["scales"], y[i]["bsums"], scales, mins)
         _q45_K_levels(x[i]["qs"], no_qh, a)
         _lane_isums(a, y[i]["qs"], scales, 2, aux32)
-        d = _mul_nan_first(fp16_to_fp32(x[i]["d"]), y[i]["d"])
-        for l in range(8):
-            sums[l] = _add_nan_first(sums[l], d * f32(aux32[l]))
-        dmin = _mul_nan_first(y[i]["d"], fp16_to_fp32(x[i]["dmin"]))
-        sumf -= dmin * f32(sumi)
-    sumf = _add_nan_first(sumf, sums[0])
-    sumf = _add_nan_first(sums[1], sumf)  # gcc commuted this one add
-    for l in range(2, 8):
-        sumf = _add_nan_first(sumf, sums[l])
-    return sumf
+        sumf = _q45_K_step(sumf, fp16_to_fp32(x[i]["d"]), fp16_to_fp32(x[i]["dmin"]), y[i]["d"], aux32, sums, sumi)
+    return _q4_K_final(sums, sumf)
 
 
 @njit
@@ -1003,15 +1024,79 @@ def vec_dot_q5_K_q8_K(n, x, y):
         sumi = _q45_K_block_mins(x[i]["scales"], y[i]["bsums"], scales, mins)
         _q45_K_levels(x[i]["qs"], x[i]["qh"], a)
         _lane_isums(a, y[i]["qs"], scales, 2, aux32)
-        d = _mul_nan_first(fp16_to_fp32(x[i]["d"]), y[i]["d"])
-        for l in range(8):
-            sums[l] = _add_nan_first(sums[l], d * f32(aux32[l]))
-        dmin = _mul_nan_first(y[i]["d"], fp16_to_fp32(x[i]["dmin"]))
-        sumf -= dmin * f32(sumi)
-    sumf = _add_nan_first(sums[0], sumf)  # gcc commuted the first add
-    for l in range(1, 8):
-        sumf = _add_nan_first(sumf, sums[l])
-    return sumf
+        sumf = _q45_K_step(sumf, fp16_to_fp32(x[i]["d"]), fp16_to_fp32(x[i]["dmin"]), y[i]["d"], aux32, sums, sumi)
+    return _q5_K_final(sums, sumf)
+
+
+# ------------------------------------------------------------------------- the BLAS path (refimpl.quant.intdot)
+# Q4_K/Q5_K: 9 groups of K = 32 integers per super-block.  Groups 0-7 are the lanes: aux32[l] = sum over
+# sub-blocks j and k = 0..3 of scale_j * a[32j + 8k + l] * q8[32j + 8k + l]; bound scale_j * a <= 63 * 31,
+# |q8| <= 128, 32 terms: < 2^23.  Group 8 is sumi = sum_j mins_j * (bsums[2j] + bsums[2j+1]) (8 terms, 24 zeros);
+# bound 8 * 63 * 4096 < 2^22.  All exact in float32.
+
+@njit(nogil=True)
+def _q45_K_weight_ints_kernel(qs, qh, scales, out):
+    # out (nb, 9, rows, 32): groups 0-7 = lane l, element 4j + k = scale_j * a[32j + 8k + l];
+    # group 8 = mins_j at element j (8 of 32, the rest stay 0).  qh is (rows, nb, 0) for Q4_K.
+    a = np.zeros(QK_K, np.int32)
+    for r in range(qs.shape[0]):
+        for i in range(qs.shape[1]):
+            _q45_K_levels(qs[r, i], qh[r, i], a)
+            for j in range(QK_K // 32):
+                sc, m = get_scale_min_k4(j, scales[r, i])
+                for k in range(4):
+                    for l in range(8):
+                        out[i, l, r, 4 * j + k] = f32(sc * a[32 * j + 8 * k + l])
+                out[i, 8, r, j] = f32(m)
+
+
+def _q45_K_weight_ints(blocks):
+    rows, nb = blocks.shape
+    qh = blocks["qh"] if "qh" in blocks.dtype.names else np.zeros((rows, nb, 0), np.uint8)
+    out = np.zeros((nb, 9, rows, 32), np.float32)
+    _q45_K_weight_ints_kernel(blocks["qs"], qh, blocks["scales"], out)
+    return out.reshape(nb * 9, rows, 32)
+
+
+def _q8_K_lane_ints(blocks):
+    tokens, nb = blocks.shape
+    out = np.zeros((nb, 9, 32, tokens), np.float32)
+    q = blocks["qs"].reshape(blocks.shape + (8, 4, 8))                      # (tokens, nb, j, k, l)
+    out[:, :8] = np.transpose(q, (1, 4, 2, 3, 0)).reshape(nb, 8, 32, tokens)
+    bs = blocks["bsums"].astype(np.int32)
+    out[:, 8, :8] = np.transpose(bs[..., 0::2] + bs[..., 1::2], (1, 2, 0))
+    return out.reshape(nb * 9, 32, tokens)
+
+
+def _q45_K_weight_scales(blocks):
+    return np.stack([fp16_to_fp32_row(blocks["d"]), fp16_to_fp32_row(blocks["dmin"])], axis=-1)
+
+
+def _q8_K_scales(blocks):
+    return np.transpose(blocks["d"][..., None].astype(np.float32), (1, 2, 0))       # (nb, 1, tokens)
+
+
+def _make_fold_q45_K(final):
+    @njit
+    def fold(ws, xs, isum, out, acc):
+        # ws (nb, 2) = (x.d, x.dmin), xs (nb, 1, tokens) = y.d, isum (9 nb, tokens); acc[:, t] = sums[0:8], sumf
+        for i in range(ws.shape[0]):
+            xd, xdmin, yd = ws[i, 0], ws[i, 1], xs[i, 0]
+            for t in range(isum.shape[1]):
+                acc[8, t] = _q45_K_step(acc[8, t], xd, xdmin, yd[t], isum[9 * i:9 * i + 8, t], acc[0:8, t],
+                                        isum[9 * i + 8, t])
+        for t in range(isum.shape[1]):
+            out[t] = final(acc[0:8, t], acc[8, t])
+    return fold
+
+
+def _int_dot_q45_K(final):
+    return IntDot(_q45_K_weight_ints, _q8_K_lane_ints, _q45_K_weight_scales, _q8_K_scales, _make_fold_q45_K(final),
+                  acc_size=9)
+
+
+INT_DOT_Q4_K = _int_dot_q45_K(_q4_K_final)
+INT_DOT_Q5_K = _int_dot_q45_K(_q5_K_final)
 
 
 @njit
@@ -1102,13 +1187,13 @@ FORMATS = [
     QuantFormat(
         name="Q4_K", type_id=12, block_size=QK_K, block_dtype=BLOCK_Q4_K, vec_dot_type="Q8_K",
         quantize=quantize_q4_K, quantize_ref=quantize_row_q4_K_ref, dequantize=dequantize_row_q4_K,
-        from_float=quantize_row_q4_K_ref, vec_dot=vec_dot_q4_K_q8_K,
+        from_float=quantize_row_q4_K_ref, vec_dot=vec_dot_q4_K_q8_K, int_dot=INT_DOT_Q4_K,
         validate=validate_d_dmin,
         doc="256 values in 8 sub-blocks of 32: 4-bit levels, 6-bit scale and min per sub-block, 4.5 bpw"),
     QuantFormat(
         name="Q5_K", type_id=13, block_size=QK_K, block_dtype=BLOCK_Q5_K, vec_dot_type="Q8_K",
         quantize=quantize_q5_K, quantize_ref=quantize_row_q5_K_ref, dequantize=dequantize_row_q5_K,
-        from_float=quantize_row_q5_K_ref, vec_dot=vec_dot_q5_K_q8_K,
+        from_float=quantize_row_q5_K_ref, vec_dot=vec_dot_q5_K_q8_K, int_dot=INT_DOT_Q5_K,
         validate=validate_d_dmin,
         doc="256 values in 8 sub-blocks of 32: 5-bit levels, 6-bit scale and min per sub-block, 5.5 bpw"),
     QuantFormat(

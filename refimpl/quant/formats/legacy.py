@@ -16,7 +16,8 @@ from __future__ import annotations
 import numpy as np
 
 from ..._jit import f32, roundf
-from ...floats import fp16_to_fp32, fp32_to_fp16
+from ...floats import fp16_to_fp32, fp16_to_fp32_row, fp32_to_fp16
+from ..intdot import IntDot
 from ..registry import QuantFormat
 from ..kquant_search import make_qkx3_quants, make_qx_quants
 from .common import (add_nan_first, c_float_to_int32, mul_nan_first, njit, to_int8)
@@ -463,6 +464,40 @@ def quantize_row_q8_1_ref(x, y):
 # (probed with distinct NaN payloads: gcc computes x.d*y.d as y.d first and x.m*y.s as y.s first, except in
 # q4_0 where sumi*x.d*y.d keeps the left-to-right order; the accumulator is always the first operand).
 
+# The float part of each vec_dot is one "step" per block: (sumf, x.d, x.m, y.d, y.s, integer sum) -> sumf, with
+# the F16 scales already converted (x.m, y.s unused by the symmetric formats).  The BLAS path's folds
+# (refimpl.quant.intdot) call the same steps, so both paths run the same float code.
+
+@njit
+def _step_q4_0(sumf, xd, xm, yd, ys, sumi):
+    # sumi*GGML_CPU_FP16_TO_FP32(x.d)*GGML_CPU_FP16_TO_FP32(y.d): left to right
+    return add_nan_first(sumf, mul_nan_first(f32(sumi) * xd, yd))
+
+
+@njit
+def _step_q4_1_q5_1(sumf, xd, xm, yd, ys, sumi):
+    # (x.d*y.d)*sumi + x.m*y.s: two products rounded separately, then the sum (no FMA in the scalar build)
+    dd = mul_nan_first(yd, xd)
+    ms = mul_nan_first(ys, xm)
+    return add_nan_first(sumf, add_nan_first(dd * f32(sumi), ms))
+
+
+@njit
+def _step_q5_0(sumf, xd, xm, yd, ys, sumi):
+    return add_nan_first(sumf, mul_nan_first(yd, xd) * f32(sumi))
+
+
+@njit
+def _step_q8_0(sumf, xd, xm, yd, ys, sumi):
+    # sumi*(x.d*y.d)
+    return add_nan_first(sumf, f32(sumi) * mul_nan_first(yd, xd))
+
+
+@njit
+def _d(block):
+    return fp16_to_fp32(block["d"])
+
+
 @njit
 def vec_dot_q4_0_q8_0(n, x, y):
     # mirrors ggml_vec_dot_q4_0_q8_0_generic (ggml-cpu/quants.c)
@@ -476,9 +511,7 @@ def vec_dot_q4_0_q8_0(n, x, y):
             q = int(xq[j])
             sumi0 += ((q & 0x0F) - 8) * int(yq[j])
             sumi1 += ((q >> 4) - 8) * int(yq[j + QK // 2])
-        # sumi*GGML_CPU_FP16_TO_FP32(x.d)*GGML_CPU_FP16_TO_FP32(y.d): left to right
-        t = mul_nan_first(f32(sumi0 + sumi1) * fp16_to_fp32(x[ib]["d"]), fp16_to_fp32(y[ib]["d"]))
-        sumf = add_nan_first(sumf, t)
+        sumf = _step_q4_0(sumf, _d(x[ib]), f32(0.0), _d(y[ib]), f32(0.0), sumi0 + sumi1)
     return sumf
 
 
@@ -495,10 +528,8 @@ def vec_dot_q4_1_q8_1(n, x, y):
             q = int(xq[j])
             sumi0 += (q & 0x0F) * int(yq[j])
             sumi1 += (q >> 4) * int(yq[j + QK // 2])
-        # (x.d*y.d)*sumi + x.m*y.s: two products rounded separately, then the sum (no FMA in the scalar build)
-        dd = mul_nan_first(fp16_to_fp32(y[ib]["d"]), fp16_to_fp32(x[ib]["d"]))
-        ms = mul_nan_first(fp16_to_fp32(y[ib]["s"]), fp16_to_fp32(x[ib]["m"]))
-        sumf = add_nan_first(sumf, add_nan_first(dd * f32(sumi0 + sumi1), ms))
+        sumf = _step_q4_1_q5_1(sumf, _d(x[ib]), fp16_to_fp32(x[ib]["m"]), _d(y[ib]), fp16_to_fp32(y[ib]["s"]),
+                               sumi0 + sumi1)
     return sumf
 
 
@@ -518,8 +549,7 @@ def vec_dot_q5_0_q8_0(n, x, y):
             q = int(xq[j])
             sumi0 += (((q & 0x0F) | xh_0) - 16) * int(yq[j])
             sumi1 += (((q >> 4) | xh_1) - 16) * int(yq[j + QK // 2])
-        dd = mul_nan_first(fp16_to_fp32(y[ib]["d"]), fp16_to_fp32(x[ib]["d"]))
-        sumf = add_nan_first(sumf, dd * f32(sumi0 + sumi1))
+        sumf = _step_q5_0(sumf, _d(x[ib]), f32(0.0), _d(y[ib]), f32(0.0), sumi0 + sumi1)
     return sumf
 
 
@@ -539,9 +569,8 @@ def vec_dot_q5_1_q8_1(n, x, y):
             q = int(xq[j])
             sumi0 += ((q & 0x0F) | xh_0) * int(yq[j])
             sumi1 += ((q >> 4) | xh_1) * int(yq[j + QK // 2])
-        dd = mul_nan_first(fp16_to_fp32(y[ib]["d"]), fp16_to_fp32(x[ib]["d"]))
-        ms = mul_nan_first(fp16_to_fp32(y[ib]["s"]), fp16_to_fp32(x[ib]["m"]))
-        sumf = add_nan_first(sumf, add_nan_first(dd * f32(sumi0 + sumi1), ms))
+        sumf = _step_q4_1_q5_1(sumf, _d(x[ib]), fp16_to_fp32(x[ib]["m"]), _d(y[ib]), fp16_to_fp32(y[ib]["s"]),
+                               sumi0 + sumi1)
     return sumf
 
 
@@ -555,10 +584,87 @@ def vec_dot_q8_0_q8_0(n, x, y):
         sumi = 0
         for j in range(QK):
             sumi += int(xq[j]) * int(yq[j])
-        # sumi*(x.d*y.d)
-        dd = mul_nan_first(fp16_to_fp32(y[ib]["d"]), fp16_to_fp32(x[ib]["d"]))
-        sumf = add_nan_first(sumf, f32(sumi) * dd)
+        sumf = _step_q8_0(sumf, _d(x[ib]), f32(0.0), _d(y[ib]), f32(0.0), sumi)
     return sumf
+
+
+# ------------------------------------------------------------------------- the BLAS path (refimpl.quant.intdot)
+# One group per block, K = 32 integers in the order of y.qs.  Bound: |weight level| <= 31, |q8| <= 128, so every
+# partial sum is at most 32 * 31 * 128 < 2^17, exact in float32.
+
+@njit(nogil=True)
+def _levels_q4(blocks, offset, out):
+    # out[ib, r, j] = the level that meets y.qs[j]: low nibbles for j < 16, high nibbles for j >= 16, minus offset
+    for r in range(blocks.shape[0]):
+        for ib in range(blocks.shape[1]):
+            qs = blocks[r, ib]["qs"]
+            for j in range(QK // 2):
+                out[ib, r, j] = f32((qs[j] & 0x0F) - offset)
+                out[ib, r, j + QK // 2] = f32((qs[j] >> 4) - offset)
+
+
+@njit(nogil=True)
+def _levels_q5(blocks, offset, out):
+    # as _levels_q4 plus the fifth bit: bit j of qh for level j
+    for r in range(blocks.shape[0]):
+        for ib in range(blocks.shape[1]):
+            qs = blocks[r, ib]["qs"]
+            qh = _load_qh(blocks[r, ib]["qh"])
+            for j in range(QK // 2):
+                out[ib, r, j] = f32(((qs[j] & 0x0F) | (((qh >> j) & 1) << 4)) - offset)
+                out[ib, r, j + QK // 2] = f32(((qs[j] >> 4) | (((qh >> (j + 16)) & 1) << 4)) - offset)
+
+
+def _levels(kernel, offset):
+    def get(blocks):
+        out = np.empty((blocks.shape[1], blocks.shape[0], QK), np.float32)
+        kernel(np.ascontiguousarray(blocks), offset, out)
+        return out
+    return get
+
+
+def _act_levels_q8(blocks):
+    # (tokens, nb) Q8_0/Q8_1 blocks -> (nb, 32, tokens)
+    return np.transpose(blocks["qs"], (1, 2, 0))
+
+
+def _scales(*fields):
+    # the F16 scale fields of (rows, nb) blocks as float32 (rows, nb, 2), the second 0 when there is one field
+    def get(blocks):
+        out = np.zeros(blocks.shape + (2,), np.float32)
+        for i, f in enumerate(fields):
+            out[..., i] = fp16_to_fp32_row(blocks[f])
+        return out
+    return get
+
+
+def _act_scales(*fields):
+    get = _scales(*fields)
+    return lambda blocks: np.transpose(get(blocks), (1, 2, 0))     # (nb, 2, tokens)
+
+
+def _make_fold(step):
+    @njit
+    def fold(ws, xs, isum, out, acc):
+        # ws (nb, 2) = (x.d, x.m) of one weight row, xs (nb, 2, tokens) = (y.d, y.s), isum (nb, tokens)
+        sumf = acc[0]
+        for ib in range(ws.shape[0]):
+            xd, xm, yd, ys, sumi = ws[ib, 0], ws[ib, 1], xs[ib, 0], xs[ib, 1], isum[ib]
+            for t in range(sumf.size):
+                sumf[t] = step(sumf[t], xd, xm, yd[t], ys[t], sumi[t])
+        out[:] = sumf
+    return fold
+
+
+def _int_dot(levels, w_fields, x_fields, step):
+    return IntDot(levels, _act_levels_q8, _scales(*w_fields), _act_scales(*x_fields), _make_fold(step))
+
+
+INT_DOT_Q4_0 = _int_dot(_levels(_levels_q4, 8), ("d",), ("d",), _step_q4_0)
+INT_DOT_Q4_1 = _int_dot(_levels(_levels_q4, 0), ("d", "m"), ("d", "s"), _step_q4_1_q5_1)
+INT_DOT_Q5_0 = _int_dot(_levels(_levels_q5, 16), ("d",), ("d",), _step_q5_0)
+INT_DOT_Q5_1 = _int_dot(_levels(_levels_q5, 0), ("d", "m"), ("d", "s"), _step_q4_1_q5_1)
+INT_DOT_Q8_0 = _int_dot(lambda b: np.moveaxis(b["qs"], 1, 0), ("d",), ("d",), _step_q8_0)
 
 
 # ----------------------------------------------------------------------------------------------------- validate
@@ -581,23 +687,23 @@ def _validate_q8_1(blocks) -> bool:
 FORMATS = [
     QuantFormat("Q4_0", 2, QK, BLOCK_Q4_0, "Q8_0",
                 quantize=quantize_q4_0, quantize_ref=quantize_row_q4_0_ref, dequantize=dequantize_row_q4_0,
-                validate=_validate_d, from_float=quantize_row_q4_0_ref, vec_dot=vec_dot_q4_0_q8_0,
+                validate=_validate_d, from_float=quantize_row_q4_0_ref, vec_dot=vec_dot_q4_0_q8_0, int_dot=INT_DOT_Q4_0,
                 doc="4-bit symmetric, F16 scale: x = d * (q - 8)"),
     QuantFormat("Q4_1", 3, QK, BLOCK_Q4_1, "Q8_1",
                 quantize=quantize_q4_1, quantize_ref=quantize_row_q4_1_ref, dequantize=dequantize_row_q4_1,
-                validate=_validate_dm, from_float=quantize_row_q4_1_ref, vec_dot=vec_dot_q4_1_q8_1,
+                validate=_validate_dm, from_float=quantize_row_q4_1_ref, vec_dot=vec_dot_q4_1_q8_1, int_dot=INT_DOT_Q4_1,
                 doc="4-bit with minimum, F16 scale and min: x = d * q + m"),
     QuantFormat("Q5_0", 6, QK, BLOCK_Q5_0, "Q8_0",
                 quantize=quantize_q5_0, quantize_ref=quantize_row_q5_0_ref, dequantize=dequantize_row_q5_0,
-                validate=_validate_d, from_float=quantize_row_q5_0_ref, vec_dot=vec_dot_q5_0_q8_0,
+                validate=_validate_d, from_float=quantize_row_q5_0_ref, vec_dot=vec_dot_q5_0_q8_0, int_dot=INT_DOT_Q5_0,
                 doc="5-bit symmetric, F16 scale: x = d * (q - 16)"),
     QuantFormat("Q5_1", 7, QK, BLOCK_Q5_1, "Q8_1",
                 quantize=quantize_q5_1, quantize_ref=quantize_row_q5_1_ref, dequantize=dequantize_row_q5_1,
-                validate=_validate_dm, from_float=quantize_row_q5_1_ref, vec_dot=vec_dot_q5_1_q8_1,
+                validate=_validate_dm, from_float=quantize_row_q5_1_ref, vec_dot=vec_dot_q5_1_q8_1, int_dot=INT_DOT_Q5_1,
                 doc="5-bit with minimum, F16 scale and min: x = d * q + m"),
     QuantFormat("Q8_0", 8, QK, BLOCK_Q8_0, "Q8_0",
                 quantize=quantize_q8_0, quantize_ref=quantize_row_q8_0_ref, dequantize=dequantize_row_q8_0,
-                validate=_validate_d, from_float=quantize_row_q8_0_ref, vec_dot=vec_dot_q8_0_q8_0,
+                validate=_validate_d, from_float=quantize_row_q8_0_ref, vec_dot=vec_dot_q8_0_q8_0, int_dot=INT_DOT_Q8_0,
                 doc="8-bit symmetric, F16 scale: x = d * q"),
     # ggml-cpu has no vec_dot for Q8_1 (it is only ever the activation side)
     QuantFormat("Q8_1", 9, QK, BLOCK_Q8_1, "Q8_1",

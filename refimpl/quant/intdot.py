@@ -1,0 +1,155 @@
+"""The integer part of a matmul through float32 BLAS, the float part in the C's order: same bits, many times faster.
+
+Every ggml ``vec_dot`` of a block format splits into two parts:
+
+* an **integer part**: inside each block (or each lane of a super-block), sums of products of small integers —
+  weight levels (times integer sub-block scales) by activation levels.  Integer addition is exact, so its order
+  does not matter;
+* a **float part**: those integer sums converted to float, multiplied by the blocks' float scales and accumulated
+  in one fixed order (the order, rounding and NaN propagation that the golden files pin).
+
+The integer part of a whole matmul is a batched matrix product: for every group ``g`` of ``K`` integers,
+``isum[g] = W[g] @ X[g]`` with ``W[g]`` ``(rows, K)`` and ``X[g]`` ``(K, tokens)``.  It is computed here with
+float32 GEMM (numpy's BLAS).  That is exact: every weight integer, activation integer, product and partial sum
+is an integer of magnitude below 2^24 (each format states its bound next to its ``IntDot``), and float32
+represents all of those exactly, so the result cannot depend on BLAS's blocking, summation order or use of FMA.
+The float part is then replayed per output by the format's ``fold`` — the same helper its scalar ``vec_dot``
+calls — so ``matmul`` gives the scalar path's bits (tests/test_matmul_golden.py checks both paths against
+llama.cpp and against each other).
+
+A format opts in by giving its ``QuantFormat`` an ``IntDot``:
+
+* ``weights(blocks (rows, nb)) -> (G, rows, K)``: the weight integers, in the order they meet ``acts``;
+* ``acts(blocks (tokens, nb)) -> (G, K, tokens)``: the activation integers (of the ``vec_dot_type``);
+* ``weight_scales(blocks) -> float32 (rows, nb, S)`` and ``act_scales(blocks) -> float32 (nb, S', tokens)``:
+  the blocks' float scales, converted from F16 once instead of once per dot product;
+* ``fold(w_scales_row, act_scales, isum_row (G, tokens), out (tokens,), acc (acc_size, tokens))``: every output
+  of one weight row from its group sums, each in the C's float order — through the same per-block step function
+  the format's scalar ``vec_dot`` calls.  Tokens are the inner loop (contiguous: 10x faster than one output at
+  a time); each token's accumulator still sees its blocks in the C's order.
+
+Threads: rows are split into chunks, and each chunk's GEMM and fold run in one worker thread (numpy's BLAS call
+and the numba fold both release the GIL), with BLAS itself limited to one thread meanwhile (threadpoolctl).
+BLAS's own thread pool and numba's, taking turns on the same cores, were measured 3x slower: each spins while
+the other works.  Each output is still computed start to end by one thread, so results do not depend on the
+thread count.
+
+Weights can be expanded once and kept (``prepare``): 4 bytes per weight, so worth it for models whose weights are
+used for many tokens (decoding) and that fit in memory; otherwise ``matmul`` expands them on the fly, in row
+chunks, when there are enough tokens to amortise it.
+"""
+from __future__ import annotations
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Callable
+
+import numba
+import numpy as np
+from threadpoolctl import ThreadpoolController
+
+# Bytes of float32 temporaries (expanded weights + group sums) one chunk of rows may use.
+CHUNK_BYTES = 16 << 20
+# Fewer rows than this per chunk cost more in task overhead than they gain in parallelism.
+MIN_CHUNK_ROWS = 32
+
+
+@dataclass(frozen=True)
+class IntDot:
+    weights: Callable
+    acts: Callable
+    weight_scales: Callable
+    act_scales: Callable
+    fold: Callable
+    acc_size: int = 1
+
+
+class PreparedWeights:
+    """Weights of one matrix with their integer part expanded for ``matmul`` (see the module docstring)."""
+
+    def __init__(self, blocks: np.ndarray, fmt):
+        self.blocks = blocks                                                     # (rows, nb) structured blocks
+        self.fmt = fmt
+        self.expanded = np.ascontiguousarray(fmt.int_dot.weights(blocks), dtype=np.float32)   # (G, rows, K)
+        self.scales = np.ascontiguousarray(fmt.int_dot.weight_scales(blocks), dtype=np.float32)
+
+    @property
+    def nbytes(self) -> int:
+        return int(self.expanded.nbytes + self.scales.nbytes)
+
+
+# Not cached on disk (the function-typed argument; see matmul._matmul_rows).
+@numba.njit(nogil=True, cache=False)
+def _fold_rows(fold, acc_size, isum, w_scales, x_scales, out, row0):
+    # isum is (rows, G, tokens) so that isum[r] is C-contiguous: numba then knows every row of it is, and
+    # vectorizes the fold's loops over tokens (a strided view would make it 5x slower)
+    acc = np.zeros((acc_size, isum.shape[2]), np.float32)
+    for r in range(isum.shape[0]):
+        acc[:] = 0
+        fold(w_scales[r], x_scales, isum[r], out[:, row0 + r], acc)
+
+
+_blas = None
+_pool: ThreadPoolExecutor | None = None
+_pool_size = 0
+_pool_lock = threading.Lock()
+
+
+def _workers(n_threads: int) -> ThreadPoolExecutor:
+    global _pool, _pool_size
+    with _pool_lock:
+        if _pool is None or _pool_size != n_threads:
+            if _pool is not None:
+                _pool.shutdown(wait=False)
+            _pool = ThreadPoolExecutor(n_threads, thread_name_prefix="refimpl-intdot")
+            _pool_size = n_threads
+        return _pool
+
+
+def _single_threaded_blas():
+    global _blas
+    if _blas is None:
+        _blas = ThreadpoolController()
+    return _blas.limit(limits=1, user_api="blas")
+
+
+def expanded_bytes(fmt, n_rows: int, n_cols: int) -> int:
+    """About the bytes ``prepare`` keeps for a ``(n_rows, n_cols)`` matrix of ``fmt`` (0 if it has no IntDot)."""
+    return 4 * n_rows * n_cols if getattr(fmt, "int_dot", None) is not None else 0
+
+
+def prepare(blocks: np.ndarray, fmt) -> PreparedWeights:
+    return PreparedWeights(blocks, fmt)
+
+
+def matmul_blocks(w_blocks: np.ndarray, fmt, x_blocks: np.ndarray, out: np.ndarray,
+                  prepared: PreparedWeights | None = None) -> None:
+    """``out (tokens, rows) = W @ X`` with ``fmt.int_dot``; ``x_blocks`` already in ``fmt.vec_dot_type``."""
+    idot = fmt.int_dot
+    xi = np.ascontiguousarray(idot.acts(x_blocks), dtype=np.float32)        # (G, K, T)
+    xs = np.ascontiguousarray(idot.act_scales(x_blocks), dtype=np.float32)
+    n_groups, k, n_tok = xi.shape
+    n_rows = w_blocks.shape[0]
+    n_threads = numba.get_num_threads()
+
+    def run(r0: int, r1: int) -> None:
+        if prepared is not None:
+            wi, ws = prepared.expanded[:, r0:r1], prepared.scales[r0:r1]
+        else:
+            wi = np.ascontiguousarray(idot.weights(w_blocks[r0:r1]), dtype=np.float32)
+            ws = np.ascontiguousarray(idot.weight_scales(w_blocks[r0:r1]), dtype=np.float32)
+        isum = np.empty((r1 - r0, n_groups, n_tok), np.float32)               # exact integers
+        np.matmul(wi, xi, out=np.transpose(isum, (1, 0, 2)))                  # BLAS writes it in place
+        _fold_rows(idot.fold, idot.acc_size, isum, ws, xs, out, r0)
+
+    per_row = 4 * n_groups * (n_tok + (0 if prepared is not None else k))
+    chunk = max(MIN_CHUNK_ROWS, min(-(-n_rows // n_threads), CHUNK_BYTES // max(per_row, 1)))
+    starts = range(0, n_rows, chunk)
+    with _single_threaded_blas():
+        if n_threads == 1 or len(starts) == 1:
+            for r0 in starts:
+                run(r0, min(n_rows, r0 + chunk))
+        else:
+            for f in [_workers(n_threads).submit(run, r0, min(n_rows, r0 + chunk)) for r0 in starts]:
+                f.result()
