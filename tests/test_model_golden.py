@@ -1,9 +1,14 @@
 """refimpl's engine against llama.cpp on the tiny golden models (golden/model, tools/goldens/model.py).
 
-For every model: refimpl's logits for every prompt position (one eval of the whole prompt) are within
-1e-4 x max|logit| of llama.cpp's, and refimpl's greedy continuation (argmax of its own logits, one token per eval
+For every model: refimpl's logits for every prompt position (one eval of the whole prompt) are llama.cpp's bit for
+bit (0 differing float32 patterns), and refimpl's greedy continuation (argmax of its own logits, one token per eval
 through the KV cache) is the same 32 tokens as llama.cpp's.  The measured distance is printed (pytest -s) and
-attached to the test report (record_property "rel_max_abs_diff").
+attached to the test report (record_property "rel_max_abs_diff", "differing_floats").
+
+Bit-identity holds on this platform: refimpl reproduces ggml's SSE2 expf/softmax sums and its operation order
+(spec/model.md), and the remaining transcendental calls (tanhf for soft-capping, expf on softmax tails) go to
+the same libm the oracle called.  A libm whose expf/tanhf round differently in the last place would show here as
+a few differing floats -- the assertion then names the count and the distance.
 """
 from __future__ import annotations
 
@@ -11,8 +16,6 @@ import numpy as np
 import pytest
 
 from conftest import golden_path, load_golden, load_golden_json
-
-REL_TOL = 1e-4
 
 INDEX = load_golden_json("model/models.json")
 MODELS = sorted(INDEX["models"])
@@ -38,10 +41,13 @@ def test_prompt_logits(name, record_property):
     scale = float(np.abs(theirs).max())
     diff = float(np.abs(ours.astype(np.float64) - theirs.astype(np.float64)).max())
     rel = diff / scale
+    n_bits = int(np.count_nonzero(ours.view(np.uint32) != theirs.view(np.uint32)))
     record_property("rel_max_abs_diff", rel)
-    print(f"\n{name}: max|d| {diff:.3e}  max|logit| {scale:.3f}  rel {rel:.3e}")
+    record_property("differing_floats", n_bits)
+    print(f"\n{name}: max|d| {diff:.3e}  max|logit| {scale:.3f}  rel {rel:.3e}  differing floats {n_bits}")
     assert np.isfinite(ours).all()
-    assert rel <= REL_TOL, f"{name}: max|d| {diff:.3e} = {rel:.3e} x max|logit| > {REL_TOL:g}"
+    assert n_bits == 0, (f"{name}: {n_bits}/{ours.size} logits differ from llama.cpp's; "
+                         f"max|d| {diff:.3e} = {rel:.3e} x max|logit|")
 
 
 @pytest.mark.parametrize("name", MODELS)
