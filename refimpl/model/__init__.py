@@ -174,6 +174,26 @@ class Model:
     def forward(self, tokens: np.ndarray, positions: np.ndarray) -> np.ndarray:
         raise NotImplementedError
 
+    def attend(self, il: int, q, k, v, positions, kq_scale, window: int = 0) -> np.ndarray:
+        """Store this batch's K/V in layer ``il``'s cache cells and attend over cells 0..pos (the last ``window``
+        if > 0): llm_graph_context::build_attn without flash attention.  q (n_tok, n_head, hd_k), k/v
+        (n_tok, n_head_kv, hd) -> (n_tok, n_head, hd_v)."""
+        from .layers import attention
+
+        cache = self.cache
+        cache.store(il, positions, k, v)
+        n_kv = cache.n_kv(int(positions[-1]) + 1)
+        kq = None
+        if cache.type_k == "q8_0":
+            # K stored as Q8_0 rows: KQ is ggml_mul_mat(k, q), i.e. vec_dot_q8_0_q8_0 with q quantized to Q8_0
+            n_cells = int(positions[-1]) + 1
+            group = q.shape[1] // k.shape[1]
+            kq = np.zeros((q.shape[0], q.shape[1], n_cells), np.float32)
+            for h in range(q.shape[1]):
+                kq[:, h, :] = quant.matmul(cache.k_raw[il][h // group, :n_cells], "Q8_0", q[:, h, :])
+        return attention(q, cache.k[il], cache.v[il], positions, n_kv, kq_scale, window=window,
+                         k_f16=cache.type_k == "f16", v_f16=cache.type_v == "f16", kq=kq)
+
 
 def load(path, n_ctx: int | None = None, type_k: str = "f16", type_v: str = "f16") -> Model:
     """Open a GGUF model (mmap) and build the Model for its architecture."""

@@ -16,25 +16,9 @@ import numpy as np
 
 from . import Model, ModelFile, register
 from .._jit import njit
-from .layers import ROPE_NEOX, attention, geglu, rms_norm, rope
+from .layers import ROPE_NEOX, geglu, rms_norm, rope
 
 F32 = np.float32
-
-
-def attend(model: Model, il: int, q, k, v, positions, kq_scale, window: int = 0) -> np.ndarray:
-    """Store this batch's K/V in layer ``il``'s cache cells and attend over cells 0..pos (the last ``window``
-    if > 0): llm_graph_context::build_attn without flash attention.  Uses the engine's shared ``Model.attend``
-    when it exists."""
-    shared = getattr(model, "attend", None)
-    if shared is not None:
-        return shared(il, q, k, v, positions, kq_scale, window=window)
-    cache = model.cache
-    if cache.type_k not in ("f16", "f32"):
-        raise ValueError(f"{model.arch}: K cache type {cache.type_k!r} is not supported (f16 or f32)")
-    cache.store(il, positions, k, v)
-    n_kv = cache.n_kv(int(positions[-1]) + 1)
-    return attention(q, cache.k[il], cache.v[il], positions, n_kv, kq_scale, window=window,
-                     k_f16=cache.type_k == "f16", v_f16=cache.type_v == "f16")
 
 
 @njit
@@ -179,7 +163,7 @@ class Gemma3(Model):
             k = rms_norm(k, hp.rms_eps) * L.k_norm
             k = rope(k, positions, hp.n_rot, ROPE_NEOX, base, scale)
             q = q * hp.attention_scale                                  # ggml_scale(Qcur, f_attention_scale)
-            a = attend(self, il, q, k, v, positions, F32(1.0), window=hp.n_swa if swa else 0)
+            a = self.attend(il, q, k, v, positions, F32(1.0), window=hp.n_swa if swa else 0)
             cur = L.wo.mm(a.reshape(n_tok, -1))
             cur = rms_norm(cur, hp.rms_eps) * L.attn_post_norm
             sa_out = cur + x

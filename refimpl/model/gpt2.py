@@ -12,7 +12,6 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import Model, ModelFile, register
-from .gemma3 import attend
 from .layers import gelu, layer_norm
 
 F32 = np.float32
@@ -91,7 +90,7 @@ class GPT2(Model):
             q = qkv[:, :nq].reshape(n_tok, hp.n_head, hp.head_dim)
             k = qkv[:, nq:nq + nkv].reshape(n_tok, hp.n_head_kv, hp.head_dim)
             v = qkv[:, nq + nkv:nq + 2 * nkv].reshape(n_tok, hp.n_head_kv, hp.head_dim)
-            a = attend(self, il, q, k, v, positions, self.kq_scale)
+            a = self.attend(il, q, k, v, positions, self.kq_scale)
             ffn_inp = (L.wo.mm(a.reshape(n_tok, -1)) + L.bo) + x
             cur = layer_norm(ffn_inp, hp.norm_eps) * L.ffn_norm + L.ffn_norm_b
             cur = gelu(L.ffn_up.mm(cur) + L.ffn_up_b)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import Model, ModelFile, register
-from .layers import ROPE_NORMAL, attention, rms_norm, rope, swiglu
+from .layers import ROPE_NORMAL, rms_norm, rope, swiglu
 
 
 @dataclass
@@ -117,22 +117,6 @@ class Llama(Model):
         return rope(x, positions, hp.n_rot, self.rope_mode, hp.rope_freq_base, hp.rope_freq_scale,
                     freq_factors=self.rope_freqs, n_ctx_orig=hp.n_ctx_orig)
 
-    def attention(self, il, q, k, v, positions):
-        """Store k/v in the cache, attend over it (llm_graph_context::build_attn without flash attention)."""
-        cache = self.cache
-        cache.store(il, positions, k, v)
-        n_kv = cache.n_kv(int(positions[-1]) + 1)
-        kq = None
-        if cache.type_k == "q8_0":
-            from .. import quant
-            n_cells = int(positions[-1]) + 1
-            group = q.shape[1] // k.shape[1]
-            kq = np.zeros((q.shape[0], q.shape[1], n_cells), np.float32)
-            for h in range(q.shape[1]):
-                kq[:, h, :] = quant.matmul(cache.k_raw[il][h // group, :n_cells], "Q8_0", q[:, h, :])
-        return attention(q, cache.k[il], cache.v[il], positions, n_kv, self.kq_scale,
-                         k_f16=cache.type_k == "f16", v_f16=cache.type_v == "f16", kq=kq)
-
     def forward(self, tokens, positions):
         hp = self.hp
         n_tok = tokens.size
@@ -148,7 +132,7 @@ class Llama(Model):
                 k = rms_norm(k, hp.rms_eps) * L.k_norm
             q = self.rope(q, positions)
             k = self.rope(k, positions)
-            a = self.attention(il, q, k, v, positions)
+            a = self.attend(il, q, k, v, positions, self.kq_scale)
             cur = _add(L.wo.mm(a.reshape(n_tok, -1)), L.bo)
             x = cur + x                                                  # ffn_inp = attn_out + inpSA
             cur = rms_norm(x, hp.rms_eps) * L.ffn_norm

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import Model, ModelFile, register
-from .gemma3 import attend, rope_freq_scale
+from .gemma3 import rope_freq_scale
 from .layers import ROPE_NEOX, rms_norm, rope, swiglu
 
 F32 = np.float32
@@ -115,7 +115,7 @@ class Phi3(Model):
             k = rope(k, positions, hp.n_rot, ROPE_NEOX, hp.rope_freq_base, hp.rope_freq_scale,
                      freq_factors=factors, attn_factor=hp.rope_attn_factor, n_ctx_orig=hp.n_ctx_orig)
             q = q * self.q_scale                                        # ggml_scale(Qcur, 1/sqrtf(n_embd_head))
-            a = attend(self, il, q, k, v, positions, F32(1.0))
+            a = self.attend(il, q, k, v, positions, F32(1.0))
             x = L.wo.mm(a.reshape(n_tok, -1)) + x
             cur = rms_norm(x, hp.rms_eps) * L.ffn_norm
             up = L.ffn_up.mm(cur)
