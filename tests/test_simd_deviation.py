@@ -35,3 +35,12 @@ def test_within_simd_bound(name):
         case = key.split(".", 1)[1]
         ours = quant.matmul(g[f"w.{case}"], name, acts[f"x.{case}"])
         assert relative_deviation(y_simd, ours) <= bound, f"{name} {case}"
+
+
+@pytest.mark.parametrize("name", TYPES)
+def test_format_page_states_the_bound(name):
+    """spec/quant/<TYPE>.md carries the same bound as the table (both written by tools/simd_deviation.py)."""
+    text = (ROOT / "spec" / "quant" / f"{name}.md").read_text()
+    m = re.search(r"Bound asserted by tests/test_simd_deviation\.py: \*\*([0-9.e+-]+)\*\*", text)
+    assert m, f"spec/quant/{name}.md has no SIMD deviation section: run tools/simd_deviation.py"
+    assert float(m.group(1)) == bounds()[name]

@@ -63,12 +63,31 @@ def main() -> int:
     for name, worst, nd, tot in measure():
         lines.append(f"| {name} | {nd}/{tot} | {worst:.2e} | {nice_bound(worst):.0e} |")
     lines += ["", END]
-    page = ROOT / "spec" / "matmul.md"
-    text = page.read_text()
-    a, b = text.index(BEGIN), text.index(END) + len(END)
-    page.write_text(text[:a] + "\n".join(lines) + text[b:])
+    _replace_section(ROOT / "spec" / "matmul.md", "\n".join(lines))
     print("\n".join(lines))
+    # the same figures on each format's own page (spec/quant/<TYPE>.md), in a section of its own
+    for name, worst, nd, tot in measure():
+        page = ROOT / "spec" / "quant" / f"{name}.md"
+        if not page.exists():
+            continue
+        section = "\n".join([
+            BEGIN, "",
+            f"llama.cpp's SIMD build ({feats}) gives matmul results that differ from the scalar path (and so from "
+            f"refimpl) in {nd} of {tot} golden outputs: at most {worst:.2e} × max |y| (max |y_simd − y_scalar| / "
+            f"max |y_scalar| per case). Bound asserted by tests/test_simd_deviation.py: **{nice_bound(worst):.0e}**. "
+            "Why and how it is measured: spec/matmul.md.", "", END])
+        _replace_section(page, section, heading="## SIMD build deviation")
     return 0
+
+
+def _replace_section(page: Path, section: str, heading: str | None = None) -> None:
+    text = page.read_text()
+    if BEGIN in text:
+        a, b = text.index(BEGIN), text.index(END) + len(END)
+        text = text[:a] + section + text[b:]
+    else:
+        text = text.rstrip("\n") + f"\n\n{heading}\n\n{section}\n"
+    page.write_text(text)
 
 
 if __name__ == "__main__":
