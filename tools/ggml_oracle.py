@@ -413,8 +413,10 @@ class Oracle:
         n_tokens = x.shape[0]
         if w_raw.shape[1] != self.row_size(ggml_type, n) or x.shape[1] != n:
             raise ValueError("mul_mat: shapes do not match")
-        mem = (3 * b.ggml_tensor_overhead() + b.ggml_graph_overhead() + w_raw.nbytes + x.nbytes
-               + 4 * n_rows * n_tokens + (1 << 20))
+        # the tensors, plus the compute plan's work buffer (quantized activations; a SIMD build may also want room
+        # for a repacked copy of the weights): sized generously, the memory is only reserved
+        mem = (3 * b.ggml_tensor_overhead() + b.ggml_graph_overhead() + 2 * w_raw.nbytes + 2 * x.nbytes
+               + 4 * n_rows * n_tokens + (4 << 20))
         ctx = b.ggml_init(GGMLInitParams(mem, None, False))
         try:
             tw = b.ggml_new_tensor_2d(ctx, ggml_type, n, n_rows)

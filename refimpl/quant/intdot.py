@@ -49,6 +49,9 @@ import numba
 import numpy as np
 from threadpoolctl import ThreadpoolController
 
+from .._jit import njit
+from ..floats import fp16_to_fp32_row
+
 # Bytes of float32 temporaries (expanded weights + group sums) one chunk of rows may use.
 CHUNK_BYTES = 16 << 20
 # Fewer rows than this per chunk cost more in task overhead than they gain in parallelism.
@@ -153,3 +156,47 @@ def matmul_blocks(w_blocks: np.ndarray, fmt, x_blocks: np.ndarray, out: np.ndarr
         else:
             for f in [_workers(n_threads).submit(run, r0, min(n_rows, r0 + chunk)) for r0 in starts]:
                 f.result()
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Formats with one F16-scaled integer sum per 32-weight block against Q8_0/Q8_1 activations (Q4_0 … Q8_0, IQ4_NL):
+# one group per block, the weight levels in the order of y.qs.  ``step(sumf, x.d, x.m, y.d, y.s, sumi) -> sumf``
+# is the format's float step, shared with its scalar vec_dot (x.m and y.s are 0 where the format has none).
+
+def q8_block_acts(blocks):
+    """(tokens, nb) Q8_0/Q8_1 blocks -> their levels (nb, 32, tokens)."""
+    return np.transpose(blocks["qs"], (1, 2, 0))
+
+
+def f16_scales(*fields):
+    """The F16 fields of (rows, nb) blocks as float32 (rows, nb, 2); the second is 0 when only one is named."""
+    def get(blocks):
+        out = np.zeros(blocks.shape + (2,), np.float32)
+        for i, f in enumerate(fields):
+            out[..., i] = fp16_to_fp32_row(blocks[f])
+        return out
+    return get
+
+
+def f16_act_scales(*fields):
+    get = f16_scales(*fields)
+    return lambda blocks: np.transpose(get(blocks), (1, 2, 0))     # (nb, 2, tokens)
+
+
+def make_block_fold(step):
+    @njit
+    def fold(ws, xs, isum, out, acc):
+        # ws (nb, 2) = (x.d, x.m) of one weight row, xs (nb, 2, tokens) = (y.d, y.s), isum (nb, tokens)
+        sumf = acc[0]
+        for ib in range(ws.shape[0]):
+            xd, xm, yd, ys, sumi = ws[ib, 0], ws[ib, 1], xs[ib, 0], xs[ib, 1], isum[ib]
+            for t in range(sumf.size):
+                sumf[t] = step(sumf[t], xd, xm, yd[t], ys[t], sumi[t])
+        out[:] = sumf
+    return fold
+
+
+def block_int_dot(levels, w_fields, x_fields, step) -> IntDot:
+    """The IntDot of a 32-weight-block format: ``levels(blocks) -> (nb, rows, 32)``, the F16 scale fields of the
+    weight and activation blocks, and the float step."""
+    return IntDot(levels, q8_block_acts, f16_scales(*w_fields), f16_act_scales(*x_fields), make_block_fold(step))

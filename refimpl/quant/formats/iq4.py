@@ -13,8 +13,9 @@ from __future__ import annotations
 import numpy as np
 
 from ..._jit import f32, nearest_int
-from ...floats import fp16_to_fp32, fp32_to_fp16
+from ...floats import fp16_to_fp32, fp16_to_fp32_row, fp32_to_fp16
 from ..iq_tables import KVALUES_IQ4NL
+from ..intdot import IntDot, block_int_dot
 from ..registry import QuantFormat
 from .common import GROUP_MAX_EPS, add_nan_first, mul_nan_first, njit
 
@@ -285,11 +286,16 @@ KVALUES_I64 = KVALUES_IQ4NL.astype(np.int64)
 
 
 @njit
+def _step_iq4_nl(sumf, xd, xm, yd, ys, sumi):
+    # d = GGML_CPU_FP16_TO_FP32(y.d)*GGML_CPU_FP16_TO_FP32(x.d); sumf += d * (sumi1 + sumi2)
+    return add_nan_first(sumf, mul_nan_first(xd, yd) * f32(sumi))
+
+
+@njit
 def vec_dot_iq4_nl_q8_0(n, x, y):
     # mirrors ggml_vec_dot_iq4_nl_q8_0_generic (ggml-cpu/quants.c): integer sums per block, float accumulation
     sumf = f32(0.0)
     for ib in range(n // QK4_NL):
-        d = mul_nan_first(fp16_to_fp32(x[ib]["d"]), fp16_to_fp32(y[ib]["d"]))  # C: y.d * x.d
         xq = x[ib]["qs"]
         yq = y[ib]["qs"]
         sumi1 = 0
@@ -298,8 +304,23 @@ def vec_dot_iq4_nl_q8_0(n, x, y):
             q = int(xq[j])
             sumi1 += int(yq[j]) * KVALUES_I64[q & 0xF]
             sumi2 += int(yq[j + QK4_NL // 2]) * KVALUES_I64[q >> 4]
-        sumf = add_nan_first(sumf, d * f32(sumi1 + sumi2))
+        sumf = _step_iq4_nl(sumf, fp16_to_fp32(x[ib]["d"]), f32(0.0), fp16_to_fp32(y[ib]["d"]), f32(0.0),
+                            sumi1 + sumi2)
     return sumf
+
+
+@njit
+def _iq4_xs_sub_scale(x, ib):
+    # the 6-bit scale of 32-weight sub-block ib (0..7), minus 32: low 4 bits from scales_l, high 2 from scales_h
+    low = (int(x["scales_l"][ib // 2]) >> (4 * (ib % 2))) & 0xF
+    high = (int(x["scales_h"]) >> (2 * ib)) & 3
+    return (low | (high << 4)) - 32
+
+
+@njit
+def _step_iq4_xs(sumf, d4d8, ls, sumi):
+    # d1 = d4d8*(ls1 - 32); sumf += d1 * (sumi1 + sumi2)
+    return add_nan_first(sumf, (d4d8 * f32(ls)) * f32(sumi))
 
 
 @njit
@@ -308,38 +329,90 @@ def vec_dot_iq4_xs_q8_K(n, x, y):
     sumf = f32(0.0)
     for ibl in range(n // QK_K):
         d4d8 = mul_nan_first(fp16_to_fp32(x[ibl]["d"]), y[ibl]["d"])
-        h = int(x[ibl]["scales_h"])
-        sl = x[ibl]["scales_l"]
         qs = x[ibl]["qs"]
         q8 = y[ibl]["qs"]
-        for ib in range(0, QK_K // 32, 2):
-            ls1 = (int(sl[ib // 2]) & 0xF) | ((h << 4) & 0x30)
-            ls2 = (int(sl[ib // 2]) >> 4) | ((h << 2) & 0x30)
-            h >>= 4
-            d1 = d4d8 * f32(ls1 - 32)
-            d2 = d4d8 * f32(ls2 - 32)
-            for half in range(2):
-                qo = 16 * (ib + half)
-                yo = 32 * (ib + half)
-                sumi1 = 0
-                sumi2 = 0
-                for j in range(16):
-                    q = int(qs[qo + j])
-                    sumi1 += int(q8[yo + j]) * KVALUES_I64[q & 0xF]
-                    sumi2 += int(q8[yo + j + 16]) * KVALUES_I64[q >> 4]
-                sumf = add_nan_first(sumf, (d1 if half == 0 else d2) * f32(sumi1 + sumi2))
+        for ib in range(QK_K // 32):
+            qo = 16 * ib
+            yo = 32 * ib
+            sumi1 = 0
+            sumi2 = 0
+            for j in range(16):
+                q = int(qs[qo + j])
+                sumi1 += int(q8[yo + j]) * KVALUES_I64[q & 0xF]
+                sumi2 += int(q8[yo + j + 16]) * KVALUES_I64[q >> 4]
+            sumf = _step_iq4_xs(sumf, d4d8, _iq4_xs_sub_scale(x[ibl], ib), sumi1 + sumi2)
     return sumf
+
+
+# ------------------------------------------------------------------------- the BLAS path (refimpl.quant.intdot)
+# One group per 32 weights (an IQ4_NL block, an IQ4_XS sub-block), the kvalues in the order of q8.
+# Bound: |kvalue| <= 127, |q8| <= 127, 32 terms: < 2^19, exact in float32.
+
+@njit(nogil=True)
+def _iq4_levels(qs, out):
+    # qs (rows, n_groups, 16) packed nibbles -> out (n_groups, rows, 32): low nibbles then high nibbles
+    for r in range(qs.shape[0]):
+        for g in range(qs.shape[1]):
+            for j in range(16):
+                q = qs[r, g, j]
+                out[g, r, j] = f32(KVALUES_I64[q & 0xF])
+                out[g, r, j + 16] = f32(KVALUES_I64[q >> 4])
+
+
+def _iq4_weight_ints(blocks):
+    qs = blocks["qs"].reshape(blocks.shape[0], -1, 16)
+    out = np.empty((qs.shape[1], qs.shape[0], 32), np.float32)
+    _iq4_levels(qs, out)
+    return out
+
+
+def _iq4_xs_weight_scales(blocks):
+    # (rows, nb, 9): x.d as float, then ls - 32 of the 8 sub-blocks
+    out = np.empty(blocks.shape + (9,), np.float32)
+    out[..., 0] = fp16_to_fp32_row(blocks["d"])
+    sl = blocks["scales_l"].astype(np.int32)
+    sh = blocks["scales_h"].astype(np.int32)
+    for ib in range(8):
+        out[..., 1 + ib] = (((sl[..., ib // 2] >> (4 * (ib % 2))) & 0xF) | (((sh >> (2 * ib)) & 3) << 4)) - 32
+    return out
+
+
+def _q8_K_sub_blocks(blocks):
+    # (tokens, nb) Q8_K -> (nb * 8, 32, tokens): one group per 32 levels
+    q = blocks["qs"].reshape(blocks.shape[0], -1, 32)
+    return np.transpose(q, (1, 2, 0))
+
+
+def _q8_K_d(blocks):
+    return np.transpose(blocks["d"][..., None].astype(np.float32), (1, 2, 0))       # (nb, 1, tokens)
+
+
+@njit
+def _fold_iq4_xs(ws, xs, isum, out, acc):
+    # ws (nb, 9) = (x.d, ls-32 x 8), xs (nb, 1, tokens) = y.d, isum (8 nb, tokens)
+    sumf = acc[0]
+    for i in range(ws.shape[0]):
+        yd = xs[i, 0]
+        for t in range(sumf.size):
+            d4d8 = mul_nan_first(ws[i, 0], yd[t])
+            for ib in range(8):
+                sumf[t] = _step_iq4_xs(sumf[t], d4d8, ws[i, 1 + ib], isum[8 * i + ib, t])
+    out[:] = sumf
+
+
+INT_DOT_IQ4_NL = block_int_dot(_iq4_weight_ints, ("d",), ("d",), _step_iq4_nl)
+INT_DOT_IQ4_XS = IntDot(_iq4_weight_ints, _q8_K_sub_blocks, _iq4_xs_weight_scales, _q8_K_d, _fold_iq4_xs)
 
 
 FORMATS = [
     QuantFormat(
         name="IQ4_NL", type_id=20, block_size=QK4_NL, block_dtype=BLOCK_IQ4_NL, vec_dot_type="Q8_0",
         quantize=quantize_iq4_nl, quantize_ref=quantize_row_iq4_nl_ref, dequantize=dequantize_row_iq4_nl,
-        validate=validate_d_f16, vec_dot=vec_dot_iq4_nl_q8_0,
+        validate=validate_d_f16, vec_dot=vec_dot_iq4_nl_q8_0, int_dot=INT_DOT_IQ4_NL,
         doc="4.5 bpw: 32 non-linear 4-bit codes (kvalues_iq4nl) times one F16 scale"),
     QuantFormat(
         name="IQ4_XS", type_id=23, block_size=QK_K, block_dtype=BLOCK_IQ4_XS, vec_dot_type="Q8_K",
         quantize=quantize_iq4_xs, quantize_ref=quantize_row_iq4_xs_ref, dequantize=dequantize_row_iq4_xs,
-        validate=validate_d_f16, vec_dot=vec_dot_iq4_xs_q8_K,
+        validate=validate_d_f16, vec_dot=vec_dot_iq4_xs_q8_K, int_dot=INT_DOT_IQ4_XS,
         doc="4.25 bpw: super-blocks of 256, non-linear 4-bit codes, 6-bit sub-scales per 32, F16 super-scale"),
 ]

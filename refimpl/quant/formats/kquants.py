@@ -1100,39 +1100,100 @@ INT_DOT_Q5_K = _int_dot_q45_K(_q5_K_final)
 
 
 @njit
+def _q6_K_levels(ql, qh, a):
+    # aux8 of the q6_K dot product: the signed 6-bit levels (4 bits from ql, 2 from qh, minus 32)
+    u15 = np.uint8(0xF)
+    u3 = np.uint8(3)
+    u4 = np.uint8(4)
+    for h in range(QK_K // 128):
+        qa = ql[64 * h:64 * h + 32]
+        qb = ql[64 * h + 32:64 * h + 64]
+        hh = qh[32 * h:32 * h + 32]
+        ah = a[128 * h:128 * h + 128]
+        for l in range(32):
+            ah[l] = np.int32((qa[l] & u15) | ((hh[l] & u3) << u4)) - np.int32(32)
+            ah[l + 32] = np.int32((qb[l] & u15) | (((hh[l] >> np.uint8(2)) & u3) << u4)) - np.int32(32)
+            ah[l + 64] = np.int32((qa[l] >> u4) | (((hh[l] >> u4) & u3) << u4)) - np.int32(32)
+            ah[l + 96] = np.int32((qb[l] >> u4) | (((hh[l] >> np.uint8(6)) & u3) << u4)) - np.int32(32)
+
+
+@njit
+def _q6_K_step(xd, yd, lanes, sums):
+    # sums[l] += (x.d*y.d) * aux32[l] (shared with the BLAS path's fold)
+    d = _mul_nan_first(xd, yd)
+    for l in range(8):
+        sums[l] = _add_nan_first(sums[l], d * f32(lanes[l]))
+
+
+@njit
+def _q6_K_final(sums):
+    sumf = f32(0.0)
+    for l in range(8):
+        sumf = _add_nan_first(sumf, sums[l])
+    return sumf
+
+
+@njit
 def vec_dot_q6_K_q8_K(n, x, y):
     # mirrors ggml_vec_dot_q6_K_q8_K_generic: aux8 = the signed 6-bit levels, then per-lane integer sums
     sums = np.zeros(8, np.float32)
     aux32 = np.zeros(8, np.int32)
     scales = np.zeros(QK_K // 16, np.int32)
     a = np.zeros(QK_K, np.int32)
-    u15 = np.uint8(0xF)
-    u3 = np.uint8(3)
-    u4 = np.uint8(4)
     for i in range(n // QK_K):
-        ql = x[i]["ql"]
-        qh = x[i]["qh"]
         sc = x[i]["scales"]
         for j in range(QK_K // 16):
             scales[j] = sc[j]
-        for h in range(QK_K // 128):
-            qa = ql[64 * h:64 * h + 32]
-            qb = ql[64 * h + 32:64 * h + 64]
-            hh = qh[32 * h:32 * h + 32]
-            ah = a[128 * h:128 * h + 128]
-            for l in range(32):
-                ah[l] = np.int32((qa[l] & u15) | ((hh[l] & u3) << u4)) - np.int32(32)
-                ah[l + 32] = np.int32((qb[l] & u15) | (((hh[l] >> np.uint8(2)) & u3) << u4)) - np.int32(32)
-                ah[l + 64] = np.int32((qa[l] >> u4) | (((hh[l] >> u4) & u3) << u4)) - np.int32(32)
-                ah[l + 96] = np.int32((qb[l] >> u4) | (((hh[l] >> np.uint8(6)) & u3) << u4)) - np.int32(32)
+        _q6_K_levels(x[i]["ql"], x[i]["qh"], a)
         _lane_isums(a, y[i]["qs"], scales, 1, aux32)
-        d = _mul_nan_first(fp16_to_fp32(x[i]["d"]), y[i]["d"])
-        for l in range(8):
-            sums[l] = _add_nan_first(sums[l], d * f32(aux32[l]))
-    sumf = f32(0.0)
-    for l in range(8):
-        sumf = _add_nan_first(sumf, sums[l])
-    return sumf
+        _q6_K_step(fp16_to_fp32(x[i]["d"]), y[i]["d"], aux32, sums)
+    return _q6_K_final(sums)
+
+
+# BLAS path for Q6_K: 8 groups (lanes) per super-block; lane l holds scale_j * a[16j + 8k + l] for sub-blocks
+# j = 0..15 and k = 0..1 (the C's aux16/aux32 loops).  Bound: |scale * a| <= 128 * 32, |q8| <= 127, 32 terms:
+# < 2^24, exact in float32.
+
+@njit(nogil=True)
+def _q6_K_weight_ints_kernel(ql, qh, scales, out):
+    a = np.zeros(QK_K, np.int32)
+    for r in range(ql.shape[0]):
+        for i in range(ql.shape[1]):
+            _q6_K_levels(ql[r, i], qh[r, i], a)
+            for j in range(QK_K // 16):
+                sc = np.int32(scales[r, i, j])
+                for k in range(2):
+                    for l in range(8):
+                        out[i, l, r, 2 * j + k] = f32(sc * a[16 * j + 8 * k + l])
+
+
+def _q6_K_weight_ints(blocks):
+    rows, nb = blocks.shape
+    out = np.empty((nb, 8, rows, 32), np.float32)
+    _q6_K_weight_ints_kernel(blocks["ql"], blocks["qh"], blocks["scales"], out)
+    return out.reshape(nb * 8, rows, 32)
+
+
+def _q8_K_lanes16(blocks):
+    # (tokens, nb) Q8_K -> (nb * 8, 32, tokens): lane l, element 2j + k = q8[16j + 8k + l]
+    tokens, nb = blocks.shape
+    q = blocks["qs"].reshape(tokens, nb, 16, 2, 8)                         # (tokens, nb, j, k, l)
+    return np.transpose(q, (1, 4, 2, 3, 0)).reshape(nb * 8, 32, tokens)
+
+
+@njit
+def _fold_q6_K(ws, xs, isum, out, acc):
+    # ws (nb, 1) = x.d, xs (nb, 1, tokens) = y.d, isum (8 nb, tokens); acc[:, t] = sums[0:8]
+    for i in range(ws.shape[0]):
+        xd, yd = ws[i, 0], xs[i, 0]
+        for t in range(isum.shape[1]):
+            _q6_K_step(xd, yd[t], isum[8 * i:8 * i + 8, t], acc[0:8, t])
+    for t in range(isum.shape[1]):
+        out[t] = _q6_K_final(acc[0:8, t])
+
+
+INT_DOT_Q6_K = IntDot(_q6_K_weight_ints, _q8_K_lanes16, lambda b: fp16_to_fp32_row(b["d"])[..., None],
+                      _q8_K_scales, _fold_q6_K, acc_size=8)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -1199,7 +1260,7 @@ FORMATS = [
     QuantFormat(
         name="Q6_K", type_id=14, block_size=QK_K, block_dtype=BLOCK_Q6_K, vec_dot_type="Q8_K",
         quantize=quantize_q6_K, quantize_ref=quantize_row_q6_K_ref, dequantize=dequantize_row_q6_K,
-        from_float=quantize_row_q6_K_ref, vec_dot=vec_dot_q6_K_q8_K,
+        from_float=quantize_row_q6_K_ref, vec_dot=vec_dot_q6_K_q8_K, int_dot=INT_DOT_Q6_K,
         validate=validate_d,
         doc="256 values in 16 sub-blocks of 16: signed 6-bit levels, int8 scales, 6.5625 bpw"),
     QuantFormat(

@@ -16,8 +16,8 @@ from __future__ import annotations
 import numpy as np
 
 from ..._jit import f32, roundf
-from ...floats import fp16_to_fp32, fp16_to_fp32_row, fp32_to_fp16
-from ..intdot import IntDot
+from ...floats import fp16_to_fp32, fp32_to_fp16
+from ..intdot import block_int_dot
 from ..registry import QuantFormat
 from ..kquant_search import make_qkx3_quants, make_qx_quants
 from .common import (add_nan_first, c_float_to_int32, mul_nan_first, njit, to_int8)
@@ -623,48 +623,11 @@ def _levels(kernel, offset):
     return get
 
 
-def _act_levels_q8(blocks):
-    # (tokens, nb) Q8_0/Q8_1 blocks -> (nb, 32, tokens)
-    return np.transpose(blocks["qs"], (1, 2, 0))
-
-
-def _scales(*fields):
-    # the F16 scale fields of (rows, nb) blocks as float32 (rows, nb, 2), the second 0 when there is one field
-    def get(blocks):
-        out = np.zeros(blocks.shape + (2,), np.float32)
-        for i, f in enumerate(fields):
-            out[..., i] = fp16_to_fp32_row(blocks[f])
-        return out
-    return get
-
-
-def _act_scales(*fields):
-    get = _scales(*fields)
-    return lambda blocks: np.transpose(get(blocks), (1, 2, 0))     # (nb, 2, tokens)
-
-
-def _make_fold(step):
-    @njit
-    def fold(ws, xs, isum, out, acc):
-        # ws (nb, 2) = (x.d, x.m) of one weight row, xs (nb, 2, tokens) = (y.d, y.s), isum (nb, tokens)
-        sumf = acc[0]
-        for ib in range(ws.shape[0]):
-            xd, xm, yd, ys, sumi = ws[ib, 0], ws[ib, 1], xs[ib, 0], xs[ib, 1], isum[ib]
-            for t in range(sumf.size):
-                sumf[t] = step(sumf[t], xd, xm, yd[t], ys[t], sumi[t])
-        out[:] = sumf
-    return fold
-
-
-def _int_dot(levels, w_fields, x_fields, step):
-    return IntDot(levels, _act_levels_q8, _scales(*w_fields), _act_scales(*x_fields), _make_fold(step))
-
-
-INT_DOT_Q4_0 = _int_dot(_levels(_levels_q4, 8), ("d",), ("d",), _step_q4_0)
-INT_DOT_Q4_1 = _int_dot(_levels(_levels_q4, 0), ("d", "m"), ("d", "s"), _step_q4_1_q5_1)
-INT_DOT_Q5_0 = _int_dot(_levels(_levels_q5, 16), ("d",), ("d",), _step_q5_0)
-INT_DOT_Q5_1 = _int_dot(_levels(_levels_q5, 0), ("d", "m"), ("d", "s"), _step_q4_1_q5_1)
-INT_DOT_Q8_0 = _int_dot(lambda b: np.moveaxis(b["qs"], 1, 0), ("d",), ("d",), _step_q8_0)
+INT_DOT_Q4_0 = block_int_dot(_levels(_levels_q4, 8), ("d",), ("d",), _step_q4_0)
+INT_DOT_Q4_1 = block_int_dot(_levels(_levels_q4, 0), ("d", "m"), ("d", "s"), _step_q4_1_q5_1)
+INT_DOT_Q5_0 = block_int_dot(_levels(_levels_q5, 16), ("d",), ("d",), _step_q5_0)
+INT_DOT_Q5_1 = block_int_dot(_levels(_levels_q5, 0), ("d", "m"), ("d", "s"), _step_q4_1_q5_1)
+INT_DOT_Q8_0 = block_int_dot(lambda b: np.moveaxis(b["qs"], 1, 0), ("d",), ("d",), _step_q8_0)
 
 
 # ----------------------------------------------------------------------------------------------------- validate
