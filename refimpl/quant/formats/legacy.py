@@ -498,19 +498,24 @@ def _d(block):
     return fp16_to_fp32(block["d"])
 
 
+# Speed: the block length is taken at run time (qk, see _RUNTIME_QK) and the integer sums are int32 of int16
+# products (what the C computes: int8*int8 fits int16; a block's sum fits int32).  LLVM then vectorizes the
+# inner loops instead of fully unrolling them into scalar int64 code: 2-4x faster, the same integers.
+
 @njit
 def vec_dot_q4_0_q8_0(n, x, y):
     # mirrors ggml_vec_dot_q4_0_q8_0_generic (ggml-cpu/quants.c)
+    half = n // x.shape[0] // 2      # == QK/2, at run time
     sumf = f32(0.0)
-    for ib in range(n // QK):
+    for ib in range(x.shape[0]):
         xq = x[ib]["qs"]
         yq = y[ib]["qs"]
-        sumi0 = 0
-        sumi1 = 0
-        for j in range(QK // 2):
-            q = int(xq[j])
-            sumi0 += ((q & 0x0F) - 8) * int(yq[j])
-            sumi1 += ((q >> 4) - 8) * int(yq[j + QK // 2])
+        sumi0 = np.int32(0)
+        sumi1 = np.int32(0)
+        for j in range(half):
+            q = np.int16(xq[j])
+            sumi0 += np.int32(((q & 0x0F) - np.int16(8)) * np.int16(yq[j]))
+            sumi1 += np.int32(((q >> 4) - np.int16(8)) * np.int16(yq[j + half]))
         sumf = _step_q4_0(sumf, _d(x[ib]), f32(0.0), _d(y[ib]), f32(0.0), sumi0 + sumi1)
     return sumf
 
@@ -518,16 +523,17 @@ def vec_dot_q4_0_q8_0(n, x, y):
 @njit
 def vec_dot_q4_1_q8_1(n, x, y):
     # mirrors ggml_vec_dot_q4_1_q8_1_generic (ggml-cpu/quants.c)
+    half = n // x.shape[0] // 2
     sumf = f32(0.0)
-    for ib in range(n // QK):
+    for ib in range(x.shape[0]):
         xq = x[ib]["qs"]
         yq = y[ib]["qs"]
-        sumi0 = 0
-        sumi1 = 0
-        for j in range(QK // 2):
-            q = int(xq[j])
-            sumi0 += (q & 0x0F) * int(yq[j])
-            sumi1 += (q >> 4) * int(yq[j + QK // 2])
+        sumi0 = np.int32(0)
+        sumi1 = np.int32(0)
+        for j in range(half):
+            q = np.int16(xq[j])
+            sumi0 += np.int32((q & 0x0F) * np.int16(yq[j]))
+            sumi1 += np.int32((q >> 4) * np.int16(yq[j + half]))
         sumf = _step_q4_1_q5_1(sumf, _d(x[ib]), fp16_to_fp32(x[ib]["m"]), _d(y[ib]), fp16_to_fp32(y[ib]["s"]),
                                sumi0 + sumi1)
     return sumf
@@ -535,7 +541,7 @@ def vec_dot_q4_1_q8_1(n, x, y):
 
 @njit
 def vec_dot_q5_0_q8_0(n, x, y):
-    # mirrors ggml_vec_dot_q5_0_q8_0_generic (ggml-cpu/quants.c)
+    # mirrors ggml_vec_dot_q5_0_q8_0_generic (ggml-cpu/quants.c); constant QK and int64 measured fastest here
     sumf = f32(0.0)
     for ib in range(n // QK):
         qh = _load_qh(x[ib]["qh"])
@@ -556,19 +562,20 @@ def vec_dot_q5_0_q8_0(n, x, y):
 @njit
 def vec_dot_q5_1_q8_1(n, x, y):
     # mirrors ggml_vec_dot_q5_1_q8_1_generic (ggml-cpu/quants.c)
+    half = n // x.shape[0] // 2
     sumf = f32(0.0)
-    for ib in range(n // QK):
-        qh = _load_qh(x[ib]["qh"])
+    for ib in range(x.shape[0]):
+        qh = np.uint32(_load_qh(x[ib]["qh"]))
         xq = x[ib]["qs"]
         yq = y[ib]["qs"]
-        sumi0 = 0
-        sumi1 = 0
-        for j in range(QK // 2):
-            xh_0 = ((qh >> j) << 4) & 0x10
-            xh_1 = (qh >> (j + 12)) & 0x10
-            q = int(xq[j])
-            sumi0 += ((q & 0x0F) | xh_0) * int(yq[j])
-            sumi1 += ((q >> 4) | xh_1) * int(yq[j + QK // 2])
+        sumi0 = np.int32(0)
+        sumi1 = np.int32(0)
+        for j in range(half):
+            xh_0 = np.int16(((qh >> np.uint32(j)) << np.uint32(4)) & np.uint32(0x10))
+            xh_1 = np.int16((qh >> np.uint32(j + 12)) & np.uint32(0x10))
+            q = np.int16(xq[j])
+            sumi0 += np.int32(((q & 0x0F) | xh_0) * np.int16(yq[j]))
+            sumi1 += np.int32(((q >> 4) | xh_1) * np.int16(yq[j + half]))
         sumf = _step_q4_1_q5_1(sumf, _d(x[ib]), fp16_to_fp32(x[ib]["m"]), _d(y[ib]), fp16_to_fp32(y[ib]["s"]),
                                sumi0 + sumi1)
     return sumf
@@ -577,13 +584,14 @@ def vec_dot_q5_1_q8_1(n, x, y):
 @njit
 def vec_dot_q8_0_q8_0(n, x, y):
     # mirrors ggml_vec_dot_q8_0_q8_0_generic (ggml-cpu/quants.c)
+    qk = n // x.shape[0]
     sumf = f32(0.0)
-    for ib in range(n // QK):
+    for ib in range(x.shape[0]):
         xq = x[ib]["qs"]
         yq = y[ib]["qs"]
-        sumi = 0
-        for j in range(QK):
-            sumi += int(xq[j]) * int(yq[j])
+        sumi = np.int32(0)
+        for j in range(qk):
+            sumi += np.int32(np.int16(xq[j]) * np.int16(yq[j]))
         sumf = _step_q8_0(sumf, _d(x[ib]), f32(0.0), _d(y[ib]), f32(0.0), sumi)
     return sumf
 
