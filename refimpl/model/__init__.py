@@ -56,6 +56,7 @@ class Weight:
         if data.dtype != np.uint8:              # plain types (F32, F16, ...) come typed; matmul wants bytes
             data = data.view(np.uint8).reshape(self.shape[:-1] + (-1,))
         self.raw = data
+        self._matrix = None
 
     @property
     def n_rows(self) -> int:
@@ -63,7 +64,9 @@ class Weight:
 
     def mm(self, x: np.ndarray) -> np.ndarray:
         """ggml_mul_mat(W, x): x (n_tokens, n_cols) -> (n_tokens, n_rows)."""
-        return quant.matmul(self.raw.reshape(self.n_rows, -1), self.qtype, x)
+        if self._matrix is None:                # bound on first use: type, block view and kernels resolved once
+            self._matrix = quant.WeightMatrix(self.raw.reshape(self.n_rows, -1), self.qtype)
+        return self._matrix.matmul(x)
 
     def rows(self, ids) -> np.ndarray:
         """ggml_get_rows: the dequantized rows ``ids`` (float32 (len(ids), n_cols))."""

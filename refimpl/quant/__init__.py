@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from .matmul import get_num_threads, matmul, prepare, quantize_activations, set_num_threads, vec_dot
+from .matmul import (WeightMatrix, get_num_threads, matmul, prepare, quantize_activations, set_num_threads,
+                     vec_dot)
 from .registry import TYPES, QuantFormat
 
 __all__ = [
     "TYPES", "QuantFormat", "get_type", "quantize", "quantize_ref", "dequantize", "validate",
-    "requires_imatrix", "row_size", "vec_dot_type", "vec_dot", "matmul", "prepare", "quantize_activations",
+    "requires_imatrix", "row_size", "vec_dot_type", "vec_dot", "matmul", "prepare", "WeightMatrix", "quantize_activations",
     "set_num_threads", "get_num_threads",
 ]
 

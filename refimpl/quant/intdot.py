@@ -82,15 +82,23 @@ class PreparedWeights:
         return int(self.expanded.nbytes + self.scales.nbytes)
 
 
-# Not cached on disk (the function-typed argument; see matmul._matmul_rows).
-@numba.njit(nogil=True, cache=False)
-def _fold_rows(fold, acc_size, isum, w_scales, x_scales, out, row0):
-    # isum is (rows, G, tokens) so that isum[r] is C-contiguous: numba then knows every row of it is, and
-    # vectorizes the fold's loops over tokens (a strided view would make it 5x slower)
-    acc = np.zeros((acc_size, isum.shape[2]), np.float32)
-    for r in range(isum.shape[0]):
-        acc[:] = 0
-        fold(w_scales[r], x_scales, isum[r], out[:, row0 + r], acc)
+_FOLDERS: dict = {}
+
+
+def _fold_rows(fold):
+    """The row driver of one format's fold, the fold bound as a closure constant (see matmul._driver)."""
+    d = _FOLDERS.get(fold)
+    if d is None:
+        @numba.njit(nogil=True, cache=False)
+        def d(acc_size, isum, w_scales, x_scales, out, row0):
+            # isum is (rows, G, tokens) so that isum[r] is C-contiguous: numba then knows every row of it is,
+            # and vectorizes the fold's loops over tokens (a strided view would make it 5x slower)
+            acc = np.zeros((acc_size, isum.shape[2]), np.float32)
+            for r in range(isum.shape[0]):
+                acc[:] = 0
+                fold(w_scales[r], x_scales, isum[r], out[:, row0 + r], acc)
+        _FOLDERS[fold] = d
+    return d
 
 
 _blas = None
@@ -144,7 +152,7 @@ def matmul_blocks(w_blocks: np.ndarray, fmt, x_blocks: np.ndarray, out: np.ndarr
             ws = np.ascontiguousarray(idot.weight_scales(w_blocks[r0:r1]), dtype=np.float32)
         isum = np.empty((r1 - r0, n_groups, n_tok), np.float32)               # exact integers
         np.matmul(wi, xi, out=np.transpose(isum, (1, 0, 2)))                  # BLAS writes it in place
-        _fold_rows(idot.fold, idot.acc_size, isum, ws, xs, out, r0)
+        _fold_rows(idot.fold)(idot.acc_size, isum, ws, xs, out, r0)
 
     per_row = 4 * n_groups * (n_tok + (0 if prepared is not None else k))
     chunk = max(MIN_CHUNK_ROWS, min(-(-n_rows // n_threads), CHUNK_BYTES // max(per_row, 1)))

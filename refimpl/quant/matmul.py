@@ -44,15 +44,37 @@ if os.environ.get(THREADS_ENV):
     set_num_threads(int(os.environ[THREADS_ENV]))
 
 
-# Not cached on disk: numba pickles the function-typed argument (the format's vec_dot) into the cache index, and
-# re-saving the index after any vec_dot changes fails with "underlying object has vanished".  One compilation per
-# weight type per process is the price.
-@numba.njit(parallel=True, cache=False)
-def _matmul_rows(vec_dot, n, w_blocks, x_blocks, out):
-    # one output row per task: each (token, row) sum is computed start to end by a single thread
-    for r in prange(w_blocks.shape[0]):
-        for t in range(x_blocks.shape[0]):
-            out[t, r] = vec_dot(n, w_blocks[r], x_blocks[t])
+# One compiled driver per kernel (vec_dot, from_float), the kernel bound as a constant of the closure.  Passing the
+# kernel as an argument instead makes numba work out the argument's type on every call (~0.1 ms: half of the
+# time of a decode step).  Not cached on disk: numba cannot pickle the closure; one compilation per type and
+# process is the price.
+_DRIVERS: dict = {}
+
+
+def _driver(kind: str, kernel):
+    key = (kind, kernel)
+    d = _DRIVERS.get(key)
+    if d is None:
+        d = _DRIVERS[key] = _make_matmul_rows(kernel) if kind == "matmul" else _make_convert_rows(kernel)
+    return d
+
+
+def _make_matmul_rows(vec_dot):
+    @numba.njit(parallel=True, cache=False)
+    def matmul_rows(n, w_blocks, x_blocks, out):
+        # one output row per task: each (token, row) sum is computed start to end by a single thread
+        for r in prange(w_blocks.shape[0]):
+            for t in range(x_blocks.shape[0]):
+                out[t, r] = vec_dot(n, w_blocks[r], x_blocks[t])
+    return matmul_rows
+
+
+def _make_convert_rows(conv):
+    @numba.njit(cache=False)
+    def convert_rows(x, out_blocks):
+        for t in range(x.shape[0]):
+            conv(x[t], out_blocks[t])
+    return convert_rows
 
 
 def _weight_format(qtype) -> tuple[QuantFormat, QuantFormat]:
@@ -77,13 +99,6 @@ def _as_blocks(raw: np.ndarray, fmt: QuantFormat, what: str) -> np.ndarray:
     return rows.reshape(-1).view(fmt.block_dtype).reshape(rows.shape[0], -1)
 
 
-# Not cached on disk, for the same reason as _matmul_rows.
-@numba.njit(cache=False)
-def _convert_rows(conv, x, out_blocks):
-    for t in range(x.shape[0]):
-        conv(x[t], out_blocks[t])
-
-
 def quantize_activations(x, vec_type) -> np.ndarray:
     """Activation rows -> raw rows of ``vec_type`` exactly as mul_mat converts them (type_traits_cpu.from_float)."""
     vfmt = TYPES.get(vec_type)
@@ -96,7 +111,7 @@ def quantize_activations(x, vec_type) -> np.ndarray:
     conv = vfmt.from_float or vfmt.quantize_ref
     blocks = out.reshape(-1).view(vfmt.block_dtype).reshape(x2.shape[0], -1)
     with np.errstate(all="ignore"):
-        _convert_rows(conv, x2, blocks)
+        _driver("convert", conv)(x2, blocks)
     return out.reshape(x.shape[:-1] + (out.shape[-1],))
 
 
@@ -123,31 +138,49 @@ def prepare(w_raw, qtype) -> intdot.PreparedWeights | None:
     return intdot.prepare(_as_blocks(w_raw, fmt, "weights"), fmt)
 
 
+class WeightMatrix:
+    """A weight matrix bound once for many products: its type resolved, its rows checked and viewed as blocks, its
+    kernels looked up.  ``WeightMatrix(w_raw, qtype).matmul(x)`` is ``matmul(w_raw, qtype, x)`` without the
+    per-call checks of the weights (what a model keeps for each of its matrices)."""
+
+    def __init__(self, w_raw, qtype, prepared: intdot.PreparedWeights | None = None):
+        self.fmt, self.vfmt = _weight_format(qtype)
+        self.blocks = _as_blocks(w_raw, self.fmt, "weights")
+        self.n = self.blocks.shape[1] * self.fmt.block_size
+        if prepared is not None and (prepared.fmt is not self.fmt or prepared.blocks.shape != self.blocks.shape):
+            raise ValueError(f"prepared weights are {prepared.fmt.name} {prepared.blocks.shape}, "
+                             f"not {self.fmt.name} {self.blocks.shape}")
+        self.prepared = prepared
+        self._rows = _driver("matmul", self.fmt.vec_dot)
+        self._convert = _driver("convert", self.vfmt.from_float or self.vfmt.quantize_ref)
+
+    def matmul(self, x, path: str = "auto") -> np.ndarray:
+        fmt, vfmt, n = self.fmt, self.vfmt, self.n
+        x = np.asarray(x)
+        if x.dtype.kind != "f" or x.ndim not in (1, 2) or x.shape[-1] != n:
+            raise ValueError(f"activations must be float with last dimension {n} (the weight row length), "
+                             f"got {x.dtype} {x.shape}")
+        if path not in ("auto", "vec_dot", "int_dot"):
+            raise ValueError(f"path must be 'auto', 'vec_dot' or 'int_dot', got {path!r}")
+        if path == "int_dot" and fmt.int_dot is None:
+            raise ValueError(f"{fmt.name} has no IntDot (integer/float split) path")
+        x2 = np.ascontiguousarray(x, dtype=np.float32).reshape(-1, n)
+        xq = np.zeros((x2.shape[0], vfmt.row_size(n)), dtype=np.uint8)
+        xb = xq.reshape(-1).view(vfmt.block_dtype).reshape(x2.shape[0], -1)
+        out = np.empty((x2.shape[0], self.blocks.shape[0]), dtype=np.float32)
+        use_int_dot = fmt.int_dot is not None and (
+            path == "int_dot" or (path == "auto" and (self.prepared is not None or x2.shape[0] >= INT_DOT_MIN_TOKENS)))
+        with np.errstate(all="ignore"):
+            self._convert(x2, xb)                          # quantize_activations
+            if use_int_dot:
+                intdot.matmul_blocks(self.blocks, fmt, xb, out, self.prepared)
+            else:
+                self._rows(n, self.blocks, xb, out)
+        return out[0] if x.ndim == 1 else out
+
+
 def matmul(w_raw, qtype, x, *, prepared: intdot.PreparedWeights | None = None, path: str = "auto") -> np.ndarray:
     """``ggml_mul_mat`` semantics: weights ``(n_rows, row_bytes)`` of ``qtype`` times float activations
-    ``(n_tokens, n)`` (or ``(n,)``) -> float32 ``(n_tokens, n_rows)`` (or ``(n_rows,)``)."""
-    fmt, vfmt = _weight_format(qtype)
-    w = _as_blocks(w_raw, fmt, "weights")
-    n = w.shape[1] * fmt.block_size
-    x = np.asarray(x)
-    if x.dtype.kind != "f" or x.ndim not in (1, 2) or x.shape[-1] != n:
-        raise ValueError(f"activations must be float with last dimension {n} (the weight row length), "
-                         f"got {x.dtype} {x.shape}")
-    if path not in ("auto", "vec_dot", "int_dot"):
-        raise ValueError(f"path must be 'auto', 'vec_dot' or 'int_dot', got {path!r}")
-    if prepared is not None and (prepared.fmt is not fmt or prepared.blocks.shape != w.shape):
-        raise ValueError(f"prepared weights are {prepared.fmt.name} {prepared.blocks.shape}, "
-                         f"not {fmt.name} {w.shape}")
-    if path == "int_dot" and fmt.int_dot is None:
-        raise ValueError(f"{fmt.name} has no IntDot (integer/float split) path")
-    xq = quantize_activations(x.reshape(-1, n), vfmt.name)
-    xb = xq.reshape(-1).view(vfmt.block_dtype).reshape(xq.shape[0], -1)
-    out = np.empty((xb.shape[0], w.shape[0]), dtype=np.float32)
-    use_int_dot = fmt.int_dot is not None and (
-        path == "int_dot" or (path == "auto" and (prepared is not None or xb.shape[0] >= INT_DOT_MIN_TOKENS)))
-    with np.errstate(all="ignore"):
-        if use_int_dot:
-            intdot.matmul_blocks(w, fmt, xb, out, prepared)
-        else:
-            _matmul_rows(fmt.vec_dot, n, w, xb, out)
-    return out[0] if x.ndim == 1 else out
+    ``(n_tokens, n)`` (or ``(n,)``) -> float32 ``(n_tokens, n_rows)`` (or ``(n_rows,)``).  ``prepared``: see
+    ``prepare``; ``path``: ``"auto"``, or force ``"vec_dot"`` / ``"int_dot"`` (see the module docstring)."""
+    return WeightMatrix(w_raw, qtype, prepared).matmul(x, path)
