@@ -884,17 +884,19 @@ def vec_dot_q2_K_q8_K(n, x, y):
 
 
 @njit
-def _lane_isums(a, q8, scales, group, aux32):
+def _lane_isums(a, q8, scales, group, aux32, prod):
     # aux32[l] = sum over groups of 16 j of scale[j / group16] * (q8*a)[16j + l] + (q8*a)[16j + 8 + l], l = 0..7:
-    # the C's aux16/aux32 loops (integer, exact, so regrouping the two halves is allowed)
+    # the C's aux16/aux32 loops (integer, exact, so regrouping the two halves is allowed).  The products first, as
+    # int16 into int32 like the C's aux16, over a loop whose length (prod.size == QK_K) is known only at run
+    # time: LLVM vectorizes that instead of unrolling scalar int64 code (1.6x faster Q4_K matvec).
+    for k in range(prod.size):
+        prod[k] = np.int32(np.int16(q8[k]) * np.int16(a[k]))
     for l in range(8):
         aux32[l] = 0
-    for j in range(QK_K // 16):
-        scale = scales[j // group]
-        aj = a[16 * j:16 * j + 16]
-        qj = q8[16 * j:16 * j + 16]
+    for j in range(prod.size // 16):
+        scale = np.int32(scales[j // group])
         for l in range(8):
-            aux32[l] += scale * (np.int32(qj[l]) * aj[l] + np.int32(qj[l + 8]) * aj[l + 8])
+            aux32[l] += scale * (prod[16 * j + l] + prod[16 * j + 8 + l])
 
 
 @njit
@@ -902,6 +904,7 @@ def vec_dot_q3_K_q8_K(n, x, y):
     # mirrors ggml_vec_dot_q3_K_q8_K_generic: aux8 = the signed 3-bit levels, then per-lane integer sums
     sums = np.zeros(8, np.float32)
     aux32 = np.zeros(8, np.int32)
+    prod = np.zeros(n // x.shape[0], np.int32)      # QK_K, at run time (see _lane_isums)
     scales = np.zeros(QK_K // 16, np.int32)
     a = np.zeros(QK_K, np.int32)
     u1 = np.uint8(1)
@@ -921,7 +924,7 @@ def vec_dot_q3_K_q8_K(n, x, y):
             ak = a[32 * k:32 * k + 32]
             for l in range(32):
                 ak[l] = np.int32(((qq[l] >> shift) & u3) | (((hm[l] >> hshift) & u1) << np.uint8(2))) - np.int32(4)
-        _lane_isums(a, y[i]["qs"], scales, 1, aux32)
+        _lane_isums(a, y[i]["qs"], scales, 1, aux32, prod)
         d = _mul_nan_first(fp16_to_fp32(x[i]["d"]), y[i]["d"])
         for l in range(8):
             sums[l] = _add_nan_first(sums[l], d * f32(aux32[l]))
@@ -998,6 +1001,7 @@ def vec_dot_q4_K_q8_K(n, x, y):
     # mirrors ggml_vec_dot_q4_K_q8_K_generic
     sums = np.zeros(8, np.float32)
     aux32 = np.zeros(8, np.int32)
+    prod = np.zeros(n // x.shape[0], np.int32)      # QK_K, at run time (see _lane_isums)
     scales = np.zeros(QK_K // 32, np.int32)
     mins = np.zeros(QK_K // 32, np.int32)
     a = np.zeros(QK_K, np.int32)
@@ -1006,7 +1010,7 @@ def vec_dot_q4_K_q8_K(n, x, y):
     for i in range(n // QK_K):
         sumi = _q45_K_block_mins(x[i]["scales"], y[i]["bsums"], scales, mins)
         _q45_K_levels(x[i]["qs"], no_qh, a)
-        _lane_isums(a, y[i]["qs"], scales, 2, aux32)
+        _lane_isums(a, y[i]["qs"], scales, 2, aux32, prod)
         sumf = _q45_K_step(sumf, fp16_to_fp32(x[i]["d"]), fp16_to_fp32(x[i]["dmin"]), y[i]["d"], aux32, sums, sumi)
     return _q4_K_final(sums, sumf)
 
@@ -1016,6 +1020,7 @@ def vec_dot_q5_K_q8_K(n, x, y):
     # mirrors ggml_vec_dot_q5_K_q8_K_generic (the Q4_K loop plus the fifth bit from qh)
     sums = np.zeros(8, np.float32)
     aux32 = np.zeros(8, np.int32)
+    prod = np.zeros(n // x.shape[0], np.int32)      # QK_K, at run time (see _lane_isums)
     scales = np.zeros(QK_K // 32, np.int32)
     mins = np.zeros(QK_K // 32, np.int32)
     a = np.zeros(QK_K, np.int32)
@@ -1023,7 +1028,7 @@ def vec_dot_q5_K_q8_K(n, x, y):
     for i in range(n // QK_K):
         sumi = _q45_K_block_mins(x[i]["scales"], y[i]["bsums"], scales, mins)
         _q45_K_levels(x[i]["qs"], x[i]["qh"], a)
-        _lane_isums(a, y[i]["qs"], scales, 2, aux32)
+        _lane_isums(a, y[i]["qs"], scales, 2, aux32, prod)
         sumf = _q45_K_step(sumf, fp16_to_fp32(x[i]["d"]), fp16_to_fp32(x[i]["dmin"]), y[i]["d"], aux32, sums, sumi)
     return _q5_K_final(sums, sumf)
 
@@ -1138,6 +1143,7 @@ def vec_dot_q6_K_q8_K(n, x, y):
     # mirrors ggml_vec_dot_q6_K_q8_K_generic: aux8 = the signed 6-bit levels, then per-lane integer sums
     sums = np.zeros(8, np.float32)
     aux32 = np.zeros(8, np.int32)
+    prod = np.zeros(n // x.shape[0], np.int32)      # QK_K, at run time (see _lane_isums)
     scales = np.zeros(QK_K // 16, np.int32)
     a = np.zeros(QK_K, np.int32)
     for i in range(n // QK_K):
@@ -1145,7 +1151,7 @@ def vec_dot_q6_K_q8_K(n, x, y):
         for j in range(QK_K // 16):
             scales[j] = sc[j]
         _q6_K_levels(x[i]["ql"], x[i]["qh"], a)
-        _lane_isums(a, y[i]["qs"], scales, 1, aux32)
+        _lane_isums(a, y[i]["qs"], scales, 1, aux32, prod)
         _q6_K_step(fp16_to_fp32(x[i]["d"]), y[i]["d"], aux32, sums)
     return _q6_K_final(sums)
 
