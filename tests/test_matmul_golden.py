@@ -105,3 +105,19 @@ def test_matmul_bad_shapes():
         quant.matmul(w.astype(np.int8), "Q4_0", np.zeros((1, 32), np.float32))
     with pytest.raises(ValueError, match="no vec_dot"):
         quant.matmul(np.zeros((1, 36), np.uint8), "Q8_1", np.zeros((1, 32), np.float32))
+    with pytest.raises(ValueError, match="path must be"):
+        quant.matmul(w, "Q4_0", np.zeros((1, 32), np.float32), path="blas")
+    with pytest.raises(ValueError, match="no IntDot"):
+        quant.matmul(np.zeros((1, 18), np.uint8), "Q2_0", np.zeros((1, 64), np.float32), path="int_dot")
+    prepared = quant.prepare(np.zeros((3, 18), np.uint8), "Q4_0")
+    with pytest.raises(ValueError, match="prepared weights are Q4_0"):
+        quant.matmul(w, "Q4_0", np.zeros((1, 32), np.float32), prepared=prepared)
+    assert quant.prepare(np.zeros((1, 66), np.uint8), "TQ2_0") is None      # no IntDot: nothing to prepare
+
+
+def test_weight_matrix_equals_matmul(acts):
+    g = load_golden("matmul/Q8_0.npz")
+    w, x = g["w.small"], acts["x.small"]
+    m = quant.WeightMatrix(w, "Q8_0")
+    assert_bits_equal(m.matmul(x), g["mul_mat.small"], "WeightMatrix")
+    assert_bits_equal(m.matmul(x[0]), g["mul_mat.small"][0], "WeightMatrix, one row as 1-D")
