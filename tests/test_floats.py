@@ -28,3 +28,13 @@ def test_wrong_dtype_is_a_value_error():
         floats.fp32_to_fp16_row(np.zeros(3, dtype=np.float64))
     with pytest.raises(ValueError, match="uint16"):
         floats.fp16_to_fp32_row(np.zeros(3, dtype=np.int16))
+
+
+def test_f16_table_is_ggml_conversion():
+    # F16_TO_F32 (the table the kernels read, as ggml's scalar CPU build does) holds ggml's widening of every half:
+    # checked against the golden and against the per-element fp16_to_fp32 for all 65536 bit patterns
+    g = load_golden("floats/f16_to_f32.npz")
+    assert_bits_equal(floats.F16_TO_F32[g["x"]], g["y"], "F16_TO_F32 vs golden")
+    every = np.arange(65536, dtype=np.uint16)
+    assert_bits_equal(floats.F16_TO_F32, floats.fp16_to_fp32_row(every), "F16_TO_F32 vs fp16_to_fp32_row")
+    assert not floats.F16_TO_F32.flags.writeable

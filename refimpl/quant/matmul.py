@@ -51,11 +51,17 @@ if os.environ.get(THREADS_ENV):
 _DRIVERS: dict = {}
 
 
-def _driver(kind: str, kernel):
+def _driver(kind: str, kernel, make_work=None):
     key = (kind, kernel)
     d = _DRIVERS.get(key)
     if d is None:
-        d = _DRIVERS[key] = _make_matmul_rows(kernel) if kind == "matmul" else _make_convert_rows(kernel)
+        if kind == "convert":
+            d = _make_convert_rows(kernel)
+        elif make_work is None:
+            d = _make_matmul_rows(kernel)
+        else:
+            d = _make_matmul_rows_work(kernel, make_work)
+        _DRIVERS[key] = d
     return d
 
 
@@ -66,6 +72,21 @@ def _make_matmul_rows(vec_dot):
         for r in prange(w_blocks.shape[0]):
             for t in range(x_blocks.shape[0]):
                 out[t, r] = vec_dot(n, w_blocks[r], x_blocks[t])
+    return matmul_rows
+
+
+def _make_matmul_rows_work(vec_dot_work, make_work):
+    @numba.njit(parallel=True, cache=False)
+    def matmul_rows(n, w_blocks, x_blocks, out):
+        # as matmul_rows above, in a few chunks of rows per thread, each with its own scratch arrays
+        rows = w_blocks.shape[0]
+        n_chunks = min(rows, 4 * numba.get_num_threads())
+        per = (rows + n_chunks - 1) // n_chunks
+        for c in prange(n_chunks):
+            work = make_work(n)
+            for r in range(c * per, min(rows, c * per + per)):
+                for t in range(x_blocks.shape[0]):
+                    out[t, r] = vec_dot_work(n, w_blocks[r], x_blocks[t], work)
     return matmul_rows
 
 
@@ -151,7 +172,10 @@ class WeightMatrix:
             raise ValueError(f"prepared weights are {prepared.fmt.name} {prepared.blocks.shape}, "
                              f"not {self.fmt.name} {self.blocks.shape}")
         self.prepared = prepared
-        self._rows = _driver("matmul", self.fmt.vec_dot)
+        if self.fmt.vec_dot_work is not None:
+            self._rows = _driver("matmul", self.fmt.vec_dot_work, self.fmt.make_work)
+        else:
+            self._rows = _driver("matmul", self.fmt.vec_dot)
         self._convert = _driver("convert", self.vfmt.from_float or self.vfmt.quantize_ref)
 
     def matmul(self, x, path: str = "auto") -> np.ndarray:

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ...floats import bf16_to_fp32, fp16_to_fp32, fp32_to_bf16, fp32_to_fp16
+from ...floats import F16_TO_F32, bf16_to_fp32, fp32_to_bf16, fp32_to_fp16
 from ..registry import QuantFormat
 from .common import mul_nan_first, njit
 
@@ -69,7 +69,7 @@ def quantize_f16(x, imatrix, blocks):
 def dequantize_row_f16(x, y):
     # mirrors ggml_fp16_to_fp32_row (ggml.c)
     for i in range(x.size):
-        y[i] = fp16_to_fp32(x[i])
+        y[i] = F16_TO_F32[x[i]]
 
 
 def validate_f16(h) -> bool:
@@ -136,7 +136,7 @@ def vec_dot_f16(n, x, y):
     sumf = 0.0
     for i in range(n):
         if sumf == sumf:
-            sumf += np.float64(mul_nan_first(fp16_to_fp32(y[i]), fp16_to_fp32(x[i])))
+            sumf += np.float64(mul_nan_first(F16_TO_F32[y[i]], F16_TO_F32[x[i]]))
     return np.float32(sumf)
 
 

@@ -18,7 +18,7 @@ import math
 import numpy as np
 
 from ..._jit import add_nan_from_first, f32, f32_from_bits, f32_to_bits, njit
-from ...floats import fp16_to_fp32
+from ...floats import F16_TO_F32
 from ..registry import QuantFormat
 from .legacy import BLOCK_Q8_0  # the activation blocks vec_dot reads: F16 d, int8 qs[32]
 
@@ -292,7 +292,7 @@ def vec_dot_mxfp4_q8_0(n, x, y):
     # mirrors ggml_vec_dot_mxfp4_q8_0_generic (ggml-cpu/quants.c): one Q8_0 block per MXFP4 block
     sumf = f32(0.0)
     for ib in range(n // QK_MXFP4):
-        d = fp16_to_fp32(y[ib]["d"]) * e8m0_to_fp32_half(x[ib]["e"])
+        d = F16_TO_F32[y[ib]["d"]] * e8m0_to_fp32_half(x[ib]["e"])
         xq = x[ib]["qs"]
         yq = y[ib]["qs"]
         sumi1 = np.int32(0)
@@ -316,7 +316,7 @@ def vec_dot_nvfp4_q8_0(n, x, y):
             d = ue4m3_to_fp32(x[ib]["d"][s])
             yb = y[2 * ib + s // 2]
             q8_off = (s % 2) * QK_NVFP4_SUB
-            dy = fp16_to_fp32(yb["d"])
+            dy = F16_TO_F32[yb["d"]]
             yq = yb["qs"]
             sumi_lo = 0
             sumi_hi = 0

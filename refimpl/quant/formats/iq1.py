@@ -23,7 +23,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..._jit import f32, mul_nan_from_first, nearest_int
-from ...floats import fp16_to_fp32, fp32_to_fp16
+from ...floats import F16_TO_F32, fp16_to_fp32, fp32_to_fp16
 from .. import iq_tables
 from ..kquant_search import njit  # numba's "numpy" error model: x/0 gives Inf/NaN as in C
 from ..registry import QuantFormat
@@ -351,7 +351,7 @@ def dequantize_row_iq1_s(blocks, y):
     # mirrors dequantize_row_iq1_s (ggml-quants.c): y = d*(2*s+1) * (grid + delta), delta = -+1/8 by qh bit 15
     o = 0
     for i in range(blocks.shape[0]):
-        d = fp16_to_fp32(blocks[i]["d"])
+        d = F16_TO_F32[blocks[i]["d"]]
         qs = blocks[i]["qs"]
         for ib in range(QK_K // 32):
             qh = int(blocks[i]["qh"][ib])
@@ -665,7 +665,7 @@ def vec_dot_iq1_s_q8_K(n, x, y):
                     lsum += int(q8[o + j]) * int(IQ1S_GRID[g, j])
             sumi += ls * lsum
             sumi1 += ls * delta * (int(bsums[2 * ib]) + int(bsums[2 * ib + 1]))
-        sumf += fp16_to_fp32(x[i]["d"]) * y[i]["d"] * (f32(sumi) + IQ1S_DELTA * f32(sumi1))
+        sumf += F16_TO_F32[x[i]["d"]] * y[i]["d"] * (f32(sumi) + IQ1S_DELTA * f32(sumi1))
     return sumf
 
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..._jit import f32, f32_from_bits, f32_to_bits, nearest_int
-from ...floats import fp16_to_fp32, fp32_to_fp16
+from ...floats import F16_TO_F32, fp32_to_fp16
 from .. import iq_tables
 from ..kquant_search import make_qp_quants, njit  # njit: numba's "numpy" error model (x/0 -> Inf, as C)
 from ..registry import QuantFormat
@@ -325,7 +325,7 @@ def dequantize_row_iq2_xxs(blocks, y):
     # 4 x 7 sign bits and a 4-bit scale in the top nibble
     o = 0
     for i in range(blocks.shape[0]):
-        d = fp16_to_fp32(blocks[i]["d"])
+        d = F16_TO_F32[blocks[i]["d"]]
         qs = blocks[i]["qs"]
         for ib32 in range(QK_K // 32):
             aux0 = int(qs[4 * ib32]) | (int(qs[4 * ib32 + 1]) << 16)
@@ -479,7 +479,7 @@ def dequantize_row_iq2_xs(blocks, y):
     # mirrors dequantize_row_iq2_xs (ggml-quants.c): qs = 9-bit grid index | 7 sign bits << 9
     o = 0
     for i in range(blocks.shape[0]):
-        d = fp16_to_fp32(blocks[i]["d"])
+        d = F16_TO_F32[blocks[i]["d"]]
         for ib32 in range(QK_K // 32):
             sc = int(blocks[i]["scales"][ib32])
             db0 = d * (f32(0.5) + f32(sc & 0xF)) * f32(0.25)
@@ -603,7 +603,7 @@ def dequantize_row_iq2_s(blocks, y):
     # mirrors dequantize_row_iq2_s (ggml-quants.c): index = qs | 2 bits of qh << 8; signs are qs[32:]
     o = 0
     for i in range(blocks.shape[0]):
-        d = fp16_to_fp32(blocks[i]["d"])
+        d = F16_TO_F32[blocks[i]["d"]]
         qs = blocks[i]["qs"]
         qh = blocks[i]["qh"]
         for ib32 in range(QK_K // 32):
@@ -640,7 +640,7 @@ def vec_dot_iq2_xxs_q8_K(n, x, y):
     # mirrors ggml_vec_dot_iq2_xxs_q8_K_generic (ggml-cpu/quants.c)
     sumf = f32(0.0)
     for i in range(n // QK_K):
-        d = fp16_to_fp32(x[i]["d"]) * y[i]["d"]
+        d = F16_TO_F32[x[i]["d"]] * y[i]["d"]
         q2 = x[i]["qs"]
         q8 = y[i]["qs"]
         bsum = 0
@@ -662,7 +662,7 @@ def vec_dot_iq2_xs_q8_K(n, x, y):
     # mirrors ggml_vec_dot_iq2_xs_q8_K_generic (ggml-cpu/quants.c)
     sumf = f32(0.0)
     for i in range(n // QK_K):
-        d = fp16_to_fp32(x[i]["d"]) * y[i]["d"]
+        d = F16_TO_F32[x[i]["d"]] * y[i]["d"]
         q2 = x[i]["qs"]
         sc = x[i]["scales"]
         q8 = y[i]["qs"]
@@ -690,7 +690,7 @@ def vec_dot_iq2_s_q8_K(n, x, y):
     # mirrors ggml_vec_dot_iq2_s_q8_K_generic (ggml-cpu/quants.c)
     sumf = f32(0.0)
     for i in range(n // QK_K):
-        d = fp16_to_fp32(x[i]["d"]) * y[i]["d"]
+        d = F16_TO_F32[x[i]["d"]] * y[i]["d"]
         qs = x[i]["qs"]
         qh = x[i]["qh"]
         q8 = y[i]["qs"]

@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..._jit import f32, f32_from_bits, f32_to_bits, nearest_int
-from ...floats import fp16_to_fp32, fp32_to_fp16
+from ...floats import F16_TO_F32, fp32_to_fp16
 from ..iq_tables import IQ3S_GRID, IQ3XXS_GRID, KMASK_IQ2XS, KSIGNS_IQ2XS
 from ..registry import QuantFormat
 from .common import njit  # njit with the numpy error model: x/0 -> Inf as in C
@@ -421,7 +421,7 @@ def dequantize_row_iq3_xxs(blocks, y):
     # mirrors dequantize_row_iq3_xxs (ggml-quants.c)
     grid = IQ3XXS_GRID_F32
     for i in range(blocks.shape[0]):
-        d = fp16_to_fp32(blocks[i]["d"])
+        d = F16_TO_F32[blocks[i]["d"]]
         qs = blocks[i]["qs"]
         o = i * QK_K
         for ib32 in range(QK_K // 32):
@@ -444,7 +444,7 @@ def dequantize_row_iq3_s(blocks, y):
     grid = IQ3S_GRID_F32
     for i in range(blocks.shape[0]):
         blk = blocks[i]
-        d = fp16_to_fp32(blk["d"])
+        d = F16_TO_F32[blk["d"]]
         qs = blk["qs"]
         qh = blk["qh"]
         signs = blk["signs"]
@@ -479,7 +479,7 @@ def vec_dot_iq3_xxs_q8_K(n, x, y):
     grid = IQ3XXS_GRID_I64
     sumf = f32(0.0)
     for i in range(n // QK_K):
-        d = mul_nan_first(fp16_to_fp32(x[i]["d"]), y[i]["d"])
+        d = mul_nan_first(F16_TO_F32[x[i]["d"]], y[i]["d"])
         qs = x[i]["qs"]
         q8 = y[i]["qs"]
         bsum = 0
@@ -509,7 +509,7 @@ def vec_dot_iq3_s_q8_K(n, x, y):
     grid = IQ3S_GRID_I64
     sumf = f32(0.0)
     for i in range(n // QK_K):
-        d = mul_nan_first(fp16_to_fp32(x[i]["d"]), y[i]["d"])
+        d = mul_nan_first(F16_TO_F32[x[i]["d"]], y[i]["d"])
         qs = x[i]["qs"]
         qh = x[i]["qh"]
         signs = x[i]["signs"]

@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..._jit import f32, nearest_int
-from ...floats import fp16_to_fp32, fp16_to_fp32_row, fp32_to_fp16
+from ...floats import F16_TO_F32, fp16_to_fp32_row, fp32_to_fp16
 from ..iq_tables import KVALUES_IQ4NL
 from ..intdot import IntDot, block_int_dot
 from ..registry import QuantFormat
@@ -230,7 +230,7 @@ def dequantize_row_iq4_nl(blocks, y):
     # mirrors dequantize_row_iq4_nl (ggml-quants.c)
     values = KVALUES_F32
     for i in range(blocks.shape[0]):
-        d = fp16_to_fp32(blocks[i]["d"])
+        d = F16_TO_F32[blocks[i]["d"]]
         qs = blocks[i]["qs"]
         o = i * QK4_NL
         for j in range(QK4_NL // 2):
@@ -245,7 +245,7 @@ def dequantize_row_iq4_xs(blocks, y):
     values = KVALUES_F32
     for i in range(blocks.shape[0]):
         blk = blocks[i]
-        d = fp16_to_fp32(blk["d"])
+        d = F16_TO_F32[blk["d"]]
         scales_h = int(blk["scales_h"])
         scales_l = blk["scales_l"]
         qs = blk["qs"]
@@ -304,7 +304,7 @@ def vec_dot_iq4_nl_q8_0(n, x, y):
             q = int(xq[j])
             sumi1 += int(yq[j]) * KVALUES_I64[q & 0xF]
             sumi2 += int(yq[j + QK4_NL // 2]) * KVALUES_I64[q >> 4]
-        sumf = _step_iq4_nl(sumf, fp16_to_fp32(x[ib]["d"]), f32(0.0), fp16_to_fp32(y[ib]["d"]), f32(0.0),
+        sumf = _step_iq4_nl(sumf, F16_TO_F32[x[ib]["d"]], f32(0.0), F16_TO_F32[y[ib]["d"]], f32(0.0),
                             sumi1 + sumi2)
     return sumf
 
@@ -328,7 +328,7 @@ def vec_dot_iq4_xs_q8_K(n, x, y):
     # mirrors ggml_vec_dot_iq4_xs_q8_K_generic (ggml-cpu/quants.c)
     sumf = f32(0.0)
     for ibl in range(n // QK_K):
-        d4d8 = mul_nan_first(fp16_to_fp32(x[ibl]["d"]), y[ibl]["d"])
+        d4d8 = mul_nan_first(F16_TO_F32[x[ibl]["d"]], y[ibl]["d"])
         qs = x[ibl]["qs"]
         q8 = y[ibl]["qs"]
         for ib in range(QK_K // 32):

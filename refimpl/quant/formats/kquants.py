@@ -19,13 +19,14 @@ import numpy as np
 from ..._jit import add_nan_from_first as _add_nan_first
 from ..._jit import f32, f32_to_bits, nearest_int
 from ..._jit import mul_nan_from_first as _mul_nan_first
-from ...floats import fp16_to_fp32, fp16_to_fp32_row, fp32_to_fp16
+from ...floats import F16_TO_F32, fp16_to_fp32_row, fp32_to_fp16
 from ..kquant_search import (GROUP_MAX_EPS, c_int8, get_scale_min_k4, make_q3_quants, make_qkx2_quants,
                              make_qkx3_quants, make_qp_quants, make_qx_quants, nearest_int_clamped,
                              nearest_int_min, njit)
 from ..intdot import IntDot
 from ..registry import QuantFormat
 
+i8, i16, i32 = np.int8, np.int16, np.int32   # the C's widths (see "Speed of the vec_dot kernels")
 i64 = np.int64  # widen a loaded byte: numba keeps int(uint8) as uint8 and mixes uint64/int64 into float64
 
 QK_K = 256
@@ -95,7 +96,7 @@ def _q3_K_finish(xb, blk, L):
     # the tail shared by quantize_row_q3_K_ref and _impl: requantize with the stored scales, split the 3-bit
     # levels into hmask (bit 2) and qs (bits 0-1)
     sc = blk["scales"]
-    d_all = fp16_to_fp32(blk["d"])
+    d_all = F16_TO_F32[blk["d"]]
     for j in range(QK_K // 16):
         d = d_all * f32(_q3_K_scale(sc, j))
         if d == f32(0.0):  # C: if (!d) continue;  (NaN goes on)
@@ -121,8 +122,8 @@ def _q3_K_finish(xb, blk, L):
 def _q45_K_requantize(xb, blk, L, nmax):
     # requantize each 32-element sub-block with its stored 6-bit scale and min (quantize_row_q4_K/q5_K_*)
     sc = blk["scales"]
-    d_all = fp16_to_fp32(blk["d"])
-    dmin_all = fp16_to_fp32(blk["dmin"])
+    d_all = F16_TO_F32[blk["d"]]
+    dmin_all = F16_TO_F32[blk["dmin"]]
     for j in range(QK_K // 32):
         s, m = get_scale_min_k4(j, sc)
         d = d_all * f32(s)
@@ -166,7 +167,7 @@ def _q6_K_finish(xb, blk, L, scales, max_scale):
     sc = blk["scales"]
     for ib in range(QK_K // 16):
         sc[ib] = c_int8(min(127, nearest_int(iscale * scales[ib])))
-    d_all = fp16_to_fp32(blk["d"])
+    d_all = F16_TO_F32[blk["d"]]
     for j in range(QK_K // 16):
         d = d_all * f32(sc[j])
         if d == f32(0.0):
@@ -248,8 +249,8 @@ def _q2_K_ref_blocks(x, blocks, L, Laux, weights, mins, scales):
 @njit
 def _q2_K_requantize(xb, blk, L):
     sc = blk["scales"]
-    d_all = fp16_to_fp32(blk["d"])
-    dmin_all = fp16_to_fp32(blk["dmin"])
+    d_all = F16_TO_F32[blk["d"]]
+    dmin_all = F16_TO_F32[blk["dmin"]]
     for j in range(QK_K // 16):
         d = d_all * f32(i64(sc[j]) & 0xF)
         if d == f32(0.0):
@@ -325,8 +326,8 @@ def dequantize_row_q2_K(blocks, y):
     # LLVM vectorizes the inner loop (indices from range() need no wraparound checks)
     u3 = np.uint8(3)
     for i in range(blocks.shape[0]):
-        d = fp16_to_fp32(blocks[i]["d"])
-        dmin = fp16_to_fp32(blocks[i]["dmin"])
+        d = F16_TO_F32[blocks[i]["d"]]
+        dmin = F16_TO_F32[blocks[i]["dmin"]]
         sc = blocks[i]["scales"]
         q = blocks[i]["qs"]
         yb = y[i * QK_K:(i + 1) * QK_K]
@@ -444,7 +445,7 @@ def dequantize_row_q3_K(blocks, y):
     u1 = np.uint8(1)
     u3 = np.uint8(3)
     for i in range(blocks.shape[0]):
-        d_all = fp16_to_fp32(blocks[i]["d"])
+        d_all = F16_TO_F32[blocks[i]["d"]]
         q = blocks[i]["qs"]
         hm = blocks[i]["hmask"]
         _q3_K_unpack_scales(blocks[i]["scales"], scales)
@@ -586,8 +587,8 @@ def dequantize_row_q4_K(blocks, y):
     u15 = np.uint8(0xF)
     u240 = np.uint8(0xF0)
     for i in range(blocks.shape[0]):
-        d = fp16_to_fp32(blocks[i]["d"])
-        dmin = fp16_to_fp32(blocks[i]["dmin"])
+        d = F16_TO_F32[blocks[i]["d"]]
+        dmin = F16_TO_F32[blocks[i]["dmin"]]
         sc = blocks[i]["scales"]
         q = blocks[i]["qs"]
         yb = y[i * QK_K:(i + 1) * QK_K]
@@ -684,8 +685,8 @@ def dequantize_row_q5_K(blocks, y):
     u15 = np.uint8(0xF)
     u240 = np.uint8(0xF0)
     for i in range(blocks.shape[0]):
-        d = fp16_to_fp32(blocks[i]["d"])
-        dmin = fp16_to_fp32(blocks[i]["dmin"])
+        d = F16_TO_F32[blocks[i]["d"]]
+        dmin = F16_TO_F32[blocks[i]["dmin"]]
         sc = blocks[i]["scales"]
         ql = blocks[i]["qs"]
         qh = blocks[i]["qh"]
@@ -759,7 +760,7 @@ def dequantize_row_q6_K(blocks, y):
     u3 = np.uint8(3)
     u4 = np.uint8(4)
     for i in range(blocks.shape[0]):
-        d = fp16_to_fp32(blocks[i]["d"])
+        d = F16_TO_F32[blocks[i]["d"]]
         ql = blocks[i]["ql"]
         qh = blocks[i]["qh"]
         sc = blocks[i]["scales"]
@@ -863,8 +864,8 @@ def vec_dot_q2_K_q8_K(n, x, y):
         for j in range(16):
             summs += i64(bsums[j]) * (i64(sc[j]) >> 4)
         yd = y[i]["d"]
-        dall = _mul_nan_first(fp16_to_fp32(x[i]["d"]), yd)
-        dmin = _mul_nan_first(fp16_to_fp32(x[i]["dmin"]), yd)
+        dall = _mul_nan_first(F16_TO_F32[x[i]["d"]], yd)
+        dmin = _mul_nan_first(F16_TO_F32[x[i]["dmin"]], yd)
         isum = 0
         s = 0
         q8o = 0
@@ -883,33 +884,59 @@ def vec_dot_q2_K_q8_K(n, x, y):
     return sumf
 
 
+# Speed of the vec_dot kernels below (what a decode step spends its time in).  Three habits make LLVM turn these
+# scalar loops into SIMD code, each worth 2-30x here: (1) numba types arithmetic on small integers as int64, so
+# every product and sum is cast back to the width the C computes in (i16(i16(a) * i16(b)) is the C's int16
+# product; a wrapped int32 sum equals the C's int32 sum in any order); (2) inner loop lengths are taken from a
+# run-time value (the scratch arrays' sizes), because a constant length such as 32 gets fully unrolled into
+# scalar code instead of vectorized; (3) loops index slices with the bare loop variable.  The scratch arrays
+# come from _work_k (one set per thread in matmul, see QuantFormat.make_work), not from an allocation per call.
+
+@njit
+def _work_k(n):
+    # levels (aux8), int16 products, per-lane int32 sums (aux32), scales, mins, float lane sums (sums)
+    return (np.zeros(QK_K, np.int8), np.zeros(QK_K, np.int16), np.zeros(8, np.int32),
+            np.zeros(QK_K // 16, np.int32), np.zeros(QK_K // 32, np.int32), np.zeros(8, np.float32))
+
+
 @njit
 def _lane_isums(a, q8, scales, group, aux32, prod):
-    # aux32[l] = sum over groups of 16 j of scale[j / group16] * (q8*a)[16j + l] + (q8*a)[16j + 8 + l], l = 0..7:
-    # the C's aux16/aux32 loops (integer, exact, so regrouping the two halves is allowed).  The products first, as
-    # int16 into int32 like the C's aux16, over a loop whose length (prod.size == QK_K) is known only at run
-    # time: LLVM vectorizes that instead of unrolling scalar int64 code (1.6x faster Q4_K matvec).
+    # aux32[l] = sum over groups of 16 j of scale[j / group16] * ((q8*a)[16j + l] + (q8*a)[16j + 8 + l]), l = 0..7:
+    # the C's aux16/aux32 loops (integer, exact: int32 wraps alike in any order, so regrouping is allowed)
     for k in range(prod.size):
-        prod[k] = np.int32(np.int16(q8[k]) * np.int16(a[k]))
-    for l in range(8):
-        aux32[l] = 0
+        prod[k] = i16(i16(q8[k]) * i16(a[k]))
+    nl = aux32.size
+    for l in range(nl):
+        aux32[l] = i32(0)
     for j in range(prod.size // 16):
-        scale = np.int32(scales[j // group])
-        for l in range(8):
-            aux32[l] += scale * (prod[16 * j + l] + prod[16 * j + 8 + l])
+        scale = i32(scales[j // group])
+        lo = prod[16 * j:16 * j + 8]
+        hi = prod[16 * j + 8:16 * j + 16]
+        for l in range(nl):
+            aux32[l] = i32(aux32[l] + i32(scale * i32(i32(lo[l]) + i32(hi[l]))))
+
+
+@njit
+def _lane_sums_to_float(d, aux32, sums):
+    for l in range(8):
+        sums[l] = _add_nan_first(sums[l], d * f32(aux32[l]))
 
 
 @njit
 def vec_dot_q3_K_q8_K(n, x, y):
+    return _vec_dot_q3_K(n, x, y, _work_k(n))
+
+
+@njit
+def _vec_dot_q3_K(n, x, y, work):
     # mirrors ggml_vec_dot_q3_K_q8_K_generic: aux8 = the signed 3-bit levels, then per-lane integer sums
-    sums = np.zeros(8, np.float32)
-    aux32 = np.zeros(8, np.int32)
-    prod = np.zeros(n // x.shape[0], np.int32)      # QK_K, at run time (see _lane_isums)
-    scales = np.zeros(QK_K // 16, np.int32)
-    a = np.zeros(QK_K, np.int32)
+    a, prod, aux32, scales, _, sums = work
+    m = a.size // 8                                  # 32, at run time
+    for l in range(8):
+        sums[l] = f32(0.0)
     u1 = np.uint8(1)
     u3 = np.uint8(3)
-    for i in range(n // QK_K):
+    for i in range(x.shape[0]):
         q3 = x[i]["qs"]
         hm = x[i]["hmask"]
         _q3_K_unpack_scales(x[i]["scales"], scales)  # the kmask1/kmask2 shuffle
@@ -920,14 +947,12 @@ def vec_dot_q3_K_q8_K(n, x, y):
             h = k >> 2
             shift = np.uint8(2 * (k & 3))
             hshift = np.uint8(k)
-            qq = q3[32 * h:32 * h + 32]
-            ak = a[32 * k:32 * k + 32]
-            for l in range(32):
-                ak[l] = np.int32(((qq[l] >> shift) & u3) | (((hm[l] >> hshift) & u1) << np.uint8(2))) - np.int32(4)
+            qq = q3[m * h:m * h + m]
+            ak = a[m * k:m * k + m]
+            for l in range(m):
+                ak[l] = i8(i8(((qq[l] >> shift) & u3) | (((hm[l] >> hshift) & u1) << np.uint8(2))) - i8(4))
         _lane_isums(a, y[i]["qs"], scales, 1, aux32, prod)
-        d = _mul_nan_first(fp16_to_fp32(x[i]["d"]), y[i]["d"])
-        for l in range(8):
-            sums[l] = _add_nan_first(sums[l], d * f32(aux32[l]))
+        _lane_sums_to_float(_mul_nan_first(F16_TO_F32[x[i]["d"]], y[i]["d"]), aux32, sums)
     sumf = f32(0.0)
     for l in range(8):
         sumf = _add_nan_first(sumf, sums[l])
@@ -938,22 +963,23 @@ def vec_dot_q3_K_q8_K(n, x, y):
 def _q45_K_levels(q4, qh, a):
     # aux8 of the q4_K / q5_K dot products: sub-block j = nibble (j & 1) of q4[32*(j >> 1) + l], plus 16 if bit j of
     # qh[l] is set (Q5_K; qh of size 0 for Q4_K)
+    m = a.size // 8                                  # 32, at run time
     u15 = np.uint8(0xF)
     u4 = np.uint8(4)
     u1 = np.uint8(1)
-    for p in range(QK_K // 64):
-        qq = q4[32 * p:32 * p + 32]
-        a1 = a[64 * p:64 * p + 32]
-        a2 = a[64 * p + 32:64 * p + 64]
-        for l in range(32):
-            a1[l] = np.int32(qq[l] & u15)
-            a2[l] = np.int32(qq[l] >> u4)
+    for p in range(4):
+        qq = q4[m * p:m * p + m]
+        a1 = a[2 * m * p:2 * m * p + m]
+        a2 = a[2 * m * p + m:2 * m * p + 2 * m]
+        for l in range(m):
+            a1[l] = qq[l] & u15
+            a2[l] = qq[l] >> u4
     if qh.size > 0:
-        for j in range(QK_K // 32):
+        for j in range(8):
             hs = np.uint8(j)
-            aj = a[32 * j:32 * j + 32]
-            for l in range(32):
-                aj[l] += np.int32(((qh[l] >> hs) & u1) << u4)
+            aj = a[m * j:m * j + m]
+            for l in range(m):
+                aj[l] = aj[l] + i8(((qh[l] >> hs) & u1) << u4)
 
 
 @njit
@@ -998,38 +1024,42 @@ def _q5_K_final(sums, sumf):
 
 @njit
 def vec_dot_q4_K_q8_K(n, x, y):
+    return _vec_dot_q4_K(n, x, y, _work_k(n))
+
+
+@njit
+def _vec_dot_q4_K(n, x, y, work):
     # mirrors ggml_vec_dot_q4_K_q8_K_generic
-    sums = np.zeros(8, np.float32)
-    aux32 = np.zeros(8, np.int32)
-    prod = np.zeros(n // x.shape[0], np.int32)      # QK_K, at run time (see _lane_isums)
-    scales = np.zeros(QK_K // 32, np.int32)
-    mins = np.zeros(QK_K // 32, np.int32)
-    a = np.zeros(QK_K, np.int32)
-    no_qh = np.zeros(0, np.uint8)
+    a, prod, aux32, scales, mins, sums = work
+    for l in range(8):
+        sums[l] = f32(0.0)
+    no_qh = x[0]["qs"][:0]
     sumf = f32(0.0)
-    for i in range(n // QK_K):
+    for i in range(x.shape[0]):
         sumi = _q45_K_block_mins(x[i]["scales"], y[i]["bsums"], scales, mins)
         _q45_K_levels(x[i]["qs"], no_qh, a)
         _lane_isums(a, y[i]["qs"], scales, 2, aux32, prod)
-        sumf = _q45_K_step(sumf, fp16_to_fp32(x[i]["d"]), fp16_to_fp32(x[i]["dmin"]), y[i]["d"], aux32, sums, sumi)
+        sumf = _q45_K_step(sumf, F16_TO_F32[x[i]["d"]], F16_TO_F32[x[i]["dmin"]], y[i]["d"], aux32, sums, sumi)
     return _q4_K_final(sums, sumf)
 
 
 @njit
 def vec_dot_q5_K_q8_K(n, x, y):
+    return _vec_dot_q5_K(n, x, y, _work_k(n))
+
+
+@njit
+def _vec_dot_q5_K(n, x, y, work):
     # mirrors ggml_vec_dot_q5_K_q8_K_generic (the Q4_K loop plus the fifth bit from qh)
-    sums = np.zeros(8, np.float32)
-    aux32 = np.zeros(8, np.int32)
-    prod = np.zeros(n // x.shape[0], np.int32)      # QK_K, at run time (see _lane_isums)
-    scales = np.zeros(QK_K // 32, np.int32)
-    mins = np.zeros(QK_K // 32, np.int32)
-    a = np.zeros(QK_K, np.int32)
+    a, prod, aux32, scales, mins, sums = work
+    for l in range(8):
+        sums[l] = f32(0.0)
     sumf = f32(0.0)
-    for i in range(n // QK_K):
+    for i in range(x.shape[0]):
         sumi = _q45_K_block_mins(x[i]["scales"], y[i]["bsums"], scales, mins)
         _q45_K_levels(x[i]["qs"], x[i]["qh"], a)
         _lane_isums(a, y[i]["qs"], scales, 2, aux32, prod)
-        sumf = _q45_K_step(sumf, fp16_to_fp32(x[i]["d"]), fp16_to_fp32(x[i]["dmin"]), y[i]["d"], aux32, sums, sumi)
+        sumf = _q45_K_step(sumf, F16_TO_F32[x[i]["d"]], F16_TO_F32[x[i]["dmin"]], y[i]["d"], aux32, sums, sumi)
     return _q5_K_final(sums, sumf)
 
 
@@ -1043,7 +1073,7 @@ def vec_dot_q5_K_q8_K(n, x, y):
 def _q45_K_weight_ints_kernel(qs, qh, scales, out):
     # out (nb, 9, rows, 32): groups 0-7 = lane l, element 4j + k = scale_j * a[32j + 8k + l];
     # group 8 = mins_j at element j (8 of 32, the rest stay 0).  qh is (rows, nb, 0) for Q4_K.
-    a = np.zeros(QK_K, np.int32)
+    a = np.zeros(QK_K, np.int8)
     for r in range(qs.shape[0]):
         for i in range(qs.shape[1]):
             _q45_K_levels(qs[r, i], qh[r, i], a)
@@ -1107,19 +1137,23 @@ INT_DOT_Q5_K = _int_dot_q45_K(_q5_K_final)
 @njit
 def _q6_K_levels(ql, qh, a):
     # aux8 of the q6_K dot product: the signed 6-bit levels (4 bits from ql, 2 from qh, minus 32)
+    m = a.size // 8                                  # 32, at run time
     u15 = np.uint8(0xF)
     u3 = np.uint8(3)
     u4 = np.uint8(4)
-    for h in range(QK_K // 128):
-        qa = ql[64 * h:64 * h + 32]
-        qb = ql[64 * h + 32:64 * h + 64]
-        hh = qh[32 * h:32 * h + 32]
-        ah = a[128 * h:128 * h + 128]
-        for l in range(32):
-            ah[l] = np.int32((qa[l] & u15) | ((hh[l] & u3) << u4)) - np.int32(32)
-            ah[l + 32] = np.int32((qb[l] & u15) | (((hh[l] >> np.uint8(2)) & u3) << u4)) - np.int32(32)
-            ah[l + 64] = np.int32((qa[l] >> u4) | (((hh[l] >> u4) & u3) << u4)) - np.int32(32)
-            ah[l + 96] = np.int32((qb[l] >> u4) | (((hh[l] >> np.uint8(6)) & u3) << u4)) - np.int32(32)
+    for h in range(2):
+        qa = ql[2 * m * h:2 * m * h + m]
+        qb = ql[2 * m * h + m:2 * m * h + 2 * m]
+        hh = qh[m * h:m * h + m]
+        a0 = a[4 * m * h:4 * m * h + m]
+        a1 = a[4 * m * h + m:4 * m * h + 2 * m]
+        a2 = a[4 * m * h + 2 * m:4 * m * h + 3 * m]
+        a3 = a[4 * m * h + 3 * m:4 * m * h + 4 * m]
+        for l in range(m):
+            a0[l] = i8(i8((qa[l] & u15) | ((hh[l] & u3) << u4)) - i8(32))
+            a1[l] = i8(i8((qb[l] & u15) | (((hh[l] >> np.uint8(2)) & u3) << u4)) - i8(32))
+            a2[l] = i8(i8((qa[l] >> u4) | (((hh[l] >> u4) & u3) << u4)) - i8(32))
+            a3[l] = i8(i8((qb[l] >> u4) | (((hh[l] >> np.uint8(6)) & u3) << u4)) - i8(32))
 
 
 @njit
@@ -1140,19 +1174,22 @@ def _q6_K_final(sums):
 
 @njit
 def vec_dot_q6_K_q8_K(n, x, y):
+    return _vec_dot_q6_K(n, x, y, _work_k(n))
+
+
+@njit
+def _vec_dot_q6_K(n, x, y, work):
     # mirrors ggml_vec_dot_q6_K_q8_K_generic: aux8 = the signed 6-bit levels, then per-lane integer sums
-    sums = np.zeros(8, np.float32)
-    aux32 = np.zeros(8, np.int32)
-    prod = np.zeros(n // x.shape[0], np.int32)      # QK_K, at run time (see _lane_isums)
-    scales = np.zeros(QK_K // 16, np.int32)
-    a = np.zeros(QK_K, np.int32)
-    for i in range(n // QK_K):
+    a, prod, aux32, scales, _, sums = work
+    for l in range(8):
+        sums[l] = f32(0.0)
+    for i in range(x.shape[0]):
         sc = x[i]["scales"]
         for j in range(QK_K // 16):
             scales[j] = sc[j]
         _q6_K_levels(x[i]["ql"], x[i]["qh"], a)
         _lane_isums(a, y[i]["qs"], scales, 1, aux32, prod)
-        _q6_K_step(fp16_to_fp32(x[i]["d"]), y[i]["d"], aux32, sums)
+        _q6_K_step(F16_TO_F32[x[i]["d"]], y[i]["d"], aux32, sums)
     return _q6_K_final(sums)
 
 
@@ -1162,7 +1199,7 @@ def vec_dot_q6_K_q8_K(n, x, y):
 
 @njit(nogil=True)
 def _q6_K_weight_ints_kernel(ql, qh, scales, out):
-    a = np.zeros(QK_K, np.int32)
+    a = np.zeros(QK_K, np.int8)
     for r in range(ql.shape[0]):
         for i in range(ql.shape[1]):
             _q6_K_levels(ql[r, i], qh[r, i], a)
@@ -1248,25 +1285,25 @@ FORMATS = [
     QuantFormat(
         name="Q3_K", type_id=11, block_size=QK_K, block_dtype=BLOCK_Q3_K, vec_dot_type="Q8_K",
         quantize=quantize_q3_K, quantize_ref=quantize_row_q3_K_ref, dequantize=dequantize_row_q3_K,
-        from_float=quantize_row_q3_K_ref, vec_dot=vec_dot_q3_K_q8_K,
+        from_float=quantize_row_q3_K_ref, vec_dot=vec_dot_q3_K_q8_K, make_work=_work_k, vec_dot_work=_vec_dot_q3_K,
         validate=validate_d,
         doc="256 values in 16 sub-blocks of 16: signed 3-bit levels, signed 6-bit scales, 3.4375 bpw"),
     QuantFormat(
         name="Q4_K", type_id=12, block_size=QK_K, block_dtype=BLOCK_Q4_K, vec_dot_type="Q8_K",
         quantize=quantize_q4_K, quantize_ref=quantize_row_q4_K_ref, dequantize=dequantize_row_q4_K,
-        from_float=quantize_row_q4_K_ref, vec_dot=vec_dot_q4_K_q8_K, int_dot=INT_DOT_Q4_K,
+        from_float=quantize_row_q4_K_ref, vec_dot=vec_dot_q4_K_q8_K, make_work=_work_k, vec_dot_work=_vec_dot_q4_K, int_dot=INT_DOT_Q4_K,
         validate=validate_d_dmin,
         doc="256 values in 8 sub-blocks of 32: 4-bit levels, 6-bit scale and min per sub-block, 4.5 bpw"),
     QuantFormat(
         name="Q5_K", type_id=13, block_size=QK_K, block_dtype=BLOCK_Q5_K, vec_dot_type="Q8_K",
         quantize=quantize_q5_K, quantize_ref=quantize_row_q5_K_ref, dequantize=dequantize_row_q5_K,
-        from_float=quantize_row_q5_K_ref, vec_dot=vec_dot_q5_K_q8_K, int_dot=INT_DOT_Q5_K,
+        from_float=quantize_row_q5_K_ref, vec_dot=vec_dot_q5_K_q8_K, make_work=_work_k, vec_dot_work=_vec_dot_q5_K, int_dot=INT_DOT_Q5_K,
         validate=validate_d_dmin,
         doc="256 values in 8 sub-blocks of 32: 5-bit levels, 6-bit scale and min per sub-block, 5.5 bpw"),
     QuantFormat(
         name="Q6_K", type_id=14, block_size=QK_K, block_dtype=BLOCK_Q6_K, vec_dot_type="Q8_K",
         quantize=quantize_q6_K, quantize_ref=quantize_row_q6_K_ref, dequantize=dequantize_row_q6_K,
-        from_float=quantize_row_q6_K_ref, vec_dot=vec_dot_q6_K_q8_K, int_dot=INT_DOT_Q6_K,
+        from_float=quantize_row_q6_K_ref, vec_dot=vec_dot_q6_K_q8_K, make_work=_work_k, vec_dot_work=_vec_dot_q6_K, int_dot=INT_DOT_Q6_K,
         validate=validate_d,
         doc="256 values in 16 sub-blocks of 16: signed 6-bit levels, int8 scales, 6.5625 bpw"),
     QuantFormat(

@@ -16,7 +16,8 @@ from __future__ import annotations
 import numpy as np
 
 from ..._jit import f32, roundf
-from ...floats import fp16_to_fp32, fp32_to_fp16
+i16, i32 = np.int16, np.int32  # see "numba widens small integers" below
+from ...floats import F16_TO_F32, fp32_to_fp16
 from ..intdot import block_int_dot
 from ..registry import QuantFormat
 from ..kquant_search import make_qkx3_quants, make_qx_quants
@@ -160,7 +161,7 @@ def quantize_q4_0(x, imatrix, blocks):
 def dequantize_row_q4_0(x, y):
     # mirrors dequantize_row_q4_0 (ggml-quants.c)
     for i in range(x.shape[0]):
-        d = fp16_to_fp32(x[i]["d"])
+        d = F16_TO_F32[x[i]["d"]]
         qs = x[i]["qs"]
         o = i * QK
         for j in range(QK // 2):
@@ -233,8 +234,8 @@ def quantize_q4_1(x, imatrix, blocks):
 def dequantize_row_q4_1(x, y):
     # mirrors dequantize_row_q4_1 (ggml-quants.c): x*d + m, two float roundings (no FMA in the scalar build)
     for i in range(x.shape[0]):
-        d = fp16_to_fp32(x[i]["d"])
-        m = fp16_to_fp32(x[i]["m"])
+        d = F16_TO_F32[x[i]["d"]]
+        m = F16_TO_F32[x[i]["m"]]
         qs = x[i]["qs"]
         o = i * QK
         for j in range(QK // 2):
@@ -299,7 +300,7 @@ def quantize_q5_0(x, imatrix, blocks):
 def dequantize_row_q5_0(x, y):
     # mirrors dequantize_row_q5_0 (ggml-quants.c)
     for i in range(x.shape[0]):
-        d = fp16_to_fp32(x[i]["d"])
+        d = F16_TO_F32[x[i]["d"]]
         qh = _load_qh(x[i]["qh"])
         qs = x[i]["qs"]
         o = i * QK
@@ -372,8 +373,8 @@ def quantize_q5_1(x, imatrix, blocks):
 def dequantize_row_q5_1(x, y):
     # mirrors dequantize_row_q5_1 (ggml-quants.c)
     for i in range(x.shape[0]):
-        d = fp16_to_fp32(x[i]["d"])
-        m = fp16_to_fp32(x[i]["m"])
+        d = F16_TO_F32[x[i]["d"]]
+        m = F16_TO_F32[x[i]["m"]]
         qh = _load_qh(x[i]["qh"])
         qs = x[i]["qs"]
         o = i * QK
@@ -425,7 +426,7 @@ def dequantize_row_q8_0(x, y):
         return
     qk = y.size // x.shape[0]  # == QK; see _RUNTIME_QK
     for i in range(x.shape[0]):
-        d = fp16_to_fp32(x[i]["d"])
+        d = F16_TO_F32[x[i]["d"]]
         qs = x[i]["qs"]
         o = i * qk
         for j in range(qk):
@@ -495,12 +496,15 @@ def _step_q8_0(sumf, xd, xm, yd, ys, sumi):
 
 @njit
 def _d(block):
-    return fp16_to_fp32(block["d"])
+    return F16_TO_F32[block["d"]]
 
 
-# Speed: the block length is taken at run time (qk, see _RUNTIME_QK) and the integer sums are int32 of int16
-# products (what the C computes: int8*int8 fits int16; a block's sum fits int32).  LLVM then vectorizes the
-# inner loops instead of fully unrolling them into scalar int64 code: 2-4x faster, the same integers.
+# Speed (what a decode step spends its time in).  numba types arithmetic on small integers as int64, which LLVM
+# cannot vectorize well; so every product and sum is cast back to the width the C computes in (i16(i16(a) * i16(b))
+# is the C's int16 product of two int8; a wrapped int32 sum equals the C's int32 sum in any order), and the block
+# length is taken at run time (half = QK/2), because a constant trip count gets fully unrolled into scalar code
+# instead of vectorized.  The F16 scales are read through F16_TO_F32, the table the scalar C build reads too.
+# Together: 2x on a Q4_0 matvec.
 
 @njit
 def vec_dot_q4_0_q8_0(n, x, y):
@@ -510,13 +514,13 @@ def vec_dot_q4_0_q8_0(n, x, y):
     for ib in range(x.shape[0]):
         xq = x[ib]["qs"]
         yq = y[ib]["qs"]
-        sumi0 = np.int32(0)
-        sumi1 = np.int32(0)
+        sumi = i32(0)
         for j in range(half):
-            q = np.int16(xq[j])
-            sumi0 += np.int32(((q & 0x0F) - np.int16(8)) * np.int16(yq[j]))
-            sumi1 += np.int32(((q >> 4) - np.int16(8)) * np.int16(yq[j + half]))
-        sumf = _step_q4_0(sumf, _d(x[ib]), f32(0.0), _d(y[ib]), f32(0.0), sumi0 + sumi1)
+            q = i16(xq[j])
+            v0 = i16(i16(q & i16(0x0F)) - i16(8))
+            v1 = i16(i16(q >> i16(4)) - i16(8))
+            sumi = i32(sumi + i32(i16(v0 * i16(yq[j]))) + i32(i16(v1 * i16(yq[j + half]))))
+        sumf = _step_q4_0(sumf, _d(x[ib]), f32(0.0), _d(y[ib]), f32(0.0), sumi)
     return sumf
 
 
@@ -528,34 +532,34 @@ def vec_dot_q4_1_q8_1(n, x, y):
     for ib in range(x.shape[0]):
         xq = x[ib]["qs"]
         yq = y[ib]["qs"]
-        sumi0 = np.int32(0)
-        sumi1 = np.int32(0)
+        sumi = i32(0)
         for j in range(half):
-            q = np.int16(xq[j])
-            sumi0 += np.int32((q & 0x0F) * np.int16(yq[j]))
-            sumi1 += np.int32((q >> 4) * np.int16(yq[j + half]))
-        sumf = _step_q4_1_q5_1(sumf, _d(x[ib]), fp16_to_fp32(x[ib]["m"]), _d(y[ib]), fp16_to_fp32(y[ib]["s"]),
-                               sumi0 + sumi1)
+            q = i16(xq[j])
+            v0 = i16(q & i16(0x0F))
+            v1 = i16(q >> i16(4))
+            sumi = i32(sumi + i32(i16(v0 * i16(yq[j]))) + i32(i16(v1 * i16(yq[j + half]))))
+        sumf = _step_q4_1_q5_1(sumf, _d(x[ib]), F16_TO_F32[x[ib]["m"]], _d(y[ib]), F16_TO_F32[y[ib]["s"]], sumi)
     return sumf
 
 
 @njit
 def vec_dot_q5_0_q8_0(n, x, y):
-    # mirrors ggml_vec_dot_q5_0_q8_0_generic (ggml-cpu/quants.c); constant QK and int64 measured fastest here
+    # mirrors ggml_vec_dot_q5_0_q8_0_generic (ggml-cpu/quants.c)
+    half = n // x.shape[0] // 2
     sumf = f32(0.0)
-    for ib in range(n // QK):
-        qh = _load_qh(x[ib]["qh"])
+    for ib in range(x.shape[0]):
+        qh = np.uint32(_load_qh(x[ib]["qh"]))
         xq = x[ib]["qs"]
         yq = y[ib]["qs"]
-        sumi0 = 0
-        sumi1 = 0
-        for j in range(QK // 2):
-            xh_0 = ((qh >> j) & 1) << 4
-            xh_1 = ((qh >> (j + 16)) & 1) << 4
-            q = int(xq[j])
-            sumi0 += (((q & 0x0F) | xh_0) - 16) * int(yq[j])
-            sumi1 += (((q >> 4) | xh_1) - 16) * int(yq[j + QK // 2])
-        sumf = _step_q5_0(sumf, _d(x[ib]), f32(0.0), _d(y[ib]), f32(0.0), sumi0 + sumi1)
+        sumi = i32(0)
+        for j in range(half):
+            xh_0 = i16(((qh >> np.uint32(j)) << np.uint32(4)) & np.uint32(0x10))
+            xh_1 = i16((qh >> np.uint32(j + 12)) & np.uint32(0x10))
+            q = i16(xq[j])
+            v0 = i16(i16(i16(q & i16(0x0F)) | xh_0) - i16(16))
+            v1 = i16(i16(i16(q >> i16(4)) | xh_1) - i16(16))
+            sumi = i32(sumi + i32(i16(v0 * i16(yq[j]))) + i32(i16(v1 * i16(yq[j + half]))))
+        sumf = _step_q5_0(sumf, _d(x[ib]), f32(0.0), _d(y[ib]), f32(0.0), sumi)
     return sumf
 
 
@@ -568,16 +572,15 @@ def vec_dot_q5_1_q8_1(n, x, y):
         qh = np.uint32(_load_qh(x[ib]["qh"]))
         xq = x[ib]["qs"]
         yq = y[ib]["qs"]
-        sumi0 = np.int32(0)
-        sumi1 = np.int32(0)
+        sumi = i32(0)
         for j in range(half):
-            xh_0 = np.int16(((qh >> np.uint32(j)) << np.uint32(4)) & np.uint32(0x10))
-            xh_1 = np.int16((qh >> np.uint32(j + 12)) & np.uint32(0x10))
-            q = np.int16(xq[j])
-            sumi0 += np.int32(((q & 0x0F) | xh_0) * np.int16(yq[j]))
-            sumi1 += np.int32(((q >> 4) | xh_1) * np.int16(yq[j + half]))
-        sumf = _step_q4_1_q5_1(sumf, _d(x[ib]), fp16_to_fp32(x[ib]["m"]), _d(y[ib]), fp16_to_fp32(y[ib]["s"]),
-                               sumi0 + sumi1)
+            xh_0 = i16(((qh >> np.uint32(j)) << np.uint32(4)) & np.uint32(0x10))
+            xh_1 = i16((qh >> np.uint32(j + 12)) & np.uint32(0x10))
+            q = i16(xq[j])
+            v0 = i16(i16(q & i16(0x0F)) | xh_0)
+            v1 = i16(i16(q >> i16(4)) | xh_1)
+            sumi = i32(sumi + i32(i16(v0 * i16(yq[j]))) + i32(i16(v1 * i16(yq[j + half]))))
+        sumf = _step_q4_1_q5_1(sumf, _d(x[ib]), F16_TO_F32[x[ib]["m"]], _d(y[ib]), F16_TO_F32[y[ib]["s"]], sumi)
     return sumf
 
 
@@ -589,9 +592,9 @@ def vec_dot_q8_0_q8_0(n, x, y):
     for ib in range(x.shape[0]):
         xq = x[ib]["qs"]
         yq = y[ib]["qs"]
-        sumi = np.int32(0)
+        sumi = i32(0)
         for j in range(qk):
-            sumi += np.int32(np.int16(xq[j]) * np.int16(yq[j]))
+            sumi = i32(sumi + i32(i16(i16(xq[j]) * i16(yq[j]))))
         sumf = _step_q8_0(sumf, _d(x[ib]), f32(0.0), _d(y[ib]), f32(0.0), sumi)
     return sumf
 

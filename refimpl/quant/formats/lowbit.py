@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..._jit import add_nan_from_first, f32, f32_from_bits, f32_to_bits, mul_nan_from_first, njit, roundf
-from ...floats import fp16_to_fp32, fp32_to_fp16
+from ...floats import F16_TO_F32, fp32_to_fp16
 from ..registry import QuantFormat
 from .legacy import BLOCK_Q8_0  # the activation blocks vec_dot reads: F16 d, int8 qs[32]
 
@@ -57,7 +57,7 @@ def dequantize_row_q1_0(blocks, y):
     # sign bit with the inverted bit: the same bits, without a branch per element.
     qk = QK1_0
     for i in range(blocks.shape[0]):
-        d_bits = f32_to_bits(fp16_to_fp32(blocks[i]["d"]))
+        d_bits = f32_to_bits(F16_TO_F32[blocks[i]["d"]])
         qs = blocks[i]["qs"]
         for j in range(qk):
             bit = (np.uint32(qs[j >> 3]) >> np.uint32(j & 7)) & np.uint32(1)
@@ -113,7 +113,7 @@ def dequantize_row_q2_0(blocks, y):
     # mirrors dequantize_row_q2_0 (ggml-quants.c): 00 = -1, 01 = 0, 10 = +1, 11 = +2 (times d)
     qk = QK2_0
     for i in range(blocks.shape[0]):
-        d = fp16_to_fp32(blocks[i]["d"])
+        d = F16_TO_F32[blocks[i]["d"]]
         qs = blocks[i]["qs"]
         for b in range(qk // 4):
             q = int(qs[b])
@@ -141,12 +141,12 @@ def vec_dot_q1_0_q8_0(n, x, y):
     # each gets its own float scale product, summed in float per Q1_0 block, then scaled by the Q1_0 d
     sumf = f32(0.0)
     for i in range(n // QK1_0):
-        d0 = fp16_to_fp32(x[i]["d"])
+        d0 = F16_TO_F32[x[i]["d"]]
         xq = x[i]["qs"]
         sumi = f32(0.0)
         for k in range(4):
             yb = y[i * 4 + k]
-            d1 = fp16_to_fp32(yb["d"])
+            d1 = F16_TO_F32[yb["d"]]
             yq = yb["qs"]
             # C sums (bit ? qy : -qy) as int (so -(-128) = 128); written as qy * (2*bit - 1), without a branch
             sumi_block = np.int32(0)
@@ -166,12 +166,12 @@ def vec_dot_q2_0_q8_0(n, x, y):
     # mirrors ggml_vec_dot_q2_0_q8_0_generic (ggml-cpu/quants.c): one Q2_0 block (64) spans two Q8_0 blocks
     sumf = f32(0.0)
     for i in range(n // QK2_0):
-        d0 = fp16_to_fp32(x[i]["d"])
+        d0 = F16_TO_F32[x[i]["d"]]
         xq = x[i]["qs"]
         sumi = f32(0.0)
         for k in range(2):
             yb = y[i * 2 + k]
-            d1 = fp16_to_fp32(yb["d"])
+            d1 = F16_TO_F32[yb["d"]]
             yq = yb["qs"]
             sumi_block = np.int32(0)
             for j in range(QK2_0 // 2):  # element j of this half: byte j/4, bits 2*(j%4)

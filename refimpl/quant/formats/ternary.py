@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..._jit import add_nan_from_first, f32, mul_nan_from_first, njit, roundf
-from ...floats import fp16_to_fp32, fp32_to_fp16
+from ...floats import F16_TO_F32, fp32_to_fp16
 from ..registry import QuantFormat
 from .kquants import BLOCK_Q8_K  # the activation blocks vec_dot reads: float32 d, int8 qs[256], int16 bsums[16]
 
@@ -112,7 +112,7 @@ def dequantize_row_tq1_0(blocks, y):
     # (float)(xi - 1) * d is computed per element, as in C: precomputing -1.0f * d would let LLVM turn it into a
     # negation, which flips the sign of a NaN scale where x86's multiply keeps it.
     for i in range(blocks.shape[0]):
-        d = fp16_to_fp32(blocks[i]["d"])
+        d = F16_TO_F32[blocks[i]["d"]]
         qs = blocks[i]["qs"]
         qh = blocks[i]["qh"]
         off = i * QK_K
@@ -166,7 +166,7 @@ def quantize_tq2_0(x, imatrix, blocks):
 def dequantize_row_tq2_0(blocks, y):
     # mirrors dequantize_row_tq2_0 (ggml-quants.c); code 3 (never written by ggml) decodes to 2*d
     for i in range(blocks.shape[0]):
-        d = fp16_to_fp32(blocks[i]["d"])
+        d = F16_TO_F32[blocks[i]["d"]]
         qs = blocks[i]["qs"]
         off = i * QK_K
         # C walks (half j, shift l, byte m); here each byte's four codes are decoded together (same outputs)
@@ -216,7 +216,7 @@ def vec_dot_tq1_0_q8_K(n, x, y):
                 total += (int(_trit(b, l)) - 1) * np.int64(yq[240 + l * 4 + j])
         # (float) sum * (GGML_CPU_FP16_TO_FP32(x.d) * y.d).  NaN payloads when several scales are NaN follow
         # ggml's compiled code: x.d over y.d, and the new term over sumf (the last NaN block wins; measured)
-        term = f32(total) * mul_nan_from_first(fp16_to_fp32(x[i]["d"]), y[i]["d"])
+        term = f32(total) * mul_nan_from_first(F16_TO_F32[x[i]["d"]], y[i]["d"])
         sumf = add_nan_from_first(term, sumf)
     return sumf
 
@@ -236,7 +236,7 @@ def vec_dot_tq2_0_q8_K(n, x, y):
                     total += np.int64(yq[j * 128 + l * 32 + m]) * (((b >> (l * 2)) & 3) - 1)
         # y.d * GGML_CPU_FP16_TO_FP32(x.d); with NaN in both, ggml's code keeps x.d's, and across blocks the first
         # NaN stays (measured on the oracle)
-        d = mul_nan_from_first(fp16_to_fp32(x[i]["d"]), y[i]["d"])
+        d = mul_nan_from_first(F16_TO_F32[x[i]["d"]], y[i]["d"])
         sumf = add_nan_from_first(sumf, f32(total) * d)
     return sumf
 
