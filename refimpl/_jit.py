@@ -75,6 +75,55 @@ else:
         return types.float32(u), codegen
 
 
+# ------------------------------------------------------------------------------------------ eight int32 lanes
+# ggml's K-quant dot products (ggml_vec_dot_q{2..6}_K_q8_K_generic) keep eight int32 partial sums, aux32[0..7]:
+# for each 8 levels a and activations q8, aux16[l] = q8[l] * a[l]; aux32[l] += scale * aux16[l].  The lanes must
+# stay separate (each is rounded to float on its own), and LLVM will not vectorize an 8-long loop reached from
+# numba without run-time checks that cost more than the work; so this one step is written as the eight-lane vector
+# operation it is.  Exact integer semantics: int8 x int8 -> int16 product, widened, times the int32 scale, added
+# with int32 wrap-around, as the C.  The caller keeps off + 8 within a and b (no bounds check).
+
+if JIT_DISABLED:
+
+    def lanes8_madd(acc, a, b, off, scale):
+        """acc[l] += scale * int16(a[off + l] * b[off + l]) for l = 0..7, in int32 (wrapping)."""
+        prod = a[off:off + 8].astype(np.int16) * b[off:off + 8].astype(np.int16)
+        acc[:8] = (acc[:8].astype(np.int64) + np.int64(scale) * prod.astype(np.int64)).astype(np.int32)
+
+else:
+
+    @intrinsic
+    def lanes8_madd(typingctx, acc, a, b, off, scale):
+        """acc[l] += scale * int16(a[off + l] * b[off + l]) for l = 0..7, in int32 (wrapping)."""
+        int8s = (types.int8, types.uint8)
+        if not (isinstance(acc, types.Array) and acc.dtype == types.int32 and isinstance(a, types.Array)
+                and isinstance(b, types.Array) and a.dtype in int8s and b.dtype in int8s
+                and isinstance(off, types.Integer) and isinstance(scale, types.Integer)):
+            return None
+
+        def codegen(context, builder, sig, args):
+            acc_v, a_v, b_v, off_v, scale_v = args
+            acc_a, a_a, b_a = (context.make_array(t)(context, builder, v) for t, v in zip(sig.args[:3], args[:3]))
+            off64 = context.cast(builder, off_v, sig.args[3], types.intp)
+            scale32 = context.cast(builder, scale_v, sig.args[4], types.int32)
+            v8 = lambda bits: ir.VectorType(ir.IntType(bits), 8)  # noqa: E731
+
+            def load8(arr, dtype):
+                ptr = builder.bitcast(builder.gep(arr.data, [off64]), v8(8).as_pointer())
+                v = builder.load(ptr, align=1)
+                return builder.zext(v, v8(16)) if dtype == types.uint8 else builder.sext(v, v8(16))
+
+            prod = builder.mul(load8(a_a, sig.args[1].dtype), load8(b_a, sig.args[2].dtype))
+            splat = builder.insert_element(ir.Constant(v8(32), ir.Undefined), scale32, ir.Constant(ir.IntType(32), 0))
+            splat = builder.shuffle_vector(splat, ir.Constant(v8(32), ir.Undefined), ir.Constant(v8(32), [0] * 8))
+            acc_ptr = builder.bitcast(acc_a.data, v8(32).as_pointer())
+            total = builder.add(builder.load(acc_ptr, align=4), builder.mul(splat, builder.sext(prod, v8(32))))
+            builder.store(total, acc_ptr, align=4)
+            return context.get_dummy_value()
+
+        return types.void(acc, a, b, off, scale), codegen
+
+
 @njit
 def roundf(x):
     """C ``roundf``: nearest integer, halfway cases away from zero (returned as float32)."""

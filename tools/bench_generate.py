@@ -5,7 +5,7 @@
 
 llama.cpp runs through the installed ``llama_cpp`` package with its shared libraries taken from ``--llama-lib``
 (default ``$REFIMPL_SIMD_LIB``; llama-cpp-python's LLAMA_CPP_LIB_PATH): the issue's comparison is against a SIMD
-build (``pip install llama-cpp-python==0.3.36`` without the CMAKE_ARGS of the oracle), not the scalar oracle.
+build (``CMAKE_ARGS="-DGGML_NATIVE=ON" pip install --no-cache-dir llama-cpp-python==0.3.36`` in its own venv), not the scalar oracle.
 The build's features are printed.  Random weights (speed does not depend on them): n_embd 576, 30 layers,
 9 heads, 3 KV heads, ff 1536, vocab 49152, tied embeddings.  Prompt: ``--prompt`` tokens in one batch, logits of
 the last only (llama.cpp's default); decode: ``--gen`` greedy tokens one at a time.  Prints tokens/s for both

@@ -4,8 +4,8 @@ vs numpy float32 matmul on dequantized weights.
 
     REFIMPL_ORACLE_LIB=/path/to/simd-build/llama_cpp/lib python tools/bench_matmul.py [TYPES…] [-t 2]
 
-Point REFIMPL_ORACLE_LIB at the lib/ folder of a *SIMD* llama-cpp-python install (a plain
-`pip install llama-cpp-python==0.3.36` builds one for this CPU): that is what users run.  Shapes: matvec
+Point REFIMPL_ORACLE_LIB at the lib/ folder of a *SIMD* llama-cpp-python install (built by
+`CMAKE_ARGS="-DGGML_NATIVE=ON" pip install --no-cache-dir llama-cpp-python==0.3.36` in its own venv): that is what users run.  Shapes: matvec
 4096x4096 · 4096, matmul 4096x4096 · 4096x32.  Figures are GFLOP/s (2·rows·cols·tokens / time, best of --repeat).
 """
 from __future__ import annotations

@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..._jit import add_nan_from_first as _add_nan_first
-from ..._jit import f32, f32_to_bits, nearest_int
+from ..._jit import f32, f32_to_bits, lanes8_madd, nearest_int
 from ..._jit import mul_nan_from_first as _mul_nan_first
 from ...floats import F16_TO_F32, fp16_to_fp32_row, fp32_to_fp16
 from ..kquant_search import (GROUP_MAX_EPS, c_int8, get_scale_min_k4, make_q3_quants, make_qkx2_quants,
@@ -884,36 +884,29 @@ def vec_dot_q2_K_q8_K(n, x, y):
     return sumf
 
 
-# Speed of the vec_dot kernels below (what a decode step spends its time in).  Three habits make LLVM turn these
-# scalar loops into SIMD code, each worth 2-30x here: (1) numba types arithmetic on small integers as int64, so
-# every product and sum is cast back to the width the C computes in (i16(i16(a) * i16(b)) is the C's int16
-# product; a wrapped int32 sum equals the C's int32 sum in any order); (2) inner loop lengths are taken from a
-# run-time value (the scratch arrays' sizes), because a constant length such as 32 gets fully unrolled into
-# scalar code instead of vectorized; (3) loops index slices with the bare loop variable.  The scratch arrays
-# come from _work_k (one set per thread in matmul, see QuantFormat.make_work), not from an allocation per call.
+# Speed of the vec_dot kernels below (what a decode step spends its time in).  numba types arithmetic on small
+# integers as int64, so level arithmetic is cast back to the C's widths, and inner loop lengths come from a run-time
+# value (the scratch arrays' sizes): a constant length such as 32 gets fully unrolled into scalar code instead of
+# vectorized.  The eight lanes of the integer sums are one vector step each (refimpl._jit.lanes8_madd).  Scratch
+# arrays come from _work_k (one set per thread in matmul, see QuantFormat.make_work), not from an allocation per call.
 
 @njit
 def _work_k(n):
-    # levels (aux8), int16 products, per-lane int32 sums (aux32), scales, mins, float lane sums (sums)
-    return (np.zeros(QK_K, np.int8), np.zeros(QK_K, np.int16), np.zeros(8, np.int32),
-            np.zeros(QK_K // 16, np.int32), np.zeros(QK_K // 32, np.int32), np.zeros(8, np.float32))
+    # levels (aux8), per-lane int32 sums (aux32), scales, mins, float lane sums (sums)
+    return (np.zeros(QK_K, np.int8), np.zeros(8, np.int32), np.zeros(QK_K // 16, np.int32),
+            np.zeros(QK_K // 32, np.int32), np.zeros(8, np.float32))
 
 
 @njit
-def _lane_isums(a, q8, scales, group, aux32, prod):
-    # aux32[l] = sum over groups of 16 j of scale[j / group16] * ((q8*a)[16j + l] + (q8*a)[16j + 8 + l]), l = 0..7:
-    # the C's aux16/aux32 loops (integer, exact: int32 wraps alike in any order, so regrouping is allowed)
-    for k in range(prod.size):
-        prod[k] = i16(i16(q8[k]) * i16(a[k]))
-    nl = aux32.size
-    for l in range(nl):
-        aux32[l] = i32(0)
-    for j in range(prod.size // 16):
-        scale = i32(scales[j // group])
-        lo = prod[16 * j:16 * j + 8]
-        hi = prod[16 * j + 8:16 * j + 16]
-        for l in range(nl):
-            aux32[l] = i32(aux32[l] + i32(scale * i32(i32(lo[l]) + i32(hi[l]))))
+def _lane_isums(a, q8, scales, scale_shift, aux32):
+    # aux32[l] = sum over the 16-level groups j of scale[j >> scale_shift] * (q8*a)[16j + l] + (q8*a)[16j + 8 + l],
+    # l = 0..7: the C's aux16/aux32 loops, eight levels at a time (scale_shift 1: one scale per 32 levels)
+    for l in range(8):
+        aux32[l] = 0
+    for j in range(a.size // 16):
+        scale = scales[j >> scale_shift]
+        lanes8_madd(aux32, a, q8, 16 * j, scale)
+        lanes8_madd(aux32, a, q8, 16 * j + 8, scale)
 
 
 @njit
@@ -930,7 +923,7 @@ def vec_dot_q3_K_q8_K(n, x, y):
 @njit
 def _vec_dot_q3_K(n, x, y, work):
     # mirrors ggml_vec_dot_q3_K_q8_K_generic: aux8 = the signed 3-bit levels, then per-lane integer sums
-    a, prod, aux32, scales, _, sums = work
+    a, aux32, scales, _, sums = work
     m = a.size // 8                                  # 32, at run time
     for l in range(8):
         sums[l] = f32(0.0)
@@ -951,7 +944,7 @@ def _vec_dot_q3_K(n, x, y, work):
             ak = a[m * k:m * k + m]
             for l in range(m):
                 ak[l] = i8(i8(((qq[l] >> shift) & u3) | (((hm[l] >> hshift) & u1) << np.uint8(2))) - i8(4))
-        _lane_isums(a, y[i]["qs"], scales, 1, aux32, prod)
+        _lane_isums(a, y[i]["qs"], scales, 0, aux32)
         _lane_sums_to_float(_mul_nan_first(F16_TO_F32[x[i]["d"]], y[i]["d"]), aux32, sums)
     sumf = f32(0.0)
     for l in range(8):
@@ -1030,7 +1023,7 @@ def vec_dot_q4_K_q8_K(n, x, y):
 @njit
 def _vec_dot_q4_K(n, x, y, work):
     # mirrors ggml_vec_dot_q4_K_q8_K_generic
-    a, prod, aux32, scales, mins, sums = work
+    a, aux32, scales, mins, sums = work
     for l in range(8):
         sums[l] = f32(0.0)
     no_qh = x[0]["qs"][:0]
@@ -1038,7 +1031,7 @@ def _vec_dot_q4_K(n, x, y, work):
     for i in range(x.shape[0]):
         sumi = _q45_K_block_mins(x[i]["scales"], y[i]["bsums"], scales, mins)
         _q45_K_levels(x[i]["qs"], no_qh, a)
-        _lane_isums(a, y[i]["qs"], scales, 2, aux32, prod)
+        _lane_isums(a, y[i]["qs"], scales, 1, aux32)
         sumf = _q45_K_step(sumf, F16_TO_F32[x[i]["d"]], F16_TO_F32[x[i]["dmin"]], y[i]["d"], aux32, sums, sumi)
     return _q4_K_final(sums, sumf)
 
@@ -1051,14 +1044,14 @@ def vec_dot_q5_K_q8_K(n, x, y):
 @njit
 def _vec_dot_q5_K(n, x, y, work):
     # mirrors ggml_vec_dot_q5_K_q8_K_generic (the Q4_K loop plus the fifth bit from qh)
-    a, prod, aux32, scales, mins, sums = work
+    a, aux32, scales, mins, sums = work
     for l in range(8):
         sums[l] = f32(0.0)
     sumf = f32(0.0)
     for i in range(x.shape[0]):
         sumi = _q45_K_block_mins(x[i]["scales"], y[i]["bsums"], scales, mins)
         _q45_K_levels(x[i]["qs"], x[i]["qh"], a)
-        _lane_isums(a, y[i]["qs"], scales, 2, aux32, prod)
+        _lane_isums(a, y[i]["qs"], scales, 1, aux32)
         sumf = _q45_K_step(sumf, F16_TO_F32[x[i]["d"]], F16_TO_F32[x[i]["dmin"]], y[i]["d"], aux32, sums, sumi)
     return _q5_K_final(sums, sumf)
 
@@ -1180,7 +1173,7 @@ def vec_dot_q6_K_q8_K(n, x, y):
 @njit
 def _vec_dot_q6_K(n, x, y, work):
     # mirrors ggml_vec_dot_q6_K_q8_K_generic: aux8 = the signed 6-bit levels, then per-lane integer sums
-    a, prod, aux32, scales, _, sums = work
+    a, aux32, scales, _, sums = work
     for l in range(8):
         sums[l] = f32(0.0)
     for i in range(x.shape[0]):
@@ -1188,7 +1181,7 @@ def _vec_dot_q6_K(n, x, y, work):
         for j in range(QK_K // 16):
             scales[j] = sc[j]
         _q6_K_levels(x[i]["ql"], x[i]["qh"], a)
-        _lane_isums(a, y[i]["qs"], scales, 1, aux32, prod)
+        _lane_isums(a, y[i]["qs"], scales, 0, aux32)
         _q6_K_step(F16_TO_F32[x[i]["d"]], y[i]["d"], aux32, sums)
     return _q6_K_final(sums)
 
