@@ -11,7 +11,8 @@ from __future__ import annotations
 import numpy as np
 
 from .. import quant
-from ..floats import fp16_to_fp32_row, fp32_to_fp16_row
+from .._jit import njit
+from ..floats import F16_TO_F32, fp32_to_fp16
 
 CACHE_TYPES = ("f16", "f32", "q8_0")
 KV_PAD = 256        # llama_context pads n_ctx to 256; llama_kv_cache::get_n_kv pads the attended cells to 256
@@ -45,12 +46,6 @@ class KVCache:
                        for _ in range(n_layer)] if type_k == "q8_0" else None)
         self.used = 0
 
-    @staticmethod
-    def _round(x: np.ndarray, t: str) -> np.ndarray:
-        if t == "f16":
-            return fp16_to_fp32_row(fp32_to_fp16_row(x.reshape(-1))).reshape(x.shape)
-        return x
-
     def n_kv(self, used: int) -> int:
         """llama_kv_cache::get_n_kv: how many cells the attention ops span (padded; masked cells add zeros)."""
         return min(self.size, max(KV_PAD, _pad(used, KV_PAD)))
@@ -65,5 +60,26 @@ class KVCache:
             self.k_raw[il][:, p0:p1] = raw.reshape(k.shape[0], k.shape[1], -1).transpose(1, 0, 2)
             self.k[il][:, p0:p1] = quant.dequantize(raw, "Q8_0").reshape(k.shape).transpose(1, 0, 2)
         else:
-            self.k[il][:, p0:p1] = self._round(k, self.type_k).transpose(1, 0, 2)
-        self.v[il][:, :, p0:p1] = self._round(v, self.type_v).transpose(1, 2, 0)
+            _store_k(self.k[il], p0, np.ascontiguousarray(k, dtype=np.float32), self.type_k == "f16")
+        _store_v(self.v[il], p0, np.ascontiguousarray(v, dtype=np.float32), self.type_v == "f16")
+
+
+# ggml_set_rows into an F16 cache converts with ggml's fp32->fp16; the cache keeps the float32 value of that half.
+# One kernel per layout, so a decode step's store is two calls into numba rather than a dozen numpy passes.
+
+@njit
+def _store_k(cache, p0, k, f16):
+    # cache (n_head_kv, n_cells, hd) <- k (n_tokens, n_head_kv, hd) at cells p0..
+    for t in range(k.shape[0]):
+        for h in range(k.shape[1]):
+            for d in range(k.shape[2]):
+                cache[h, p0 + t, d] = F16_TO_F32[fp32_to_fp16(k[t, h, d])] if f16 else k[t, h, d]
+
+
+@njit
+def _store_v(cache, p0, v, f16):
+    # cache (n_head_kv, hd, n_cells) <- v (n_tokens, n_head_kv, hd) at cells p0.. (llama.cpp's v_trans layout)
+    for t in range(v.shape[0]):
+        for h in range(v.shape[1]):
+            for d in range(v.shape[2]):
+                cache[h, d, p0 + t] = F16_TO_F32[fp32_to_fp16(v[t, h, d])] if f16 else v[t, h, d]

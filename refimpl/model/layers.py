@@ -22,7 +22,7 @@ import numpy as np
 from numba import prange
 
 from .._jit import f32, f32_from_bits, f32_to_bits, njit
-from ..floats import fp16_to_fp32, fp32_to_fp16
+from ..floats import F16_TO_F32, fp16_to_fp32, fp32_to_fp16
 
 # ----------------------------------------------------------------------------------------------- exp and friends
 
@@ -167,7 +167,7 @@ def _gelu_rows(x, table, out):
             elif v >= f32(10.0):
                 out[r, i] = v
             else:
-                out[r, i] = fp16_to_fp32(table[np.int64(fp32_to_fp16(v))])
+                out[r, i] = F16_TO_F32[table[np.int64(fp32_to_fp16(v))]]
 
 
 @njit
@@ -182,7 +182,7 @@ def _geglu_rows(x, g, table, out):
             elif v >= f32(10.0):
                 out[r, i] = v * g[r, i]
             else:
-                out[r, i] = fp16_to_fp32(table[np.int64(fp32_to_fp16(v))]) * g[r, i]
+                out[r, i] = F16_TO_F32[table[np.int64(fp32_to_fp16(v))]] * g[r, i]
 
 
 def gelu(x: np.ndarray) -> np.ndarray:
@@ -449,7 +449,7 @@ def _attention_impl(q, k_cache, v_cache, kq_pre, positions, n_kv, window, kq_sca
             lo = max(0, p - window + 1)
         qh = np.empty(hd, dtype=np.float32)
         for d in range(hd):
-            qh[d] = fp16_to_fp32(fp32_to_fp16(q[t, h, d])) if k_f16 else q[t, h, d]
+            qh[d] = F16_TO_F32[fp32_to_fp16(q[t, h, d])] if k_f16 else q[t, h, d]
         w = np.empty(n_kv, dtype=np.float32)
         if kq_pre.shape[0] > 0:
             for j in range(lo, hi):
@@ -469,7 +469,7 @@ def _attention_impl(q, k_cache, v_cache, kq_pre, positions, n_kv, window, kq_sca
         inv = f32(1.0 / s)
         for j in range(lo, hi):
             v = e[j] * inv
-            e[j] = fp16_to_fp32(fp32_to_fp16(v)) if v_f16 else v
+            e[j] = F16_TO_F32[fp32_to_fp16(v)] if v_f16 else v
         _dots_f64(v_cache[kvh], e, 0, v_cache.shape[1], out[t, h], lo, hi)
 
 

@@ -90,6 +90,15 @@ def _make_matmul_rows_work(vec_dot_work, make_work):
     return matmul_rows
 
 
+def _make_quantize_and_multiply(convert_rows, matmul_rows):
+    @numba.njit(cache=False)
+    def quantize_and_multiply(x, x_blocks, n, w_blocks, out):
+        # the whole vec_dot path in one call from Python (each call into numba costs microseconds)
+        convert_rows(x, x_blocks)
+        matmul_rows(n, w_blocks, x_blocks, out)
+    return quantize_and_multiply
+
+
 def _make_convert_rows(conv):
     @numba.njit(cache=False)
     def convert_rows(x, out_blocks):
@@ -177,6 +186,10 @@ class WeightMatrix:
         else:
             self._rows = _driver("matmul", self.fmt.vec_dot)
         self._convert = _driver("convert", self.vfmt.from_float or self.vfmt.quantize_ref)
+        key = ("quantize_and_multiply", self._convert, self._rows)
+        if key not in _DRIVERS:
+            _DRIVERS[key] = _make_quantize_and_multiply(self._convert, self._rows)
+        self._quantize_and_multiply = _DRIVERS[key]
 
     def matmul(self, x, path: str = "auto") -> np.ndarray:
         fmt, vfmt, n = self.fmt, self.vfmt, self.n
@@ -194,12 +207,13 @@ class WeightMatrix:
         out = np.empty((x2.shape[0], self.blocks.shape[0]), dtype=np.float32)
         use_int_dot = fmt.int_dot is not None and (
             path == "int_dot" or (path == "auto" and (self.prepared is not None or x2.shape[0] >= INT_DOT_MIN_TOKENS)))
-        with np.errstate(all="ignore"):
-            self._convert(x2, xb)                          # quantize_activations
-            if use_int_dot:
+        if use_int_dot:
+            with np.errstate(all="ignore"):
+                self._convert(x2, xb)                      # quantize_activations
                 intdot.matmul_blocks(self.blocks, fmt, xb, out, self.prepared)
-            else:
-                self._rows(n, self.blocks, xb, out)
+        else:
+            # numba kernels do not consult numpy's errstate (C float semantics: no traps), so no context here
+            self._quantize_and_multiply(x2, xb, n, self.blocks, out)
         return out[0] if x.ndim == 1 else out
 
 
