@@ -542,76 +542,49 @@ def vec_dot_q4_1_q8_1(n, x, y):
     return sumf
 
 
-# The fifth bits of Q5_0/Q5_1: bit j of the 32-bit qh is level j's bit 4.  Spread to one byte per level through a
-# 256-entry table (8 bytes per qh byte) so that the level loop below reads them contiguously and vectorizes
-# (a variable shift per level does not); the scratch is QuantFormat.make_work's.
-def _qh_spread_table() -> np.ndarray:
-    bits = (np.arange(256, dtype=np.uint16)[:, None] >> np.arange(8, dtype=np.uint16)) & 1
-    return np.ascontiguousarray((bits << 4).astype(np.uint8)).view(np.uint64).reshape(256)
-
-
-QH_SPREAD = _qh_spread_table()      # QH_SPREAD[b] viewed as 8 bytes: 16 * bit t of b, t = 0..7
-
-
-@njit
-def _work_q5(n):
-    return (np.zeros(4, np.uint64),)
-
-
-@njit
-def _spread_qh(qh_bytes, spread):
-    # spread (4 x uint64) viewed as 32 bytes: byte j = 16 if bit j of qh is set, else 0
-    for b in range(4):
-        spread[b] = QH_SPREAD[qh_bytes[b]]
+# The fifth bits of Q5_0/Q5_1: bit j of the 32-bit qh is level j's bit 4.  Tested against a table of single-bit
+# masks (QH_BIT[j] = 1 << j) so the level loop vectorizes: a shift by the loop index does not (numba computes it
+# in 64-bit lanes).
+QH_BIT = (np.uint32(1) << np.arange(32, dtype=np.uint32)).astype(np.uint32)
 
 
 @njit
 def vec_dot_q5_0_q8_0(n, x, y):
-    return _vec_dot_q5_0(n, x, y, _work_q5(n))
-
-
-@njit
-def _vec_dot_q5_0(n, x, y, work):
     # mirrors ggml_vec_dot_q5_0_q8_0_generic (ggml-cpu/quants.c)
     half = n // x.shape[0] // 2
-    spread = work[0]
-    xh = spread.view(np.uint8)
+    bit_lo = QH_BIT[:half]
+    bit_hi = QH_BIT[half:2 * half]
     sumf = f32(0.0)
     for ib in range(x.shape[0]):
-        _spread_qh(x[ib]["qh"], spread)
+        qh = np.uint32(_load_qh(x[ib]["qh"]))
         xq = x[ib]["qs"]
         yq = y[ib]["qs"]
         sumi = i32(0)
         for j in range(half):
             q = i16(xq[j])
-            v0 = i16(i16(i16(q & i16(0x0F)) | i16(xh[j])) - i16(16))
-            v1 = i16(i16(i16(q >> i16(4)) | i16(xh[j + half])) - i16(16))
-            sumi = i32(sumi + i32(i16(v0 * i16(yq[j]))) + i32(i16(v1 * i16(yq[j + half]))))
+            v0 = i16(i16(q & i16(0x0F)) | (i16(16) if qh & bit_lo[j] else i16(0))) - i16(16)
+            v1 = i16(i16(q >> i16(4)) | (i16(16) if qh & bit_hi[j] else i16(0))) - i16(16)
+            sumi = i32(sumi + i32(i16(i16(v0) * i16(yq[j]))) + i32(i16(i16(v1) * i16(yq[j + half]))))
         sumf = _step_q5_0(sumf, _d(x[ib]), f32(0.0), _d(y[ib]), f32(0.0), sumi)
     return sumf
 
 
 @njit
 def vec_dot_q5_1_q8_1(n, x, y):
-    return _vec_dot_q5_1(n, x, y, _work_q5(n))
-
-
-@njit
-def _vec_dot_q5_1(n, x, y, work):
     # mirrors ggml_vec_dot_q5_1_q8_1_generic (ggml-cpu/quants.c)
     half = n // x.shape[0] // 2
-    spread = work[0]
-    xh = spread.view(np.uint8)
+    bit_lo = QH_BIT[:half]
+    bit_hi = QH_BIT[half:2 * half]
     sumf = f32(0.0)
     for ib in range(x.shape[0]):
-        _spread_qh(x[ib]["qh"], spread)
+        qh = np.uint32(_load_qh(x[ib]["qh"]))
         xq = x[ib]["qs"]
         yq = y[ib]["qs"]
         sumi = i32(0)
         for j in range(half):
             q = i16(xq[j])
-            v0 = i16(i16(q & i16(0x0F)) | i16(xh[j]))
-            v1 = i16(i16(q >> i16(4)) | i16(xh[j + half]))
+            v0 = i16(i16(q & i16(0x0F)) | (i16(16) if qh & bit_lo[j] else i16(0)))
+            v1 = i16(i16(q >> i16(4)) | (i16(16) if qh & bit_hi[j] else i16(0)))
             sumi = i32(sumi + i32(i16(v0 * i16(yq[j]))) + i32(i16(v1 * i16(yq[j + half]))))
         sumf = _step_q4_1_q5_1(sumf, _d(x[ib]), F16_TO_F32[x[ib]["m"]], _d(y[ib]), F16_TO_F32[y[ib]["s"]], sumi)
     return sumf
@@ -702,13 +675,11 @@ FORMATS = [
                 doc="4-bit with minimum, F16 scale and min: x = d * q + m"),
     QuantFormat("Q5_0", 6, QK, BLOCK_Q5_0, "Q8_0",
                 quantize=quantize_q5_0, quantize_ref=quantize_row_q5_0_ref, dequantize=dequantize_row_q5_0,
-                validate=_validate_d, from_float=quantize_row_q5_0_ref, vec_dot=vec_dot_q5_0_q8_0,
-                make_work=_work_q5, vec_dot_work=_vec_dot_q5_0, int_dot=INT_DOT_Q5_0,
+                validate=_validate_d, from_float=quantize_row_q5_0_ref, vec_dot=vec_dot_q5_0_q8_0, int_dot=INT_DOT_Q5_0,
                 doc="5-bit symmetric, F16 scale: x = d * (q - 16)"),
     QuantFormat("Q5_1", 7, QK, BLOCK_Q5_1, "Q8_1",
                 quantize=quantize_q5_1, quantize_ref=quantize_row_q5_1_ref, dequantize=dequantize_row_q5_1,
-                validate=_validate_dm, from_float=quantize_row_q5_1_ref, vec_dot=vec_dot_q5_1_q8_1,
-                make_work=_work_q5, vec_dot_work=_vec_dot_q5_1, int_dot=INT_DOT_Q5_1,
+                validate=_validate_dm, from_float=quantize_row_q5_1_ref, vec_dot=vec_dot_q5_1_q8_1, int_dot=INT_DOT_Q5_1,
                 doc="5-bit with minimum, F16 scale and min: x = d * q + m"),
     QuantFormat("Q8_0", 8, QK, BLOCK_Q8_0, "Q8_0",
                 quantize=quantize_q8_0, quantize_ref=quantize_row_q8_0_ref, dequantize=dequantize_row_q8_0,
