@@ -398,31 +398,40 @@ def softmax_sse2_sum(w, n_kv, valid_lo, valid_hi, mx, out):
 def _dots_f64(rows, vec, lo, hi, out, col_lo=0, col_hi=-1):
     """out[i] = f32(sum over c in [col_lo, col_hi) of f64(rows[i, c] * vec[c])) for rows i in [lo, hi) (all
     columns if col_hi < 0) -- ggml_vec_dot_f16/f32 of the scalar build: float products added in order into a
-    double.  Four rows at a time, each with its own accumulator in its own order: the same sums, but four
-    independent add chains instead of one (the chain's latency, not the arithmetic, bounded attention)."""
+    double.  Eight rows at a time, each with its own accumulator in its own order: the same sums, but eight
+    independent add chains instead of one (the chain's latency, not the arithmetic, bounds attention)."""
     if col_hi < 0:
         col_hi = rows.shape[1]
+    v = vec[col_lo:col_hi]
     i = lo
-    while i + 4 <= hi:
-        s0 = 0.0
-        s1 = 0.0
-        s2 = 0.0
-        s3 = 0.0
-        for c in range(col_lo, col_hi):
-            x = vec[c]
-            s0 += np.float64(rows[i, c] * x)
-            s1 += np.float64(rows[i + 1, c] * x)
-            s2 += np.float64(rows[i + 2, c] * x)
-            s3 += np.float64(rows[i + 3, c] * x)
+    while i + 8 <= hi:
+        r0, r1, r2, r3 = rows[i, col_lo:col_hi], rows[i + 1, col_lo:col_hi], rows[i + 2, col_lo:col_hi], rows[i + 3, col_lo:col_hi]
+        r4, r5, r6, r7 = rows[i + 4, col_lo:col_hi], rows[i + 5, col_lo:col_hi], rows[i + 6, col_lo:col_hi], rows[i + 7, col_lo:col_hi]
+        s0 = s1 = s2 = s3 = s4 = s5 = s6 = s7 = 0.0
+        for c in range(v.size):
+            x = v[c]
+            s0 += np.float64(r0[c] * x)
+            s1 += np.float64(r1[c] * x)
+            s2 += np.float64(r2[c] * x)
+            s3 += np.float64(r3[c] * x)
+            s4 += np.float64(r4[c] * x)
+            s5 += np.float64(r5[c] * x)
+            s6 += np.float64(r6[c] * x)
+            s7 += np.float64(r7[c] * x)
         out[i] = f32(s0)
         out[i + 1] = f32(s1)
         out[i + 2] = f32(s2)
         out[i + 3] = f32(s3)
-        i += 4
+        out[i + 4] = f32(s4)
+        out[i + 5] = f32(s5)
+        out[i + 6] = f32(s6)
+        out[i + 7] = f32(s7)
+        i += 8
     for r in range(i, hi):
+        row = rows[r, col_lo:col_hi]
         s = 0.0
-        for c in range(col_lo, col_hi):
-            s += np.float64(rows[r, c] * vec[c])
+        for c in range(v.size):
+            s += np.float64(row[c] * v[c])
         out[r] = f32(s)
 
 
@@ -493,7 +502,7 @@ def attention(q, k_cache, v_cache, positions, n_kv: int, kq_scale: float, *, win
     if n_head % k_cache.shape[0]:
         raise ValueError(f"n_head {n_head} is not a multiple of n_head_kv {k_cache.shape[0]}")
     out = np.empty((n_tok, n_head, v_cache.shape[1]), dtype=np.float32)
-    kernel = _attention_parallel if n_tok > 1 else _attention_serial
+    kernel = _attention_parallel if n_tok * n_head > 1 else _attention_serial
     kernel(q, k_cache, v_cache, _NO_KQ if kq is None else np.ascontiguousarray(kq, dtype=np.float32),
                np.ascontiguousarray(positions, dtype=np.int64), int(n_kv), int(window), f32(kq_scale),
                f32(softcap), bool(k_f16), bool(v_f16), out)
