@@ -26,7 +26,7 @@ from ..kquant_search import (GROUP_MAX_EPS, c_int8, get_scale_min_k4, make_q3_qu
 from ..intdot import IntDot
 from ..registry import QuantFormat
 
-i8, i16, i32 = np.int8, np.int16, np.int32   # the C's widths (see "Speed of the vec_dot kernels")
+u8, i8, i16, i32 = np.uint8, np.int8, np.int16, np.int32   # the C's widths (see "Speed of the vec_dot kernels")
 i64 = np.int64  # widen a loaded byte: numba keeps int(uint8) as uint8 and mixes uint64/int64 into float64
 
 QK_K = 256
@@ -682,15 +682,19 @@ def quantize_q5_K(x, imatrix, blocks):
 @njit
 def dequantize_row_q5_K(blocks, y):
     # mirrors dequantize_row_q5_K (ggml-quants.c), on sub-views with uint8 arithmetic so that LLVM vectorizes
-    u15 = np.uint8(0xF)
-    u240 = np.uint8(0xF0)
+    u15 = u8(0xF)
+    u4 = u8(4)
+    u1 = u8(1)
+    if blocks.shape[0] == 0:
+        return
+    m = y.size // blocks.shape[0] // 8             # 32, at run time: a constant length is unrolled, not vectorized
     for i in range(blocks.shape[0]):
         d = F16_TO_F32[blocks[i]["d"]]
         dmin = F16_TO_F32[blocks[i]["dmin"]]
         sc = blocks[i]["scales"]
         ql = blocks[i]["qs"]
         qh = blocks[i]["qh"]
-        yb = y[i * QK_K:(i + 1) * QK_K]
+        yb = y[8 * m * i:8 * m * (i + 1)]
         for j in range(QK_K // 64):
             s1, m1i = get_scale_min_k4(2 * j, sc)
             s2, m2i = get_scale_min_k4(2 * j + 1, sc)
@@ -698,20 +702,16 @@ def dequantize_row_q5_K(blocks, y):
             m1 = dmin * f32(m1i)
             d2 = d * f32(s2)
             m2 = dmin * f32(m2i)
-            # (float)((ql & 0xF) + (qh & u1 ? 16 : 0)) is computed as the exact float sum
-            # (float)(ql & 0xF) + (float)(qh & u1) * (16/u1): masks instead of shifts keep LLVM's vector lanes narrow
-            u1 = np.uint8(1 << (2 * j))
-            u2 = np.uint8(2 << (2 * j))
-            k1 = f32(16.0) / f32(u1)  # a power of two: exact
-            k2 = f32(16.0) / f32(u2)
-            qq = ql[32 * j:32 * j + 32]
-            y1 = yb[64 * j:64 * j + 32]
-            y2 = yb[64 * j + 32:64 * j + 64]
-            for l in range(32):
-                v = qq[l]
-                h = qh[l]
-                y1[l] = d1 * (f32(v & u15) + k1 * f32(h & u1)) - m1
-                y2[l] = d2 * (f32(v & u240) * f32(0.0625) + k2 * f32(h & u2)) - m2  # (v >> 4) exactly
+            # (ql & 0xF) + (qh & u1 ? 16 : 0), in uint8 lanes: bit 2j (2j + 1) of qh[l] is the fifth bit
+            s1 = u8(2 * j)
+            s2 = u8(2 * j + 1)
+            qq = ql[m * j:m * j + m]
+            y1 = yb[2 * m * j:2 * m * j + m]
+            y2 = yb[2 * m * j + m:2 * m * (j + 1)]
+            for l in range(m):
+                y1[l] = d1 * f32(u8(u8(qq[l] & u15) | u8(u8(u8(qh[l] >> s1) & u1) << u4))) - m1
+            for l in range(m):
+                y2[l] = d2 * f32(u8(u8(qq[l] >> u4) | u8(u8(u8(qh[l] >> s2) & u1) << u4))) - m2
 
 # ---------------------------------------------------------------------------------------------------------------
 # Q6_K

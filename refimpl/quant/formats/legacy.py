@@ -16,7 +16,8 @@ from __future__ import annotations
 import numpy as np
 
 from ..._jit import f32, roundf
-i16, i32 = np.int16, np.int32  # see "numba widens small integers" below
+i16, i32 = np.int16, np.int32  # the C's integer widths (see "Speed" below)
+U15, U4 = np.uint8(0x0F), np.uint8(4)
 from ...floats import F16_TO_F32, fp32_to_fp16
 from ..intdot import block_int_dot
 from ..registry import QuantFormat
@@ -159,15 +160,20 @@ def quantize_q4_0(x, imatrix, blocks):
 
 @njit
 def dequantize_row_q4_0(x, y):
-    # mirrors dequantize_row_q4_0 (ggml-quants.c)
+    # mirrors dequantize_row_q4_0 (ggml-quants.c).  (float)(q - 8) is computed as (float)q - 8.0f: both exact.
+    # Slices, a run-time half-block length and uint8 masks let LLVM vectorize (see "Speed" below).
+    if x.shape[0] == 0:
+        return
+    half = y.size // x.shape[0] // 2
     for i in range(x.shape[0]):
         d = F16_TO_F32[x[i]["d"]]
         qs = x[i]["qs"]
-        o = i * QK
-        for j in range(QK // 2):
-            q = int(qs[j])
-            y[o + j] = f32((q & 0x0F) - 8) * d
-            y[o + j + QK // 2] = f32((q >> 4) - 8) * d
+        lo = y[2 * half * i:2 * half * i + half]
+        hi = y[2 * half * i + half:2 * half * (i + 1)]
+        for j in range(half):
+            q = qs[j]
+            lo[j] = (f32(q & U15) - f32(8.0)) * d
+            hi[j] = (f32(q >> U4) - f32(8.0)) * d
 
 
 # ----------------------------------------------------------------------------------------------------- Q4_1
@@ -233,15 +239,19 @@ def quantize_q4_1(x, imatrix, blocks):
 @njit
 def dequantize_row_q4_1(x, y):
     # mirrors dequantize_row_q4_1 (ggml-quants.c): x*d + m, two float roundings (no FMA in the scalar build)
+    if x.shape[0] == 0:
+        return
+    half = y.size // x.shape[0] // 2
     for i in range(x.shape[0]):
         d = F16_TO_F32[x[i]["d"]]
         m = F16_TO_F32[x[i]["m"]]
         qs = x[i]["qs"]
-        o = i * QK
-        for j in range(QK // 2):
-            q = int(qs[j])
-            y[o + j] = f32(q & 0x0F) * d + m
-            y[o + j + QK // 2] = f32(q >> 4) * d + m
+        lo = y[2 * half * i:2 * half * i + half]
+        hi = y[2 * half * i + half:2 * half * (i + 1)]
+        for j in range(half):
+            q = qs[j]
+            lo[j] = f32(q & U15) * d + m
+            hi[j] = f32(q >> U4) * d + m
 
 
 # ----------------------------------------------------------------------------------------------------- Q5_0
@@ -424,13 +434,13 @@ def dequantize_row_q8_0(x, y):
     # mirrors dequantize_row_q8_0 (ggml-quants.c)
     if x.shape[0] == 0:
         return
-    qk = y.size // x.shape[0]  # == QK; see _RUNTIME_QK
+    qk = y.size // x.shape[0]  # == QK, at run time
     for i in range(x.shape[0]):
         d = F16_TO_F32[x[i]["d"]]
         qs = x[i]["qs"]
-        o = i * qk
+        yb = y[qk * i:qk * (i + 1)]
         for j in range(qk):
-            y[o + j] = f32(qs[j]) * d
+            yb[j] = f32(qs[j]) * d
 
 
 # ----------------------------------------------------------------------------------------------------- Q8_1
