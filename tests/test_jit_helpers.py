@@ -1,0 +1,52 @@
+"""refimpl._jit.lanes8_madd: the K-quant dot products' eight-lane step, against plain Python integers."""
+import numpy as np
+from numba import njit
+
+from refimpl._jit import lanes8_madd
+
+
+@njit
+def _run(acc, a, b, offs, scales):
+    for i in range(offs.size):
+        lanes8_madd(acc, a, b, offs[i], scales[i])
+
+
+def _expected(acc, a, b, offs, scales):
+    # acc[l] += scale * int16(a[o+l] * b[o+l]), wrapped to int32 like the C's int arithmetic
+    out = [int(v) for v in acc]
+    for o, s in zip(offs, scales):
+        for lane in range(8):
+            p = int(a[o + lane]) * int(b[o + lane])
+            p = (p + 2**15) % 2**16 - 2**15
+            out[lane] = (out[lane] + int(s) * p + 2**31) % 2**32 - 2**31
+    return np.array(out, dtype=np.int32)
+
+
+def test_lanes8_madd_matches_integer_arithmetic():
+    rng = np.random.default_rng(7)
+    for a_dtype in (np.int8, np.uint8):
+        a = rng.integers(np.iinfo(a_dtype).min, np.iinfo(a_dtype).max + 1, 256).astype(a_dtype)
+        b = rng.integers(-128, 128, 256).astype(np.int8)
+        a[:8] = np.iinfo(a_dtype).min                  # extreme products
+        b[:8] = -128
+        offs = rng.integers(0, 256 - 8, 500)
+        offs[:3] = [0, 0, 248]
+        # scales large enough that the int32 sums wrap, as the C's would
+        scales = rng.integers(-2**31, 2**31, 500).astype(np.int32)
+        acc = rng.integers(-2**31, 2**31, 8).astype(np.int32)
+        want = _expected(acc.copy(), a, b, offs, scales)
+        got = acc.copy()
+        _run(got, a, b, offs, scales)
+        assert np.array_equal(got, want), a_dtype
+
+
+def test_lanes8_madd_interpreter_fallback_agrees():
+    # the numpy fallback used under NUMBA_DISABLE_JIT must give the same integers
+    import os
+    import subprocess
+    import sys
+    env = dict(os.environ, NUMBA_DISABLE_JIT="1")
+    code = "import test_jit_helpers as t; t.test_lanes8_madd_matches_integer_arithmetic(); print('ok')"
+    r = subprocess.run([sys.executable, "-c", code], env=env, cwd=os.path.dirname(__file__),
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0 and r.stdout.strip().endswith("ok"), r.stderr[-2000:]
