@@ -1,10 +1,13 @@
-"""The KV cache, as llama.cpp's llama_kv_cache lays it out for one sequence.
+"""The KV cache of one sequence: what llama.cpp's llama_kv_cache stores, laid out for refimpl's attention.
 
-Cells are filled in position order (cell i holds position i).  K is stored per cell, V transposed (one row per
-value dimension, one column per cell: llama.cpp's ``v_trans`` layout without flash attention), so attention's
-two mul_mats read contiguous rows.  Values are kept as float32 holding exactly what the cache type stores (F16
-cells rounded with ggml's fp32->fp16), so one attention kernel serves F16 and F32; Q8_0 keys are kept as raw
-blocks as well, since ggml dots them against Q8_0-quantized queries.
+Cells are filled in position order (cell i holds position i).  Values are kept as float32 holding exactly what the
+cache type stores (F16 cells rounded with ggml's fp32->fp16), so one attention kernel serves F16 and F32; Q8_0
+keys are kept as raw blocks as well, since ggml dots them against Q8_0-quantized queries.
+
+Layout: K as (n_head_kv, head_dim, cells) and V as (n_head_kv, cells, head_dim) -- the transpose of llama.cpp's
+(K per cell, V transposed).  Each attention dot product still adds its terms in ggml's order (over the head
+dimension for KQ, over cells for KQV); this layout puts the *independent* dot products side by side in memory,
+so the kernel advances all of them at once with vector instructions (refimpl.model.layers._attention_impl).
 """
 from __future__ import annotations
 
@@ -40,8 +43,8 @@ class KVCache:
         self.type_k, self.type_v = type_k, type_v
         self.size = _pad(n_ctx, KV_PAD)
         self.n_head_kv = n_head_kv
-        self.k = [np.zeros((n_head_kv, self.size, head_dim_k), np.float32) for _ in range(n_layer)]
-        self.v = [np.zeros((n_head_kv, head_dim_v, self.size), np.float32) for _ in range(n_layer)]
+        self.k = [np.zeros((n_head_kv, head_dim_k, self.size), np.float32) for _ in range(n_layer)]
+        self.v = [np.zeros((n_head_kv, self.size, head_dim_v), np.float32) for _ in range(n_layer)]
         self.k_raw = ([np.zeros((n_head_kv, self.size, quant.row_size("Q8_0", head_dim_k)), np.uint8)
                        for _ in range(n_layer)] if type_k == "q8_0" else None)
         self.used = 0
@@ -58,7 +61,7 @@ class KVCache:
         if self.type_k == "q8_0":
             raw = quant.quantize_activations(k.reshape(-1, k.shape[-1]), "Q8_0")   # from_float of Q8_0
             self.k_raw[il][:, p0:p1] = raw.reshape(k.shape[0], k.shape[1], -1).transpose(1, 0, 2)
-            self.k[il][:, p0:p1] = quant.dequantize(raw, "Q8_0").reshape(k.shape).transpose(1, 0, 2)
+            self.k[il][:, :, p0:p1] = quant.dequantize(raw, "Q8_0").reshape(k.shape).transpose(1, 2, 0)
         else:
             _store_k(self.k[il], p0, np.ascontiguousarray(k, dtype=np.float32), self.type_k == "f16")
         _store_v(self.v[il], p0, np.ascontiguousarray(v, dtype=np.float32), self.type_v == "f16")
@@ -69,17 +72,17 @@ class KVCache:
 
 @njit
 def _store_k(cache, p0, k, f16):
-    # cache (n_head_kv, n_cells, hd) <- k (n_tokens, n_head_kv, hd) at cells p0..
+    # cache (n_head_kv, hd, n_cells) <- k (n_tokens, n_head_kv, hd) at cells p0..
     for t in range(k.shape[0]):
         for h in range(k.shape[1]):
             for d in range(k.shape[2]):
-                cache[h, p0 + t, d] = F16_TO_F32[fp32_to_fp16(k[t, h, d])] if f16 else k[t, h, d]
+                cache[h, d, p0 + t] = F16_TO_F32[fp32_to_fp16(k[t, h, d])] if f16 else k[t, h, d]
 
 
 @njit
 def _store_v(cache, p0, v, f16):
-    # cache (n_head_kv, hd, n_cells) <- v (n_tokens, n_head_kv, hd) at cells p0.. (llama.cpp's v_trans layout)
+    # cache (n_head_kv, n_cells, hd) <- v (n_tokens, n_head_kv, hd) at cells p0..
     for t in range(v.shape[0]):
         for h in range(v.shape[1]):
             for d in range(v.shape[2]):
-                cache[h, d, p0 + t] = F16_TO_F32[fp32_to_fp16(v[t, h, d])] if f16 else v[t, h, d]
+                cache[h, p0 + t, d] = F16_TO_F32[fp32_to_fp16(v[t, h, d])] if f16 else v[t, h, d]

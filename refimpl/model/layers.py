@@ -394,54 +394,13 @@ def softmax_sse2_sum(w, n_kv, valid_lo, valid_hi, mx, out):
     return s
 
 
-@njit
-def _dots_f64(rows, vec, lo, hi, out, col_lo=0, col_hi=-1):
-    """out[i] = f32(sum over c in [col_lo, col_hi) of f64(rows[i, c] * vec[c])) for rows i in [lo, hi) (all
-    columns if col_hi < 0) -- ggml_vec_dot_f16/f32 of the scalar build: float products added in order into a
-    double.  Eight rows at a time, each with its own accumulator in its own order: the same sums, but eight
-    independent add chains instead of one (the chain's latency, not the arithmetic, bounds attention)."""
-    if col_hi < 0:
-        col_hi = rows.shape[1]
-    v = vec[col_lo:col_hi]
-    i = lo
-    while i + 8 <= hi:
-        r0, r1, r2, r3 = rows[i, col_lo:col_hi], rows[i + 1, col_lo:col_hi], rows[i + 2, col_lo:col_hi], rows[i + 3, col_lo:col_hi]
-        r4, r5, r6, r7 = rows[i + 4, col_lo:col_hi], rows[i + 5, col_lo:col_hi], rows[i + 6, col_lo:col_hi], rows[i + 7, col_lo:col_hi]
-        s0 = s1 = s2 = s3 = s4 = s5 = s6 = s7 = 0.0
-        for c in range(v.size):
-            x = v[c]
-            s0 += np.float64(r0[c] * x)
-            s1 += np.float64(r1[c] * x)
-            s2 += np.float64(r2[c] * x)
-            s3 += np.float64(r3[c] * x)
-            s4 += np.float64(r4[c] * x)
-            s5 += np.float64(r5[c] * x)
-            s6 += np.float64(r6[c] * x)
-            s7 += np.float64(r7[c] * x)
-        out[i] = f32(s0)
-        out[i + 1] = f32(s1)
-        out[i + 2] = f32(s2)
-        out[i + 3] = f32(s3)
-        out[i + 4] = f32(s4)
-        out[i + 5] = f32(s5)
-        out[i + 6] = f32(s6)
-        out[i + 7] = f32(s7)
-        i += 8
-    for r in range(i, hi):
-        row = rows[r, col_lo:col_hi]
-        s = 0.0
-        for c in range(v.size):
-            s += np.float64(row[c] * v[c])
-        out[r] = f32(s)
-
-
 def _attention_impl(q, k_cache, v_cache, kq_pre, positions, n_kv, window, kq_scale, softcap, k_f16, v_f16, out):
     # llama.cpp's non-flash attention (llm_graph_context::build_attn_mha), for one sequence in cells 0..n-1:
     #   kq  = ggml_mul_mat(k, q)            vec_dot over head_dim; q rounded to F16 if the cache is F16
     #   kq  = soft-capping (gemma) if set   (scale 1/cap, tanhf, scale cap)
     #   kq  = ggml_soft_max_ext(kq, mask, kq_scale)   mask: 0 or -INF (causal, sliding window)
     #   kqv = ggml_mul_mat(v^T, kq)         vec_dot over the n_kv cells; probabilities rounded to F16 likewise
-    # k_cache (n_head_kv, n_ctx, hd) and v_cache (n_head_kv, hd, n_ctx) hold the values the cache stores, as
+    # k_cache (n_head_kv, hd, n_ctx) and v_cache (n_head_kv, n_ctx, hd) hold the values the cache stores, as
     # float32 (F16 cells already rounded).  ggml's vec_dot_f16/f32 add float products into a double.
     # kq_pre, if not empty, holds KQ computed elsewhere (Q8_0 keys: vec_dot_q8_0_q8_0 through refimpl.quant).
     n_tok, n_head, hd = q.shape
@@ -464,7 +423,15 @@ def _attention_impl(q, k_cache, v_cache, kq_pre, positions, n_kv, window, kq_sca
             for j in range(lo, hi):
                 w[j] = kq_pre[t, h, j]
         else:
-            _dots_f64(k_cache[kvh], qh, lo, hi, w)
+            # w[j] = vec_dot(k[j], q): each cell's sum over d in order, all cells advanced together
+            acc = np.zeros(hi - lo, dtype=np.float64)
+            for d in range(hd):
+                kd = k_cache[kvh, d, lo:hi]
+                x = qh[d]
+                for j in range(hi - lo):
+                    acc[j] += np.float64(kd[j] * x)
+            for j in range(hi - lo):
+                w[lo + j] = f32(acc[j])
         mx = -np.inf
         for j in range(lo, hi):
             v = w[j]
@@ -479,7 +446,16 @@ def _attention_impl(q, k_cache, v_cache, kq_pre, positions, n_kv, window, kq_sca
         for j in range(lo, hi):
             v = e[j] * inv
             e[j] = F16_TO_F32[fp32_to_fp16(v)] if v_f16 else v
-        _dots_f64(v_cache[kvh], e, 0, v_cache.shape[1], out[t, h], lo, hi)
+        # out[d] = vec_dot(v^T[d], probabilities): each dimension's sum over cells in order, all d together
+        hd_v = v_cache.shape[2]
+        acc_v = np.zeros(hd_v, dtype=np.float64)
+        for j in range(lo, hi):
+            vj = v_cache[kvh, j]
+            x = e[j]
+            for d in range(hd_v):
+                acc_v[d] += np.float64(vj[d] * x)
+        for d in range(hd_v):
+            out[t, h, d] = f32(acc_v[d])
 
 
 # Small ops run single-threaded: a numba parallel region costs milliseconds on a loaded machine, more than the op.
@@ -493,15 +469,15 @@ _NO_KQ = np.zeros((0, 0, 0), dtype=np.float32)
 def attention(q, k_cache, v_cache, positions, n_kv: int, kq_scale: float, *, window: int = 0,
               softcap: float = 0.0, k_f16: bool = True, v_f16: bool = True, kq=None) -> np.ndarray:
     """Causal self-attention of ``q`` (n_tokens, n_head, head_dim) over the cached keys/values of cells
-    0..positions[t] (the last ``window`` of them if > 0).  ``k_cache`` is (n_head_kv, n_cells, hd_k), ``v_cache``
-    (n_head_kv, hd_v, n_cells), float32 holding the stored values; ``k_f16``/``v_f16``: that cache is F16, so ggml
+    0..positions[t] (the last ``window`` of them if > 0).  ``k_cache`` is (n_head_kv, hd_k, n_cells), ``v_cache``
+    (n_head_kv, n_cells, hd_v) (see refimpl.model.kv_cache), float32 holding the stored values; ``k_f16``/``v_f16``: that cache is F16, so ggml
     rounds q / the probabilities to F16 (the vec_dot type) before the dots.  ``kq`` (n_tokens, n_head, n_cells): precomputed scores.
     Returns (n_tokens, n_head, hd_v)."""
     q = np.ascontiguousarray(q, dtype=np.float32)
     n_tok, n_head, _ = q.shape
     if n_head % k_cache.shape[0]:
         raise ValueError(f"n_head {n_head} is not a multiple of n_head_kv {k_cache.shape[0]}")
-    out = np.empty((n_tok, n_head, v_cache.shape[1]), dtype=np.float32)
+    out = np.empty((n_tok, n_head, v_cache.shape[2]), dtype=np.float32)
     kernel = _attention_parallel if n_tok * n_head > 1 else _attention_serial
     kernel(q, k_cache, v_cache, _NO_KQ if kq is None else np.ascontiguousarray(kq, dtype=np.float32),
                np.ascontiguousarray(positions, dtype=np.int64), int(n_kv), int(window), f32(kq_scale),
