@@ -16,6 +16,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 from numba import types
+from numba.core import cgutils
 from numba.extending import intrinsic
 
 JIT_DISABLED = bool(numba.config.DISABLE_JIT)
@@ -122,6 +123,76 @@ else:
             return context.get_dummy_value()
 
         return types.void(acc, a, b, off, scale), codegen
+
+
+# ------------------------------------------------------------------------------ one 32-level block's integer sum
+# The legacy dot products (ggml_vec_dot_q8_0_q8_0_generic and friends) sum 32 int8 x int8 products per block into
+# an int: sumi.  Written as one <32 x i8> vector operation: the products widened to int16 (exact) then int32, and
+# LLVM's vector add-reduction, which the run-time-length loop form also vectorizes but with a loop's overhead per
+# block.  Integer, so the order of the sum does not matter.  The caller keeps 32 elements within a and b.
+
+if JIT_DISABLED:
+
+    def dot32_i8(a, b):
+        """sum over l < 32 of a[l] * b[l] (int8 arrays) as an int32."""
+        return np.int32(np.dot(a[:32].astype(np.int32), b[:32].astype(np.int32)))
+
+    def dot32_nibbles(qs, b, offset):
+        """sum over j < 16 of ((qs[j] & 15) - offset) * b[j] + ((qs[j] >> 4) - offset) * b[j + 16] as an int32:
+        the integer part of a Q4_0 (offset 8) or Q4_1 (offset 0) block against Q8 levels."""
+        q = qs[:16].astype(np.int32)
+        lv = np.concatenate([(q & 15) - int(offset), (q >> 4) - int(offset)])
+        return np.int32(np.dot(lv, b[:32].astype(np.int32)))
+
+else:
+
+    def _vec(bits, n=32):
+        return ir.VectorType(ir.IntType(bits), n)
+
+    def _reduce_add32(builder, v):
+        fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ir.IntType(32), [_vec(32)]),
+                                            "llvm.vector.reduce.add.v32i32")
+        return builder.call(fn, [v])
+
+    def _load(builder, context, aryty, ary, n):
+        data = context.make_array(aryty)(context, builder, ary).data
+        return builder.load(builder.bitcast(data, _vec(8, n).as_pointer()), align=1)
+
+    @intrinsic
+    def dot32_i8(typingctx, a, b):
+        """sum over l < 32 of a[l] * b[l] (int8 arrays) as an int32."""
+        if not (isinstance(a, types.Array) and isinstance(b, types.Array)
+                and a.dtype == types.int8 and b.dtype == types.int8):
+            return None
+
+        def codegen(context, builder, sig, args):
+            va = builder.sext(_load(builder, context, sig.args[0], args[0], 32), _vec(16))
+            vb = builder.sext(_load(builder, context, sig.args[1], args[1], 32), _vec(16))
+            return _reduce_add32(builder, builder.sext(builder.mul(va, vb), _vec(32)))
+
+        return types.int32(a, b), codegen
+
+    @intrinsic
+    def dot32_nibbles(typingctx, qs, b, offset):
+        """sum over j < 16 of ((qs[j] & 15) - offset) * b[j] + ((qs[j] >> 4) - offset) * b[j + 16] as an int32:
+        the integer part of a Q4_0 (offset 8) or Q4_1 (offset 0) block against Q8 levels."""
+        if not (isinstance(qs, types.Array) and isinstance(b, types.Array) and qs.dtype == types.uint8
+                and b.dtype == types.int8 and isinstance(offset, types.Integer)):
+            return None
+
+        def codegen(context, builder, sig, args):
+            q = _load(builder, context, sig.args[0], args[0], 16)
+            lo = builder.and_(q, ir.Constant(_vec(8, 16), [15] * 16))
+            hi = builder.lshr(q, ir.Constant(_vec(8, 16), [4] * 16))
+            levels = builder.zext(builder.shuffle_vector(lo, hi, ir.Constant(_vec(32), list(range(32)))), _vec(16))
+            off16 = context.cast(builder, args[2], sig.args[2], types.int16)
+            splat = builder.insert_element(ir.Constant(_vec(16), ir.Undefined), off16, ir.Constant(ir.IntType(32), 0))
+            splat = builder.shuffle_vector(splat, ir.Constant(_vec(16), ir.Undefined), ir.Constant(_vec(32), [0] * 32))
+            vb = builder.sext(_load(builder, context, sig.args[1], args[1], 32), _vec(16))
+            prod = builder.mul(builder.sub(levels, splat), vb)
+            return _reduce_add32(builder, builder.sext(prod, _vec(32)))
+
+        return types.int32(qs, b, offset), codegen
 
 
 @njit

@@ -1,8 +1,8 @@
-"""refimpl._jit.lanes8_madd: the K-quant dot products' eight-lane step, against plain Python integers."""
+"""refimpl._jit's integer vector steps (lanes8_madd, dot32_i8, dot32_nibbles) against plain Python integers."""
 import numpy as np
 from numba import njit
 
-from refimpl._jit import lanes8_madd
+from refimpl._jit import dot32_i8, dot32_nibbles, lanes8_madd
 
 
 @njit
@@ -40,13 +40,36 @@ def test_lanes8_madd_matches_integer_arithmetic():
         assert np.array_equal(got, want), a_dtype
 
 
+@njit
+def _dots(a, b, qs, offset, out):
+    for i in range(a.shape[0]):
+        out[i, 0] = dot32_i8(a[i], b[i])
+        out[i, 1] = dot32_nibbles(qs[i], b[i], offset)
+
+
+def test_dot32_match_integer_arithmetic():
+    rng = np.random.default_rng(8)
+    a = rng.integers(-128, 128, (300, 32)).astype(np.int8)
+    b = rng.integers(-128, 128, (300, 32)).astype(np.int8)
+    qs = rng.integers(0, 256, (300, 16)).astype(np.uint8)
+    a[0], b[0], qs[0] = -128, -128, 0xFF            # the extremes
+    for offset in (8, 0):
+        out = np.zeros((300, 2), np.int32)
+        _dots(a, b, qs, offset, out)
+        for i in range(300):
+            assert out[i, 0] == sum(int(p) * int(q) for p, q in zip(a[i], b[i]))
+            levels = [(int(q) & 15) - offset for q in qs[i]] + [(int(q) >> 4) - offset for q in qs[i]]
+            assert out[i, 1] == sum(v * int(q) for v, q in zip(levels, b[i]))
+
+
 def test_lanes8_madd_interpreter_fallback_agrees():
     # the numpy fallback used under NUMBA_DISABLE_JIT must give the same integers
     import os
     import subprocess
     import sys
     env = dict(os.environ, NUMBA_DISABLE_JIT="1")
-    code = "import test_jit_helpers as t; t.test_lanes8_madd_matches_integer_arithmetic(); print('ok')"
+    code = ("import test_jit_helpers as t; t.test_lanes8_madd_matches_integer_arithmetic(); "
+            "t.test_dot32_match_integer_arithmetic(); print('ok')")
     r = subprocess.run([sys.executable, "-c", code], env=env, cwd=os.path.dirname(__file__),
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 0 and r.stdout.strip().endswith("ok"), r.stderr[-2000:]

@@ -5,7 +5,7 @@ import pytest
 from conftest import GOLDEN, assert_bits_equal, load_golden
 from refimpl import quant
 
-TYPES = sorted(p.stem for p in (GOLDEN / "matmul").glob("*.npz") if p.stem != "activations")
+TYPES = sorted(p.stem for p in (GOLDEN / "matmul").glob("*.npz") if p.stem not in ("activations", "nan_scales"))
 
 
 @pytest.fixture(scope="module")
@@ -25,6 +25,18 @@ def test_activation_quantization(acts):
         if vtype not in quant.TYPES:
             pytest.fail(f"activation type {vtype} is not implemented")
         assert_bits_equal(quant.quantize_activations(acts[f"x.{case}"], vtype), xq, key)
+
+
+def test_vec_dot_nan_scales():
+    # NaN and Inf scales with distinct payloads: which NaN the C's operand order lets through, for vec_dot and for
+    # matmul's row driver (same kernel, scratch from make_work)
+    g = load_golden("matmul/nan_scales.npz")
+    names = sorted(k.split(".", 1)[1] for k in g if k.startswith("vec_dot."))
+    assert len(names) >= 20
+    for name in names:
+        w, y, expect = g[f"w.{name}"], g[f"y.{name}"], g[f"vec_dot.{name}"]
+        ours = np.array([quant.vec_dot(name, w[r], y[r]) for r in range(w.shape[0])], dtype=np.float32)
+        assert_bits_equal(ours, expect, f"{name} vec_dot with NaN/Inf scales")
 
 
 @pytest.mark.parametrize("name", TYPES)

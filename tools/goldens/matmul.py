@@ -5,6 +5,9 @@
   matmul/<TYPE>.npz       w.<case> raw weight rows (uint8), vec_dot.<case> float32 (n_tokens, n_rows) from
                           type_traits_cpu.vec_dot one pair at a time, mul_mat.<case> float32 (n_tokens, n_rows) from a
                           ggml graph with ggml_mul_mat (the two agree bit for bit on the scalar build)
+  matmul/nan_scales.npz   w.<TYPE>, y.<TYPE> raw rows whose F16/F32 scales were overwritten with NaNs (distinct
+                          payloads, both signs) and infinities, vec_dot.<TYPE> float32: which NaN payload the C's
+                          float operations let through
 """
 from __future__ import annotations
 
@@ -31,6 +34,60 @@ def weight_types(oracle) -> dict[str, int]:
         if oracle.type_traits_cpu(tid).vec_dot:
             out[name] = tid
     return dict(sorted(out.items(), key=lambda kv: kv[1]))
+
+
+def _scale_fields(dtype: np.dtype) -> list[tuple[int, str]]:
+    # (byte offset, "f16" | "f32") of a block's scale fields: d, m, dmin, s stored as F16 (or Q8_K's float d).
+    # refimpl's block layouts only choose which input bytes to overwrite; the expected values are ggml's vec_dot.
+    out = []
+    for name in ("d", "m", "dmin", "s"):
+        if dtype.names and name in dtype.names:
+            ft, off = dtype.fields[name][:2]
+            if ft == np.dtype("<u2"):
+                out.append((off, "f16"))
+            elif ft == np.dtype("<f4"):
+                out.append((off, "f32"))
+    return out
+
+
+def _poke_scales(raw: np.ndarray, block_bytes: int, fields, rng) -> None:
+    # about a third of the scales become NaN (random payload and sign) or +-Inf
+    for b in range(raw.size // block_bytes):
+        for off, kind in fields:
+            r = rng.random()
+            if r > 0.35:
+                continue
+            sign = int(rng.integers(0, 2))
+            if kind == "f16":
+                bits = (sign << 15) | 0x7C00 | (int(rng.integers(1, 0x400)) if r < 0.25 else 0)
+                raw[b * block_bytes + off:b * block_bytes + off + 2] = np.array([bits], "<u2").view(np.uint8)
+            else:
+                bits = (sign << 31) | 0x7F800000 | (int(rng.integers(1, 1 << 23)) if r < 0.25 else 0)
+                raw[b * block_bytes + off:b * block_bytes + off + 4] = np.array([bits], "<u4").view(np.uint8)
+
+
+def make_nan_scales(oracle, types: dict[str, int], seed: int = 6004, pairs: int = 24) -> dict[str, np.ndarray]:
+    from refimpl import quant
+
+    out = {}
+    for name, tid in types.items():
+        fmt = quant.TYPES.get(name)
+        wf = _scale_fields(np.dtype(fmt.block_dtype))
+        if not wf:
+            continue
+        vdt = int(oracle.type_traits_cpu(tid).vec_dot_type)
+        vfmt = quant.TYPES.get(vdt)
+        rng = np.random.default_rng([seed, tid])
+        n = 256 * 3
+        wq = quantize_weights(oracle, tid, rng.standard_normal((pairs, n)).astype(np.float32))
+        yq = quantize_activation(oracle, vdt, rng.standard_normal((pairs, n)).astype(np.float32))
+        for r in range(pairs):
+            _poke_scales(wq[r], fmt.type_size, wf, rng)
+            _poke_scales(yq[r], vfmt.type_size, _scale_fields(np.dtype(vfmt.block_dtype)), rng)
+        out[f"w.{name}"] = wq
+        out[f"y.{name}"] = yq
+        out[f"vec_dot.{name}"] = np.array([oracle.vec_dot(tid, n, wq[r], yq[r]) for r in range(pairs)], np.float32)
+    return out
 
 
 def make_activations(seed: int = 6001) -> dict[str, np.ndarray]:
@@ -98,6 +155,8 @@ def generate(oracle, w) -> None:
             out[f"mul_mat.{case}"] = mm
         w.npz(f"{name}.npz", out, f"{name} weights against {VEC_DOT_TYPE_NAMES[vdt]} activations: raw weight rows, "
               "vec_dot per (token, row) and ggml_mul_mat output")
+    w.npz("nan_scales.npz", make_nan_scales(oracle, types), "w.<TYPE>, y.<TYPE>: raw weight / activation rows "
+          "(768 elements) with NaN (distinct payloads) and Inf scales; vec_dot.<TYPE>: ggml's vec_dot of each pair")
 
 
 def fresh(oracle, rng) -> list[str]:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..._jit import f32, roundf
+from ..._jit import dot32_i8, dot32_nibbles, f32, roundf
 i16, i32 = np.int16, np.int32  # the C's integer widths (see "Speed" below)
 U15, U4 = np.uint8(0x0F), np.uint8(4)
 from ...floats import F16_TO_F32, fp32_to_fp16
@@ -479,29 +479,53 @@ def quantize_row_q8_1_ref(x, y):
 # the F16 scales already converted (x.m, y.s unused by the symmetric formats).  The BLAS path's folds
 # (refimpl.quant.intdot) call the same steps, so both paths run the same float code.
 
+# Each step is "sumf + term" with the accumulator as the first operand (add_nan_first); the vec_dots add the same
+# term and stop at the first NaN sum (_accumulate below), which gives the same bits with the NaN test off the add
+# chain.
+
+@njit
+def _term_q4_0(xd, xm, yd, ys, sumi):
+    # sumi*GGML_CPU_FP16_TO_FP32(x.d)*GGML_CPU_FP16_TO_FP32(y.d): left to right
+    return mul_nan_first(f32(sumi) * xd, yd)
+
+
+@njit
+def _term_q4_1_q5_1(xd, xm, yd, ys, sumi):
+    # (x.d*y.d)*sumi + x.m*y.s: two products rounded separately, then the sum (no FMA in the scalar build)
+    dd = mul_nan_first(yd, xd)
+    ms = mul_nan_first(ys, xm)
+    return add_nan_first(dd * f32(sumi), ms)
+
+
+@njit
+def _term_q5_0(xd, xm, yd, ys, sumi):
+    return mul_nan_first(yd, xd) * f32(sumi)
+
+
+@njit
+def _term_q8_0(xd, xm, yd, ys, sumi):
+    # sumi*(x.d*y.d)
+    return f32(sumi) * mul_nan_first(yd, xd)
+
+
 @njit
 def _step_q4_0(sumf, xd, xm, yd, ys, sumi):
-    # sumi*GGML_CPU_FP16_TO_FP32(x.d)*GGML_CPU_FP16_TO_FP32(y.d): left to right
-    return add_nan_first(sumf, mul_nan_first(f32(sumi) * xd, yd))
+    return add_nan_first(sumf, _term_q4_0(xd, xm, yd, ys, sumi))
 
 
 @njit
 def _step_q4_1_q5_1(sumf, xd, xm, yd, ys, sumi):
-    # (x.d*y.d)*sumi + x.m*y.s: two products rounded separately, then the sum (no FMA in the scalar build)
-    dd = mul_nan_first(yd, xd)
-    ms = mul_nan_first(ys, xm)
-    return add_nan_first(sumf, add_nan_first(dd * f32(sumi), ms))
+    return add_nan_first(sumf, _term_q4_1_q5_1(xd, xm, yd, ys, sumi))
 
 
 @njit
 def _step_q5_0(sumf, xd, xm, yd, ys, sumi):
-    return add_nan_first(sumf, mul_nan_first(yd, xd) * f32(sumi))
+    return add_nan_first(sumf, _term_q5_0(xd, xm, yd, ys, sumi))
 
 
 @njit
 def _step_q8_0(sumf, xd, xm, yd, ys, sumi):
-    # sumi*(x.d*y.d)
-    return add_nan_first(sumf, f32(sumi) * mul_nan_first(yd, xd))
+    return add_nan_first(sumf, _term_q8_0(xd, xm, yd, ys, sumi))
 
 
 @njit
@@ -513,42 +537,37 @@ def _d(block):
 # cannot vectorize well; so every product and sum is cast back to the width the C computes in (i16(i16(a) * i16(b))
 # is the C's int16 product of two int8; a wrapped int32 sum equals the C's int32 sum in any order), and the block
 # length is taken at run time (half = QK/2), because a constant trip count gets fully unrolled into scalar code
-# instead of vectorized.  The F16 scales are read through F16_TO_F32, the table the scalar C build reads too.
-# Together: 2x on a Q4_0 matvec.
+# instead of vectorized.  Q8_0 and Q4_0/Q4_1 blocks take their integer sum as one vector operation
+# (refimpl._jit.dot32_i8 / dot32_nibbles).  The F16 scales are read through F16_TO_F32, the table the scalar C
+# build reads too.
+#
+# A NaN sum: the C adds every block's term to sumf with sumf as the first operand, and x86 returns the first
+# operand's NaN when both are NaN, so once sumf is NaN every later add returns it unchanged: it is the result.  The
+# add that makes sumf NaN has at most one NaN operand (sumf was not NaN), and then the result is that operand's NaN
+# (quieted) or the default NaN whatever the operand order.  So the vec_dots add plainly and return at the first NaN
+# sum: the same bits as add_nan_first at every step, without the NaN test on the loop's add chain.
 
 @njit
 def vec_dot_q4_0_q8_0(n, x, y):
-    # mirrors ggml_vec_dot_q4_0_q8_0_generic (ggml-cpu/quants.c)
-    half = n // x.shape[0] // 2      # == QK/2, at run time
+    # mirrors ggml_vec_dot_q4_0_q8_0_generic (ggml-cpu/quants.c); ggml's blocks are 32 levels (QK4_0 == QK8_0)
     sumf = f32(0.0)
     for ib in range(x.shape[0]):
-        xq = x[ib]["qs"]
-        yq = y[ib]["qs"]
-        sumi = i32(0)
-        for j in range(half):
-            q = i16(xq[j])
-            v0 = i16(i16(q & i16(0x0F)) - i16(8))
-            v1 = i16(i16(q >> i16(4)) - i16(8))
-            sumi = i32(sumi + i32(i16(v0 * i16(yq[j]))) + i32(i16(v1 * i16(yq[j + half]))))
-        sumf = _step_q4_0(sumf, _d(x[ib]), f32(0.0), _d(y[ib]), f32(0.0), sumi)
+        sumi = dot32_nibbles(x[ib]["qs"], y[ib]["qs"], 8)
+        sumf = sumf + _term_q4_0(_d(x[ib]), f32(0.0), _d(y[ib]), f32(0.0), sumi)
+        if sumf != sumf:
+            return sumf          # see "A NaN sum" above
     return sumf
 
 
 @njit
 def vec_dot_q4_1_q8_1(n, x, y):
     # mirrors ggml_vec_dot_q4_1_q8_1_generic (ggml-cpu/quants.c)
-    half = n // x.shape[0] // 2
     sumf = f32(0.0)
     for ib in range(x.shape[0]):
-        xq = x[ib]["qs"]
-        yq = y[ib]["qs"]
-        sumi = i32(0)
-        for j in range(half):
-            q = i16(xq[j])
-            v0 = i16(q & i16(0x0F))
-            v1 = i16(q >> i16(4))
-            sumi = i32(sumi + i32(i16(v0 * i16(yq[j]))) + i32(i16(v1 * i16(yq[j + half]))))
-        sumf = _step_q4_1_q5_1(sumf, _d(x[ib]), F16_TO_F32[x[ib]["m"]], _d(y[ib]), F16_TO_F32[y[ib]["s"]], sumi)
+        sumi = dot32_nibbles(x[ib]["qs"], y[ib]["qs"], 0)
+        sumf = sumf + _term_q4_1_q5_1(_d(x[ib]), F16_TO_F32[x[ib]["m"]], _d(y[ib]), F16_TO_F32[y[ib]["s"]], sumi)
+        if sumf != sumf:
+            return sumf          # see "A NaN sum" above
     return sumf
 
 
@@ -575,7 +594,9 @@ def vec_dot_q5_0_q8_0(n, x, y):
             v0 = i16(i16(q & i16(0x0F)) | (i16(16) if qh & bit_lo[j] else i16(0))) - i16(16)
             v1 = i16(i16(q >> i16(4)) | (i16(16) if qh & bit_hi[j] else i16(0))) - i16(16)
             sumi = i32(sumi + i32(i16(i16(v0) * i16(yq[j]))) + i32(i16(i16(v1) * i16(yq[j + half]))))
-        sumf = _step_q5_0(sumf, _d(x[ib]), f32(0.0), _d(y[ib]), f32(0.0), sumi)
+        sumf = sumf + _term_q5_0(_d(x[ib]), f32(0.0), _d(y[ib]), f32(0.0), sumi)
+        if sumf != sumf:
+            return sumf          # see "A NaN sum" above
     return sumf
 
 
@@ -596,22 +617,21 @@ def vec_dot_q5_1_q8_1(n, x, y):
             v0 = i16(i16(q & i16(0x0F)) | (i16(16) if qh & bit_lo[j] else i16(0)))
             v1 = i16(i16(q >> i16(4)) | (i16(16) if qh & bit_hi[j] else i16(0)))
             sumi = i32(sumi + i32(i16(v0 * i16(yq[j]))) + i32(i16(v1 * i16(yq[j + half]))))
-        sumf = _step_q4_1_q5_1(sumf, _d(x[ib]), F16_TO_F32[x[ib]["m"]], _d(y[ib]), F16_TO_F32[y[ib]["s"]], sumi)
+        sumf = sumf + _term_q4_1_q5_1(_d(x[ib]), F16_TO_F32[x[ib]["m"]], _d(y[ib]), F16_TO_F32[y[ib]["s"]], sumi)
+        if sumf != sumf:
+            return sumf          # see "A NaN sum" above
     return sumf
 
 
 @njit
 def vec_dot_q8_0_q8_0(n, x, y):
     # mirrors ggml_vec_dot_q8_0_q8_0_generic (ggml-cpu/quants.c)
-    qk = n // x.shape[0]
     sumf = f32(0.0)
     for ib in range(x.shape[0]):
-        xq = x[ib]["qs"]
-        yq = y[ib]["qs"]
-        sumi = i32(0)
-        for j in range(qk):
-            sumi = i32(sumi + i32(i16(i16(xq[j]) * i16(yq[j]))))
-        sumf = _step_q8_0(sumf, _d(x[ib]), f32(0.0), _d(y[ib]), f32(0.0), sumi)
+        sumi = dot32_i8(x[ib]["qs"], y[ib]["qs"])
+        sumf = sumf + _term_q8_0(_d(x[ib]), f32(0.0), _d(y[ib]), f32(0.0), sumi)
+        if sumf != sumf:
+            return sumf          # see "A NaN sum" above
     return sumf
 
 
