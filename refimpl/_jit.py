@@ -144,6 +144,14 @@ if JIT_DISABLED:
         lv = np.concatenate([(q & 15) - int(offset), (q >> 4) - int(offset)])
         return np.int32(np.dot(lv, b[:32].astype(np.int32)))
 
+    def dot32_q5(qs, qh, b, offset):
+        """dot32_nibbles with a fifth bit: level j is (nibble j | bit j of the 32-bit qh << 4) - offset (Q5_0: 16,
+        Q5_1: 0), nibbles j < 16 low and j >= 16 high as in dot32_nibbles."""
+        q = qs[:16].astype(np.int32)
+        bits = (np.int64(qh) >> np.arange(32)) & 1
+        lv = np.concatenate([q & 15, q >> 4]) | (bits << 4).astype(np.int32)
+        return np.int32(np.dot(lv - int(offset), b[:32].astype(np.int32)))
+
 else:
 
     def _vec(bits, n=32):
@@ -193,6 +201,34 @@ else:
             return _reduce_add32(builder, builder.sext(prod, _vec(32)))
 
         return types.int32(qs, b, offset), codegen
+
+    @intrinsic
+    def dot32_q5(typingctx, qs, qh, b, offset):
+        """dot32_nibbles with a fifth bit: level j is (nibble j | bit j of the 32-bit qh << 4) - offset (Q5_0: 16,
+        Q5_1: 0), nibbles j < 16 low and j >= 16 high as in dot32_nibbles."""
+        if not (isinstance(qs, types.Array) and isinstance(b, types.Array) and qs.dtype == types.uint8
+                and b.dtype == types.int8 and isinstance(qh, types.Integer) and isinstance(offset, types.Integer)):
+            return None
+
+        def codegen(context, builder, sig, args):
+            q = _load(builder, context, sig.args[0], args[0], 16)
+            lo = builder.and_(q, ir.Constant(_vec(8, 16), [15] * 16))
+            hi = builder.lshr(q, ir.Constant(_vec(8, 16), [4] * 16))
+            nib = builder.zext(builder.shuffle_vector(lo, hi, ir.Constant(_vec(32), list(range(32)))), _vec(16))
+            qh32 = context.cast(builder, args[1], sig.args[1], types.uint32)
+            splat = builder.insert_element(ir.Constant(_vec(32), ir.Undefined), qh32, ir.Constant(ir.IntType(32), 0))
+            splat = builder.shuffle_vector(splat, ir.Constant(_vec(32), ir.Undefined), ir.Constant(_vec(32), [0] * 32))
+            fifth = builder.and_(builder.lshr(splat, ir.Constant(_vec(32), list(range(32)))),
+                                 ir.Constant(_vec(32), [1] * 32))
+            fifth = builder.shl(builder.trunc(fifth, _vec(16)), ir.Constant(_vec(16), [4] * 32))
+            off16 = context.cast(builder, args[3], sig.args[3], types.int16)
+            osplat = builder.insert_element(ir.Constant(_vec(16), ir.Undefined), off16, ir.Constant(ir.IntType(32), 0))
+            osplat = builder.shuffle_vector(osplat, ir.Constant(_vec(16), ir.Undefined), ir.Constant(_vec(32), [0] * 32))
+            levels = builder.sub(builder.or_(nib, fifth), osplat)
+            vb = builder.sext(_load(builder, context, sig.args[2], args[2], 32), _vec(16))
+            return _reduce_add32(builder, builder.sext(builder.mul(levels, vb), _vec(32)))
+
+        return types.int32(qs, qh, b, offset), codegen
 
 
 @njit

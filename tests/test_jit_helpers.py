@@ -2,7 +2,7 @@
 import numpy as np
 from numba import njit
 
-from refimpl._jit import dot32_i8, dot32_nibbles, lanes8_madd
+from refimpl._jit import dot32_i8, dot32_nibbles, dot32_q5, lanes8_madd
 
 
 @njit
@@ -41,10 +41,11 @@ def test_lanes8_madd_matches_integer_arithmetic():
 
 
 @njit
-def _dots(a, b, qs, offset, out):
+def _dots(a, b, qs, qh, offset, out):
     for i in range(a.shape[0]):
         out[i, 0] = dot32_i8(a[i], b[i])
         out[i, 1] = dot32_nibbles(qs[i], b[i], offset)
+        out[i, 2] = dot32_q5(qs[i], qh[i], b[i], 2 * offset)
 
 
 def test_dot32_match_integer_arithmetic():
@@ -52,14 +53,17 @@ def test_dot32_match_integer_arithmetic():
     a = rng.integers(-128, 128, (300, 32)).astype(np.int8)
     b = rng.integers(-128, 128, (300, 32)).astype(np.int8)
     qs = rng.integers(0, 256, (300, 16)).astype(np.uint8)
-    a[0], b[0], qs[0] = -128, -128, 0xFF            # the extremes
+    qh = rng.integers(0, 2**32, 300, dtype=np.uint64).astype(np.uint32)
+    a[0], b[0], qs[0], qh[0] = -128, -128, 0xFF, 0xFFFFFFFF            # the extremes
     for offset in (8, 0):
-        out = np.zeros((300, 2), np.int32)
-        _dots(a, b, qs, offset, out)
+        out = np.zeros((300, 3), np.int32)
+        _dots(a, b, qs, qh, offset, out)
         for i in range(300):
             assert out[i, 0] == sum(int(p) * int(q) for p, q in zip(a[i], b[i]))
-            levels = [(int(q) & 15) - offset for q in qs[i]] + [(int(q) >> 4) - offset for q in qs[i]]
-            assert out[i, 1] == sum(v * int(q) for v, q in zip(levels, b[i]))
+            nib = [int(q) & 15 for q in qs[i]] + [int(q) >> 4 for q in qs[i]]
+            assert out[i, 1] == sum((v - offset) * int(q) for v, q in zip(nib, b[i]))
+            five = [v | (((int(qh[i]) >> j) & 1) << 4) for j, v in enumerate(nib)]
+            assert out[i, 2] == sum((v - 2 * offset) * int(q) for v, q in zip(five, b[i]))
 
 
 def test_lanes8_madd_interpreter_fallback_agrees():

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..._jit import dot32_i8, dot32_nibbles, f32, roundf
+from ..._jit import dot32_i8, dot32_nibbles, dot32_q5, f32, roundf
 i16, i32 = np.int16, np.int32  # the C's integer widths (see "Speed" below)
 U15, U4 = np.uint8(0x0F), np.uint8(4)
 from ...floats import F16_TO_F32, fp32_to_fp16
@@ -537,8 +537,8 @@ def _d(block):
 # cannot vectorize well; so every product and sum is cast back to the width the C computes in (i16(i16(a) * i16(b))
 # is the C's int16 product of two int8; a wrapped int32 sum equals the C's int32 sum in any order), and the block
 # length is taken at run time (half = QK/2), because a constant trip count gets fully unrolled into scalar code
-# instead of vectorized.  Q8_0 and Q4_0/Q4_1 blocks take their integer sum as one vector operation
-# (refimpl._jit.dot32_i8 / dot32_nibbles).  The F16 scales are read through F16_TO_F32, the table the scalar C
+# instead of vectorized.  Q8_0, Q4_0/Q4_1 and Q5_0/Q5_1 blocks take their integer sum as one vector operation
+# (refimpl._jit.dot32_i8 / dot32_nibbles / dot32_q5).  The F16 scales are read through F16_TO_F32, the table the scalar C
 # build reads too.
 #
 # A NaN sum: the C adds every block's term to sumf with sumf as the first operand, and x86 returns the first
@@ -571,29 +571,12 @@ def vec_dot_q4_1_q8_1(n, x, y):
     return sumf
 
 
-# The fifth bits of Q5_0/Q5_1: bit j of the 32-bit qh is level j's bit 4.  Tested against a table of single-bit
-# masks (QH_BIT[j] = 1 << j) so the level loop vectorizes: a shift by the loop index does not (numba computes it
-# in 64-bit lanes).
-QH_BIT = (np.uint32(1) << np.arange(32, dtype=np.uint32)).astype(np.uint32)
-
-
 @njit
 def vec_dot_q5_0_q8_0(n, x, y):
-    # mirrors ggml_vec_dot_q5_0_q8_0_generic (ggml-cpu/quants.c)
-    half = n // x.shape[0] // 2
-    bit_lo = QH_BIT[:half]
-    bit_hi = QH_BIT[half:2 * half]
+    # mirrors ggml_vec_dot_q5_0_q8_0_generic (ggml-cpu/quants.c): level j = (nibble | bit j of qh << 4) - 16
     sumf = f32(0.0)
     for ib in range(x.shape[0]):
-        qh = np.uint32(_load_qh(x[ib]["qh"]))
-        xq = x[ib]["qs"]
-        yq = y[ib]["qs"]
-        sumi = i32(0)
-        for j in range(half):
-            q = i16(xq[j])
-            v0 = i16(i16(q & i16(0x0F)) | (i16(16) if qh & bit_lo[j] else i16(0))) - i16(16)
-            v1 = i16(i16(q >> i16(4)) | (i16(16) if qh & bit_hi[j] else i16(0))) - i16(16)
-            sumi = i32(sumi + i32(i16(i16(v0) * i16(yq[j]))) + i32(i16(i16(v1) * i16(yq[j + half]))))
+        sumi = dot32_q5(x[ib]["qs"], np.uint32(_load_qh(x[ib]["qh"])), y[ib]["qs"], 16)
         sumf = sumf + _term_q5_0(_d(x[ib]), f32(0.0), _d(y[ib]), f32(0.0), sumi)
         if sumf != sumf:
             return sumf          # see "A NaN sum" above
@@ -603,20 +586,9 @@ def vec_dot_q5_0_q8_0(n, x, y):
 @njit
 def vec_dot_q5_1_q8_1(n, x, y):
     # mirrors ggml_vec_dot_q5_1_q8_1_generic (ggml-cpu/quants.c)
-    half = n // x.shape[0] // 2
-    bit_lo = QH_BIT[:half]
-    bit_hi = QH_BIT[half:2 * half]
     sumf = f32(0.0)
     for ib in range(x.shape[0]):
-        qh = np.uint32(_load_qh(x[ib]["qh"]))
-        xq = x[ib]["qs"]
-        yq = y[ib]["qs"]
-        sumi = i32(0)
-        for j in range(half):
-            q = i16(xq[j])
-            v0 = i16(i16(q & i16(0x0F)) | (i16(16) if qh & bit_lo[j] else i16(0)))
-            v1 = i16(i16(q >> i16(4)) | (i16(16) if qh & bit_hi[j] else i16(0)))
-            sumi = i32(sumi + i32(i16(v0 * i16(yq[j]))) + i32(i16(v1 * i16(yq[j + half]))))
+        sumi = dot32_q5(x[ib]["qs"], np.uint32(_load_qh(x[ib]["qh"])), y[ib]["qs"], 0)
         sumf = sumf + _term_q4_1_q5_1(_d(x[ib]), F16_TO_F32[x[ib]["m"]], _d(y[ib]), F16_TO_F32[y[ib]["s"]], sumi)
         if sumf != sumf:
             return sumf          # see "A NaN sum" above
