@@ -82,47 +82,111 @@ else:
 # stay separate (each is rounded to float on its own), and LLVM will not vectorize an 8-long loop reached from
 # numba without run-time checks that cost more than the work; so this one step is written as the eight-lane vector
 # operation it is.  Exact integer semantics: int8 x int8 -> int16 product, widened, times the int32 scale, added
-# with int32 wrap-around, as the C.  The caller keeps off + 8 within a and b (no bounds check).
+# with int32 wrap-around, as the C.  lanes8_madd2 / lanes8_madd4 do 2 / 4 consecutive groups of 8 that share the
+# scale (the int32 sum scale * (p0 + p1 + ...) equals the C's scale * p0 + scale * p1 + ..., wrapping alike).
+# The caller keeps off + 8 * groups within a and b (no bounds check).
 
 if JIT_DISABLED:
 
-    def lanes8_madd(acc, a, b, off, scale):
-        """acc[l] += scale * int16(a[off + l] * b[off + l]) for l = 0..7, in int32 (wrapping)."""
-        prod = a[off:off + 8].astype(np.int16) * b[off:off + 8].astype(np.int16)
-        acc[:8] = (acc[:8].astype(np.int64) + np.int64(scale) * prod.astype(np.int64)).astype(np.int32)
+    def _lanes8_madd_groups(groups):
+        def lanes8_madd(acc, a, b, off, scale):
+            prod = (a[off:off + 8 * groups].astype(np.int16) * b[off:off + 8 * groups].astype(np.int16))
+            total = prod.astype(np.int64).reshape(groups, 8).sum(axis=0)
+            acc[:8] = (acc[:8].astype(np.int64) + np.int64(scale) * total).astype(np.int32)
+        return lanes8_madd
+
+    lanes8_madd = _lanes8_madd_groups(1)
+    lanes8_madd2 = _lanes8_madd_groups(2)
+    lanes8_madd4 = _lanes8_madd_groups(4)
+
+    def lanes8_madd4_nibbles(acc, q4, q4_off, shift, b, b_off, scale):
+        """lanes8_madd4 with the levels unpacked on the fly: level l = (q4[q4_off + l] >> shift) & 15."""
+        lv = ((q4[q4_off:q4_off + 32].astype(np.int64) >> int(shift)) & 15)
+        total = (lv * b[b_off:b_off + 32].astype(np.int64)).reshape(4, 8).sum(axis=0)
+        acc[:8] = (acc[:8].astype(np.int64) + np.int64(scale) * total).astype(np.int32)
 
 else:
 
+    def _lanes8_madd_groups(groups):
+        @intrinsic
+        def lanes8_madd(typingctx, acc, a, b, off, scale):
+            int8s = (types.int8, types.uint8)
+            if not (isinstance(acc, types.Array) and acc.dtype == types.int32 and isinstance(a, types.Array)
+                    and isinstance(b, types.Array) and a.dtype in int8s and b.dtype in int8s
+                    and isinstance(off, types.Integer) and isinstance(scale, types.Integer)):
+                return None
+
+            def codegen(context, builder, sig, args):
+                acc_v, a_v, b_v, off_v, scale_v = args
+                acc_a, a_a, b_a = (context.make_array(t)(context, builder, v) for t, v in zip(sig.args[:3], args[:3]))
+                off64 = context.cast(builder, off_v, sig.args[3], types.intp)
+                scale32 = context.cast(builder, scale_v, sig.args[4], types.int32)
+                n = 8 * groups
+                vec = lambda bits, k=n: ir.VectorType(ir.IntType(bits), k)  # noqa: E731
+
+                def load(arr, dtype):
+                    ptr = builder.bitcast(builder.gep(arr.data, [off64]), vec(8).as_pointer())
+                    v = builder.load(ptr, align=1)
+                    return builder.zext(v, vec(16)) if dtype == types.uint8 else builder.sext(v, vec(16))
+
+                prod = builder.sext(builder.mul(load(a_a, sig.args[1].dtype), load(b_a, sig.args[2].dtype)), vec(32))
+                total = None
+                for g in range(groups):      # the groups of 8 share the scale: add them lane by lane first
+                    part = builder.shuffle_vector(prod, prod, ir.Constant(vec(32, 8), list(range(8 * g, 8 * g + 8))))
+                    total = part if total is None else builder.add(total, part)
+                splat = builder.insert_element(ir.Constant(vec(32, 8), ir.Undefined), scale32,
+                                               ir.Constant(ir.IntType(32), 0))
+                splat = builder.shuffle_vector(splat, ir.Constant(vec(32, 8), ir.Undefined),
+                                               ir.Constant(vec(32, 8), [0] * 8))
+                acc_ptr = builder.bitcast(acc_a.data, vec(32, 8).as_pointer())
+                builder.store(builder.add(builder.load(acc_ptr, align=4), builder.mul(splat, total)), acc_ptr, align=4)
+                return context.get_dummy_value()
+
+            return types.void(acc, a, b, off, scale), codegen
+        return lanes8_madd
+
+    lanes8_madd = _lanes8_madd_groups(1)
+    lanes8_madd2 = _lanes8_madd_groups(2)
+    lanes8_madd4 = _lanes8_madd_groups(4)
+
     @intrinsic
-    def lanes8_madd(typingctx, acc, a, b, off, scale):
-        """acc[l] += scale * int16(a[off + l] * b[off + l]) for l = 0..7, in int32 (wrapping)."""
-        int8s = (types.int8, types.uint8)
-        if not (isinstance(acc, types.Array) and acc.dtype == types.int32 and isinstance(a, types.Array)
-                and isinstance(b, types.Array) and a.dtype in int8s and b.dtype in int8s
-                and isinstance(off, types.Integer) and isinstance(scale, types.Integer)):
+    def lanes8_madd4_nibbles(typingctx, acc, q4, q4_off, shift, b, b_off, scale):
+        """lanes8_madd4 with the levels unpacked on the fly: level l = (q4[q4_off + l] >> shift) & 15."""
+        if not (isinstance(acc, types.Array) and acc.dtype == types.int32 and isinstance(q4, types.Array)
+                and q4.dtype == types.uint8 and isinstance(b, types.Array) and b.dtype == types.int8
+                and all(isinstance(t, types.Integer) for t in (q4_off, shift, b_off, scale))):
             return None
 
         def codegen(context, builder, sig, args):
-            acc_v, a_v, b_v, off_v, scale_v = args
-            acc_a, a_a, b_a = (context.make_array(t)(context, builder, v) for t, v in zip(sig.args[:3], args[:3]))
-            off64 = context.cast(builder, off_v, sig.args[3], types.intp)
-            scale32 = context.cast(builder, scale_v, sig.args[4], types.int32)
-            v8 = lambda bits: ir.VectorType(ir.IntType(bits), 8)  # noqa: E731
+            acc_v, q4_v, q4_off_v, shift_v, b_v, b_off_v, scale_v = args
+            vec = lambda bits, k=32: ir.VectorType(ir.IntType(bits), k)  # noqa: E731
 
-            def load8(arr, dtype):
-                ptr = builder.bitcast(builder.gep(arr.data, [off64]), v8(8).as_pointer())
-                v = builder.load(ptr, align=1)
-                return builder.zext(v, v8(16)) if dtype == types.uint8 else builder.sext(v, v8(16))
+            def splat(value, bits, k):
+                v = builder.insert_element(ir.Constant(vec(bits, k), ir.Undefined), value, ir.Constant(ir.IntType(32), 0))
+                return builder.shuffle_vector(v, ir.Constant(vec(bits, k), ir.Undefined), ir.Constant(vec(32, k), [0] * k))
 
-            prod = builder.mul(load8(a_a, sig.args[1].dtype), load8(b_a, sig.args[2].dtype))
-            splat = builder.insert_element(ir.Constant(v8(32), ir.Undefined), scale32, ir.Constant(ir.IntType(32), 0))
-            splat = builder.shuffle_vector(splat, ir.Constant(v8(32), ir.Undefined), ir.Constant(v8(32), [0] * 8))
-            acc_ptr = builder.bitcast(acc_a.data, v8(32).as_pointer())
-            total = builder.add(builder.load(acc_ptr, align=4), builder.mul(splat, builder.sext(prod, v8(32))))
-            builder.store(total, acc_ptr, align=4)
+            def load32(arr_t, arr_v, off_t, off_v):
+                data = context.make_array(arr_t)(context, builder, arr_v).data
+                ptr = builder.gep(data, [context.cast(builder, off_v, off_t, types.intp)])
+                return builder.load(builder.bitcast(ptr, vec(8).as_pointer()), align=1)
+
+            sh8 = context.cast(builder, shift_v, sig.args[3], types.uint8)
+            q = builder.and_(builder.lshr(load32(sig.args[1], q4_v, sig.args[2], q4_off_v), splat(sh8, 8, 32)),
+                             ir.Constant(vec(8), [15] * 32))
+            yb = builder.sext(load32(sig.args[4], b_v, sig.args[5], b_off_v), vec(16))
+            prod = builder.sext(builder.mul(builder.zext(q, vec(16)), yb), vec(32))
+            total = None
+            for g in range(4):
+                part = builder.shuffle_vector(prod, prod, ir.Constant(vec(32, 8), list(range(8 * g, 8 * g + 8))))
+                total = part if total is None else builder.add(total, part)
+            scale32 = context.cast(builder, scale_v, sig.args[6], types.int32)
+            acc_ptr = builder.bitcast(context.make_array(sig.args[0])(context, builder, acc_v).data,
+                                      vec(32, 8).as_pointer())
+            builder.store(builder.add(builder.load(acc_ptr, align=4), builder.mul(splat(scale32, 32, 8), total)),
+                          acc_ptr, align=4)
             return context.get_dummy_value()
 
-        return types.void(acc, a, b, off, scale), codegen
+        return types.void(acc, q4, q4_off, shift, b, b_off, scale), codegen
 
 
 # ------------------------------------------------------------------------------ one 32-level block's integer sum

@@ -2,23 +2,29 @@
 import numpy as np
 from numba import njit
 
-from refimpl._jit import dot32_i8, dot32_nibbles, dot32_q5, lanes8_madd
+from refimpl._jit import dot32_i8, dot32_nibbles, dot32_q5, lanes8_madd, lanes8_madd2, lanes8_madd4, lanes8_madd4_nibbles
 
 
 @njit
-def _run(acc, a, b, offs, scales):
+def _run(acc, a, b, offs, scales, groups):
     for i in range(offs.size):
-        lanes8_madd(acc, a, b, offs[i], scales[i])
+        if groups == 1:
+            lanes8_madd(acc, a, b, offs[i], scales[i])
+        elif groups == 2:
+            lanes8_madd2(acc, a, b, offs[i], scales[i])
+        else:
+            lanes8_madd4(acc, a, b, offs[i], scales[i])
 
 
-def _expected(acc, a, b, offs, scales):
-    # acc[l] += scale * int16(a[o+l] * b[o+l]), wrapped to int32 like the C's int arithmetic
+def _expected(acc, a, b, offs, scales, groups):
+    # acc[l] += scale * int16(a[o+8g+l] * b[o+8g+l]) for each group g, wrapped to int32 like the C's int arithmetic
     out = [int(v) for v in acc]
     for o, s in zip(offs, scales):
-        for lane in range(8):
-            p = int(a[o + lane]) * int(b[o + lane])
-            p = (p + 2**15) % 2**16 - 2**15
-            out[lane] = (out[lane] + int(s) * p + 2**31) % 2**32 - 2**31
+        for g in range(groups):
+            for lane in range(8):
+                p = int(a[o + 8 * g + lane]) * int(b[o + 8 * g + lane])
+                p = (p + 2**15) % 2**16 - 2**15
+                out[lane] = (out[lane] + int(s) * p + 2**31) % 2**32 - 2**31
     return np.array(out, dtype=np.int32)
 
 
@@ -29,15 +35,43 @@ def test_lanes8_madd_matches_integer_arithmetic():
         b = rng.integers(-128, 128, 256).astype(np.int8)
         a[:8] = np.iinfo(a_dtype).min                  # extreme products
         b[:8] = -128
-        offs = rng.integers(0, 256 - 8, 500)
-        offs[:3] = [0, 0, 248]
-        # scales large enough that the int32 sums wrap, as the C's would
-        scales = rng.integers(-2**31, 2**31, 500).astype(np.int32)
-        acc = rng.integers(-2**31, 2**31, 8).astype(np.int32)
-        want = _expected(acc.copy(), a, b, offs, scales)
-        got = acc.copy()
-        _run(got, a, b, offs, scales)
-        assert np.array_equal(got, want), a_dtype
+        for groups in (1, 2, 4):
+            offs = rng.integers(0, 256 - 8 * groups, 500)
+            offs[:3] = [0, 0, 256 - 8 * groups]
+            # scales large enough that the int32 sums wrap, as the C's would
+            scales = rng.integers(-2**31, 2**31, 500).astype(np.int32)
+            acc = rng.integers(-2**31, 2**31, 8).astype(np.int32)
+            want = _expected(acc.copy(), a, b, offs, scales, groups)
+            got = acc.copy()
+            _run(got, a, b, offs, scales, groups)
+            assert np.array_equal(got, want), (a_dtype, groups)
+
+
+@njit
+def _run_nibbles(acc, q4, q4_offs, shifts, b, b_offs, scales):
+    for i in range(q4_offs.size):
+        lanes8_madd4_nibbles(acc, q4, q4_offs[i], shifts[i], b, b_offs[i], scales[i])
+
+
+def test_lanes8_madd4_nibbles_matches_integer_arithmetic():
+    rng = np.random.default_rng(9)
+    q4 = rng.integers(0, 256, 128).astype(np.uint8)
+    q4[:32] = 0xFF
+    b = rng.integers(-128, 128, 256).astype(np.int8)
+    n = 300
+    q4_offs = rng.integers(0, 128 - 32, n)
+    shifts = rng.choice([0, 4], n)
+    b_offs = rng.integers(0, 256 - 32, n)
+    scales = rng.integers(-2**31, 2**31, n).astype(np.int32)
+    acc = rng.integers(-2**31, 2**31, 8).astype(np.int32)
+    want = [int(v) for v in acc]
+    for qo, sh, bo, s in zip(q4_offs, shifts, b_offs, scales):
+        for k in range(32):
+            level = (int(q4[qo + k]) >> int(sh)) & 15
+            want[k % 8] = (want[k % 8] + int(s) * level * int(b[bo + k]) + 2**31) % 2**32 - 2**31
+    got = acc.copy()
+    _run_nibbles(got, q4, q4_offs, shifts, b, b_offs, scales)
+    assert np.array_equal(got, np.array(want, dtype=np.int32))
 
 
 @njit
@@ -66,13 +100,14 @@ def test_dot32_match_integer_arithmetic():
             assert out[i, 2] == sum((v - 2 * offset) * int(q) for v, q in zip(five, b[i]))
 
 
-def test_lanes8_madd_interpreter_fallback_agrees():
+def test_interpreter_fallbacks_agree():
     # the numpy fallback used under NUMBA_DISABLE_JIT must give the same integers
     import os
     import subprocess
     import sys
     env = dict(os.environ, NUMBA_DISABLE_JIT="1")
     code = ("import test_jit_helpers as t; t.test_lanes8_madd_matches_integer_arithmetic(); "
+            "t.test_lanes8_madd4_nibbles_matches_integer_arithmetic(); "
             "t.test_dot32_match_integer_arithmetic(); print('ok')")
     r = subprocess.run([sys.executable, "-c", code], env=env, cwd=os.path.dirname(__file__),
                        capture_output=True, text=True, timeout=300)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..._jit import add_nan_from_first as _add_nan_first
-from ..._jit import f32, f32_to_bits, lanes8_madd, nearest_int
+from ..._jit import f32, f32_to_bits, lanes8_madd2, lanes8_madd4, lanes8_madd4_nibbles, nearest_int
 from ..._jit import mul_nan_from_first as _mul_nan_first
 from ...floats import F16_TO_F32, fp16_to_fp32_row, fp32_to_fp16
 from ..kquant_search import (GROUP_MAX_EPS, c_int8, get_scale_min_k4, make_q3_quants, make_qkx2_quants,
@@ -903,10 +903,12 @@ def _lane_isums(a, q8, scales, scale_shift, aux32):
     # l = 0..7: the C's aux16/aux32 loops, eight levels at a time (scale_shift 1: one scale per 32 levels)
     for l in range(8):
         aux32[l] = 0
-    for j in range(a.size // 16):
-        scale = scales[j >> scale_shift]
-        lanes8_madd(aux32, a, q8, 16 * j, scale)
-        lanes8_madd(aux32, a, q8, 16 * j + 8, scale)
+    if scale_shift == 1:
+        for j in range(a.size // 32):
+            lanes8_madd4(aux32, a, q8, 32 * j, scales[j])
+    else:
+        for j in range(a.size // 16):
+            lanes8_madd2(aux32, a, q8, 16 * j, scales[j])
 
 
 @njit
@@ -1026,12 +1028,16 @@ def _vec_dot_q4_K(n, x, y, work):
     a, aux32, scales, mins, sums = work
     for l in range(8):
         sums[l] = f32(0.0)
-    no_qh = x[0]["qs"][:0]
     sumf = f32(0.0)
     for i in range(x.shape[0]):
         sumi = _q45_K_block_mins(x[i]["scales"], y[i]["bsums"], scales, mins)
-        _q45_K_levels(x[i]["qs"], no_qh, a)
-        _lane_isums(a, y[i]["qs"], scales, 1, aux32)
+        # aux8/aux16/aux32 of the C in one step per 32-level sub-block j: nibble (j & 1) of q4[32*(j >> 1) + l]
+        q4 = x[i]["qs"]
+        q8 = y[i]["qs"]
+        for l in range(8):
+            aux32[l] = 0
+        for j in range(QK_K // 32):
+            lanes8_madd4_nibbles(aux32, q4, 32 * (j >> 1), 4 * (j & 1), q8, 32 * j, scales[j])
         sumf = _q45_K_step(sumf, F16_TO_F32[x[i]["d"]], F16_TO_F32[x[i]["dmin"]], y[i]["d"], aux32, sums, sumi)
     return _q4_K_final(sums, sumf)
 
