@@ -99,6 +99,16 @@ if JIT_DISABLED:
     lanes8_madd2 = _lanes8_madd_groups(2)
     lanes8_madd4 = _lanes8_madd_groups(4)
 
+    def make_dot32_lut16(values):
+        table = np.asarray(values, dtype=np.int64)
+
+        def dot32_lut16(qs, b):
+            """sum over j < 16 of T[qs[j] & 15] * b[j] + T[qs[j] >> 4] * b[j + 16] as an int32, T the 16 values."""
+            q = qs[:16].astype(np.int64)
+            lv = np.concatenate([table[q & 15], table[q >> 4]])
+            return np.int32(np.dot(lv, b[:32].astype(np.int64)))
+        return dot32_lut16
+
     def lanes8_madd4_nibbles(acc, q4, q4_off, shift, b, b_off, scale):
         """lanes8_madd4 with the levels unpacked on the fly: level l = (q4[q4_off + l] >> shift) & 15."""
         lv = ((q4[q4_off:q4_off + 32].astype(np.int64) >> int(shift)) & 15)
@@ -148,6 +158,37 @@ else:
     lanes8_madd = _lanes8_madd_groups(1)
     lanes8_madd2 = _lanes8_madd_groups(2)
     lanes8_madd4 = _lanes8_madd_groups(4)
+
+    def make_dot32_lut16(values):
+        """An intrinsic dot32_lut16(qs, b): sum over j < 16 of T[qs[j] & 15] * b[j] + T[qs[j] >> 4] * b[j + 16] as
+        an int32, T the 16 int8 ``values`` (IQ4_NL's kvalues).  The lookup is a tree of 15 vector selects on the
+        index bits: LLVM IR has no portable dynamic byte shuffle, and a gather per level is slower."""
+        table = [int(v) for v in values]
+        if len(table) != 16 or not all(-128 <= v < 128 for v in table):
+            raise ValueError("make_dot32_lut16 takes 16 int8 values")
+
+        @intrinsic
+        def dot32_lut16(typingctx, qs, b):
+            if not (isinstance(qs, types.Array) and isinstance(b, types.Array) and qs.dtype == types.uint8
+                    and b.dtype == types.int8):
+                return None
+
+            def codegen(context, builder, sig, args):
+                q = _load(builder, context, sig.args[0], args[0], 16)
+                lo = builder.and_(q, ir.Constant(_vec(8, 16), [15] * 16))
+                hi = builder.lshr(q, ir.Constant(_vec(8, 16), [4] * 16))
+                idx = builder.shuffle_vector(lo, hi, ir.Constant(_vec(32), list(range(32))))
+                level = [ir.Constant(_vec(8), [v] * 32) for v in table]
+                for bit in range(4):        # halve the candidates on each index bit
+                    mask = builder.icmp_unsigned("!=", builder.and_(idx, ir.Constant(_vec(8), [1 << bit] * 32)),
+                                                 ir.Constant(_vec(8), [0] * 32))
+                    level = [builder.select(mask, level[2 * k + 1], level[2 * k]) for k in range(len(level) // 2)]
+                vb = builder.sext(_load(builder, context, sig.args[1], args[1], 32), _vec(16))
+                prod = builder.mul(builder.sext(level[0], _vec(16)), vb)
+                return _reduce_add32(builder, builder.sext(prod, _vec(32)))
+
+            return types.int32(qs, b), codegen
+        return dot32_lut16
 
     @intrinsic
     def lanes8_madd4_nibbles(typingctx, acc, q4, q4_off, shift, b, b_off, scale):

@@ -2,7 +2,11 @@
 import numpy as np
 from numba import njit
 
-from refimpl._jit import dot32_i8, dot32_nibbles, dot32_q5, lanes8_madd, lanes8_madd2, lanes8_madd4, lanes8_madd4_nibbles
+from refimpl._jit import (dot32_i8, dot32_nibbles, dot32_q5, lanes8_madd, lanes8_madd2, lanes8_madd4,
+                          lanes8_madd4_nibbles, make_dot32_lut16)
+
+LUT = [-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113]
+dot32_lut = make_dot32_lut16(LUT)
 
 
 @njit
@@ -80,6 +84,7 @@ def _dots(a, b, qs, qh, offset, out):
         out[i, 0] = dot32_i8(a[i], b[i])
         out[i, 1] = dot32_nibbles(qs[i], b[i], offset)
         out[i, 2] = dot32_q5(qs[i], qh[i], b[i], 2 * offset)
+        out[i, 3] = dot32_lut(qs[i], b[i])
 
 
 def test_dot32_match_integer_arithmetic():
@@ -90,7 +95,7 @@ def test_dot32_match_integer_arithmetic():
     qh = rng.integers(0, 2**32, 300, dtype=np.uint64).astype(np.uint32)
     a[0], b[0], qs[0], qh[0] = -128, -128, 0xFF, 0xFFFFFFFF            # the extremes
     for offset in (8, 0):
-        out = np.zeros((300, 3), np.int32)
+        out = np.zeros((300, 4), np.int32)
         _dots(a, b, qs, qh, offset, out)
         for i in range(300):
             assert out[i, 0] == sum(int(p) * int(q) for p, q in zip(a[i], b[i]))
@@ -98,6 +103,7 @@ def test_dot32_match_integer_arithmetic():
             assert out[i, 1] == sum((v - offset) * int(q) for v, q in zip(nib, b[i]))
             five = [v | (((int(qh[i]) >> j) & 1) << 4) for j, v in enumerate(nib)]
             assert out[i, 2] == sum((v - 2 * offset) * int(q) for v, q in zip(five, b[i]))
+            assert out[i, 3] == sum(LUT[v] * int(q) for v, q in zip(nib, b[i]))
 
 
 def test_interpreter_fallbacks_agree():
