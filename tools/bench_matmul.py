@@ -22,6 +22,10 @@ sys.path.insert(0, str(ROOT / "tools"))
 
 
 def best(fn, repeat):
+    # The previous contender's worker threads (numpy's BLAS, ggml's OpenMP) keep spinning for a while after their
+    # last call and take cores from the next one (measured: Q4_K matvec 15 instead of 23 GFLOP/s right after numpy).
+    # Let them go idle first, so that each contender is timed on a quiet machine.
+    time.sleep(0.5)
     fn()
     t_best = float("inf")
     for _ in range(repeat):
