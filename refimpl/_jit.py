@@ -117,6 +117,18 @@ if JIT_DISABLED:
 
 else:
 
+    def _add_scaled_lanes(builder, acc_a, prod, scale32, groups):
+        # acc[0:8] += scale * (sum of the groups of 8 in prod), all int32: the groups share the scale, so they are
+        # added lane by lane first
+        vec8 = ir.VectorType(ir.IntType(32), 8)
+        total = None
+        for g in range(groups):
+            part = builder.shuffle_vector(prod, prod, ir.Constant(vec8, list(range(8 * g, 8 * g + 8))))
+            total = part if total is None else builder.add(total, part)
+        acc_ptr = builder.bitcast(acc_a.data, vec8.as_pointer())
+        scaled = builder.mul(_splat(builder, scale32, 32, 8), total)
+        builder.store(builder.add(builder.load(acc_ptr, align=4), scaled), acc_ptr, align=4)
+
     def _lanes8_madd_groups(groups):
         @intrinsic
         def lanes8_madd(typingctx, acc, a, b, off, scale):
@@ -140,16 +152,7 @@ else:
                     return builder.zext(v, vec(16)) if dtype == types.uint8 else builder.sext(v, vec(16))
 
                 prod = builder.sext(builder.mul(load(a_a, sig.args[1].dtype), load(b_a, sig.args[2].dtype)), vec(32))
-                total = None
-                for g in range(groups):      # the groups of 8 share the scale: add them lane by lane first
-                    part = builder.shuffle_vector(prod, prod, ir.Constant(vec(32, 8), list(range(8 * g, 8 * g + 8))))
-                    total = part if total is None else builder.add(total, part)
-                splat = builder.insert_element(ir.Constant(vec(32, 8), ir.Undefined), scale32,
-                                               ir.Constant(ir.IntType(32), 0))
-                splat = builder.shuffle_vector(splat, ir.Constant(vec(32, 8), ir.Undefined),
-                                               ir.Constant(vec(32, 8), [0] * 8))
-                acc_ptr = builder.bitcast(acc_a.data, vec(32, 8).as_pointer())
-                builder.store(builder.add(builder.load(acc_ptr, align=4), builder.mul(splat, total)), acc_ptr, align=4)
+                _add_scaled_lanes(builder, acc_a, prod, scale32, groups)
                 return context.get_dummy_value()
 
             return types.void(acc, a, b, off, scale), codegen
@@ -174,10 +177,7 @@ else:
                 return None
 
             def codegen(context, builder, sig, args):
-                q = _load(builder, context, sig.args[0], args[0], 16)
-                lo = builder.and_(q, ir.Constant(_vec(8, 16), [15] * 16))
-                hi = builder.lshr(q, ir.Constant(_vec(8, 16), [4] * 16))
-                idx = builder.shuffle_vector(lo, hi, ir.Constant(_vec(32), list(range(32))))
+                idx = _nibbles32(builder, _load(builder, context, sig.args[0], args[0], 16))
                 level = [ir.Constant(_vec(8), [v] * 32) for v in table]
                 for bit in range(4):        # halve the candidates on each index bit
                     mask = builder.icmp_unsigned("!=", builder.and_(idx, ir.Constant(_vec(8), [1 << bit] * 32)),
@@ -202,29 +202,18 @@ else:
             acc_v, q4_v, q4_off_v, shift_v, b_v, b_off_v, scale_v = args
             vec = lambda bits, k=32: ir.VectorType(ir.IntType(bits), k)  # noqa: E731
 
-            def splat(value, bits, k):
-                v = builder.insert_element(ir.Constant(vec(bits, k), ir.Undefined), value, ir.Constant(ir.IntType(32), 0))
-                return builder.shuffle_vector(v, ir.Constant(vec(bits, k), ir.Undefined), ir.Constant(vec(32, k), [0] * k))
-
             def load32(arr_t, arr_v, off_t, off_v):
                 data = context.make_array(arr_t)(context, builder, arr_v).data
                 ptr = builder.gep(data, [context.cast(builder, off_v, off_t, types.intp)])
                 return builder.load(builder.bitcast(ptr, vec(8).as_pointer()), align=1)
 
-            sh8 = context.cast(builder, shift_v, sig.args[3], types.uint8)
-            q = builder.and_(builder.lshr(load32(sig.args[1], q4_v, sig.args[2], q4_off_v), splat(sh8, 8, 32)),
+            sh8 = _splat(builder, context.cast(builder, shift_v, sig.args[3], types.uint8), 8, 32)
+            q = builder.and_(builder.lshr(load32(sig.args[1], q4_v, sig.args[2], q4_off_v), sh8),
                              ir.Constant(vec(8), [15] * 32))
             yb = builder.sext(load32(sig.args[4], b_v, sig.args[5], b_off_v), vec(16))
             prod = builder.sext(builder.mul(builder.zext(q, vec(16)), yb), vec(32))
-            total = None
-            for g in range(4):
-                part = builder.shuffle_vector(prod, prod, ir.Constant(vec(32, 8), list(range(8 * g, 8 * g + 8))))
-                total = part if total is None else builder.add(total, part)
             scale32 = context.cast(builder, scale_v, sig.args[6], types.int32)
-            acc_ptr = builder.bitcast(context.make_array(sig.args[0])(context, builder, acc_v).data,
-                                      vec(32, 8).as_pointer())
-            builder.store(builder.add(builder.load(acc_ptr, align=4), builder.mul(splat(scale32, 32, 8), total)),
-                          acc_ptr, align=4)
+            _add_scaled_lanes(builder, context.make_array(sig.args[0])(context, builder, acc_v), prod, scale32, 4)
             return context.get_dummy_value()
 
         return types.void(acc, q4, q4_off, shift, b, b_off, scale), codegen
@@ -271,6 +260,17 @@ else:
         data = context.make_array(aryty)(context, builder, ary).data
         return builder.load(builder.bitcast(data, _vec(8, n).as_pointer()), align=1)
 
+    def _splat(builder, value, bits, n):
+        # the scalar ``value`` (an LLVM iN) in all n lanes
+        v = builder.insert_element(ir.Constant(_vec(bits, n), ir.Undefined), value, ir.Constant(ir.IntType(32), 0))
+        return builder.shuffle_vector(v, ir.Constant(_vec(bits, n), ir.Undefined), ir.Constant(_vec(32, n), [0] * n))
+
+    def _nibbles32(builder, q):
+        # 16 bytes -> 32 levels (i8): the low nibbles, then the high nibbles (ggml's Q4/Q5/IQ4_NL order)
+        lo = builder.and_(q, ir.Constant(_vec(8, 16), [15] * 16))
+        hi = builder.lshr(q, ir.Constant(_vec(8, 16), [4] * 16))
+        return builder.shuffle_vector(lo, hi, ir.Constant(_vec(32), list(range(32))))
+
     @intrinsic
     def dot32_i8(typingctx, a, b):
         """sum over l < 32 of a[l] * b[l] (int8 arrays) as an int32."""
@@ -286,28 +286,6 @@ else:
         return types.int32(a, b), codegen
 
     @intrinsic
-    def dot32_nibbles(typingctx, qs, b, offset):
-        """sum over j < 16 of ((qs[j] & 15) - offset) * b[j] + ((qs[j] >> 4) - offset) * b[j + 16] as an int32:
-        the integer part of a Q4_0 (offset 8) or Q4_1 (offset 0) block against Q8 levels."""
-        if not (isinstance(qs, types.Array) and isinstance(b, types.Array) and qs.dtype == types.uint8
-                and b.dtype == types.int8 and isinstance(offset, types.Integer)):
-            return None
-
-        def codegen(context, builder, sig, args):
-            q = _load(builder, context, sig.args[0], args[0], 16)
-            lo = builder.and_(q, ir.Constant(_vec(8, 16), [15] * 16))
-            hi = builder.lshr(q, ir.Constant(_vec(8, 16), [4] * 16))
-            levels = builder.zext(builder.shuffle_vector(lo, hi, ir.Constant(_vec(32), list(range(32)))), _vec(16))
-            off16 = context.cast(builder, args[2], sig.args[2], types.int16)
-            splat = builder.insert_element(ir.Constant(_vec(16), ir.Undefined), off16, ir.Constant(ir.IntType(32), 0))
-            splat = builder.shuffle_vector(splat, ir.Constant(_vec(16), ir.Undefined), ir.Constant(_vec(32), [0] * 32))
-            vb = builder.sext(_load(builder, context, sig.args[1], args[1], 32), _vec(16))
-            prod = builder.mul(builder.sub(levels, splat), vb)
-            return _reduce_add32(builder, builder.sext(prod, _vec(32)))
-
-        return types.int32(qs, b, offset), codegen
-
-    @intrinsic
     def dot32_q5(typingctx, qs, qh, b, offset):
         """dot32_nibbles with a fifth bit: level j is (nibble j | bit j of the 32-bit qh << 4) - offset (Q5_0: 16,
         Q5_1: 0), nibbles j < 16 low and j >= 16 high as in dot32_nibbles."""
@@ -316,24 +294,24 @@ else:
             return None
 
         def codegen(context, builder, sig, args):
-            q = _load(builder, context, sig.args[0], args[0], 16)
-            lo = builder.and_(q, ir.Constant(_vec(8, 16), [15] * 16))
-            hi = builder.lshr(q, ir.Constant(_vec(8, 16), [4] * 16))
-            nib = builder.zext(builder.shuffle_vector(lo, hi, ir.Constant(_vec(32), list(range(32)))), _vec(16))
-            qh32 = context.cast(builder, args[1], sig.args[1], types.uint32)
-            splat = builder.insert_element(ir.Constant(_vec(32), ir.Undefined), qh32, ir.Constant(ir.IntType(32), 0))
-            splat = builder.shuffle_vector(splat, ir.Constant(_vec(32), ir.Undefined), ir.Constant(_vec(32), [0] * 32))
-            fifth = builder.and_(builder.lshr(splat, ir.Constant(_vec(32), list(range(32)))),
+            nib = builder.zext(_nibbles32(builder, _load(builder, context, sig.args[0], args[0], 16)), _vec(16))
+            qh32 = _splat(builder, context.cast(builder, args[1], sig.args[1], types.uint32), 32, 32)
+            fifth = builder.and_(builder.lshr(qh32, ir.Constant(_vec(32), list(range(32)))),
                                  ir.Constant(_vec(32), [1] * 32))
             fifth = builder.shl(builder.trunc(fifth, _vec(16)), ir.Constant(_vec(16), [4] * 32))
-            off16 = context.cast(builder, args[3], sig.args[3], types.int16)
-            osplat = builder.insert_element(ir.Constant(_vec(16), ir.Undefined), off16, ir.Constant(ir.IntType(32), 0))
-            osplat = builder.shuffle_vector(osplat, ir.Constant(_vec(16), ir.Undefined), ir.Constant(_vec(32), [0] * 32))
-            levels = builder.sub(builder.or_(nib, fifth), osplat)
+            offset16 = _splat(builder, context.cast(builder, args[3], sig.args[3], types.int16), 16, 32)
+            levels = builder.sub(builder.or_(nib, fifth), offset16)
             vb = builder.sext(_load(builder, context, sig.args[2], args[2], 32), _vec(16))
             return _reduce_add32(builder, builder.sext(builder.mul(levels, vb), _vec(32)))
 
         return types.int32(qs, qh, b, offset), codegen
+
+    @numba.njit(inline="always")
+    def dot32_nibbles(qs, b, offset):
+        """sum over j < 16 of ((qs[j] & 15) - offset) * b[j] + ((qs[j] >> 4) - offset) * b[j + 16] as an int32:
+        the integer part of a Q4_0 (offset 8) or Q4_1 (offset 0) block against Q8 levels (dot32_q5 with no fifth
+        bits; LLVM folds the zeros away)."""
+        return dot32_q5(qs, np.uint32(0), b, offset)
 
 
 @njit
