@@ -26,7 +26,7 @@ from ..kquant_search import (GROUP_MAX_EPS, c_int8, get_scale_min_k4, make_q3_qu
 from ..intdot import IntDot
 from ..registry import QuantFormat
 
-u8, i8, i16, i32 = np.uint8, np.int8, np.int16, np.int32   # the C's widths (see "Speed of the vec_dot kernels")
+u8, i8 = np.uint8, np.int8   # the C's widths (see "Speed of the vec_dot kernels")
 i64 = np.int64  # widen a loaded byte: numba keeps int(uint8) as uint8 and mixes uint64/int64 into float64
 
 QK_K = 256
@@ -887,7 +887,7 @@ def vec_dot_q2_K_q8_K(n, x, y):
 # Speed of the vec_dot kernels below (what a decode step spends its time in).  numba types arithmetic on small
 # integers as int64, so level arithmetic is cast back to the C's widths, and inner loop lengths come from a run-time
 # value (the scratch arrays' sizes): a constant length such as 32 gets fully unrolled into scalar code instead of
-# vectorized.  The eight lanes of the integer sums are one vector step each (refimpl._jit.lanes8_madd).  Scratch
+# vectorized.  The eight lanes of the integer sums are one vector step each (refimpl._jit.lanes8_madd*).  Scratch
 # arrays come from _work_k (one set per thread in matmul, see QuantFormat.make_work), not from an allocation per call.
 
 @njit

@@ -16,8 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..._jit import dot32_i8, dot32_nibbles, dot32_q5, f32, roundf
-i16, i32 = np.int16, np.int32  # the C's integer widths (see "Speed" below)
-U15, U4 = np.uint8(0x0F), np.uint8(4)
+U15, U4 = np.uint8(0x0F), np.uint8(4)   # uint8 nibble masks: the lanes stay narrow, so LLVM vectorizes
 from ...floats import F16_TO_F32, fp32_to_fp16
 from ..intdot import block_int_dot
 from ..registry import QuantFormat
@@ -161,7 +160,7 @@ def quantize_q4_0(x, imatrix, blocks):
 @njit
 def dequantize_row_q4_0(x, y):
     # mirrors dequantize_row_q4_0 (ggml-quants.c).  (float)(q - 8) is computed as (float)q - 8.0f: both exact.
-    # Slices, a run-time half-block length and uint8 masks let LLVM vectorize (see "Speed" below).
+    # Slices, a run-time half-block length and uint8 masks let LLVM vectorize (a constant 16 would be unrolled).
     if x.shape[0] == 0:
         return
     half = y.size // x.shape[0] // 2
@@ -533,13 +532,11 @@ def _d(block):
     return F16_TO_F32[block["d"]]
 
 
-# Speed (what a decode step spends its time in).  numba types arithmetic on small integers as int64, which LLVM
-# cannot vectorize well; so every product and sum is cast back to the width the C computes in (i16(i16(a) * i16(b))
-# is the C's int16 product of two int8; a wrapped int32 sum equals the C's int32 sum in any order), and the block
-# length is taken at run time (half = QK/2), because a constant trip count gets fully unrolled into scalar code
-# instead of vectorized.  Q8_0, Q4_0/Q4_1 and Q5_0/Q5_1 blocks take their integer sum as one vector operation
-# (refimpl._jit.dot32_i8 / dot32_nibbles / dot32_q5).  The F16 scales are read through F16_TO_F32, the table the scalar C
-# build reads too.
+# Speed (what a decode step spends its time in).  Each block's integer sum -- 32 int8 x int8 products, the C's
+# sumi -- is one vector operation (refimpl._jit.dot32_i8 / dot32_nibbles / dot32_q5): written as a loop, numba
+# would widen the small integers to int64 and LLVM would unroll the constant-length loop into scalar code.  It is
+# an integer sum, so its order does not matter.  The F16 scales are read through F16_TO_F32, the table the scalar
+# C build reads too.
 #
 # A NaN sum: the C adds every block's term to sumf with sumf as the first operand, and x86 returns the first
 # operand's NaN when both are NaN, so once sumf is NaN every later add returns it unchanged: it is the result.  The
