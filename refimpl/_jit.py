@@ -294,13 +294,17 @@ else:
             return None
 
         def codegen(context, builder, sig, args):
-            nib = builder.zext(_nibbles32(builder, _load(builder, context, sig.args[0], args[0], 16)), _vec(16))
-            qh32 = _splat(builder, context.cast(builder, args[1], sig.args[1], types.uint32), 32, 32)
-            fifth = builder.and_(builder.lshr(qh32, ir.Constant(_vec(32), list(range(32)))),
-                                 ir.Constant(_vec(32), [1] * 32))
-            fifth = builder.shl(builder.trunc(fifth, _vec(16)), ir.Constant(_vec(16), [4] * 32))
+            nib = _nibbles32(builder, _load(builder, context, sig.args[0], args[0], 16))
+            # bit j of qh: byte j // 8 of the word (bitcast: memory order, and numba runs only on little-endian
+            # hosts), spread to lanes 8k..8k+7 and tested against 1 << (j % 8): byte-wide ops, no per-lane shifts
+            qh32 = context.cast(builder, args[1], sig.args[1], types.uint32)
+            qh_bytes = builder.bitcast(qh32, _vec(8, 4))
+            spread = builder.shuffle_vector(qh_bytes, qh_bytes, ir.Constant(_vec(32), [j // 8 for j in range(32)]))
+            is_set = builder.icmp_unsigned("!=", builder.and_(spread, ir.Constant(_vec(8), [1 << (j % 8) for j in range(32)])),
+                                           ir.Constant(_vec(8), [0] * 32))
+            fifth = builder.select(is_set, ir.Constant(_vec(8), [16] * 32), ir.Constant(_vec(8), [0] * 32))
             offset16 = _splat(builder, context.cast(builder, args[3], sig.args[3], types.int16), 16, 32)
-            levels = builder.sub(builder.or_(nib, fifth), offset16)
+            levels = builder.sub(builder.zext(builder.or_(nib, fifth), _vec(16)), offset16)
             vb = builder.sext(_load(builder, context, sig.args[2], args[2], 32), _vec(16))
             return _reduce_add32(builder, builder.sext(builder.mul(levels, vb), _vec(32)))
 
