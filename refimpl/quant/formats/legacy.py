@@ -125,8 +125,9 @@ def quantize_row_q4_0_ref(x, y):
         # MIN(15, (int8_t)(x*id + 8.5f)) stored through uint8_t: a negative int8 would wrap to a large byte
         _block_codes(x, o, qk, f32(0.0), iv, f32(8.5), 15, L)
         qs = y[i]["qs"]
-        for j in range(QK // 2):
-            qs[j] = (int(L[j]) | (int(L[j + QK // 2]) << 4)) & 0xFF
+        half = qk // 2
+        for j in range(half):
+            qs[j] = L[j] | np.uint8(L[j + half] << U4)
 
 
 @njit
@@ -201,8 +202,9 @@ def quantize_row_q4_1_ref(x, y):
         # MIN(15, (int8_t)((x - min)*id + 0.5f))
         _block_codes(x, o, qk, mn, iv, f32(0.5), 15, L)
         qs = y[i]["qs"]
-        for j in range(QK // 2):
-            qs[j] = (int(L[j]) | (int(L[j + QK // 2]) << 4)) & 0xFF
+        half = qk // 2
+        for j in range(half):
+            qs[j] = L[j] | np.uint8(L[j + half] << U4)
 
 
 @njit
