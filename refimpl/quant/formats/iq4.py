@@ -291,9 +291,14 @@ dot32_kvalues = make_dot32_lut16(KVALUES_IQ4NL)
 
 
 @njit
+def _term_iq4_nl(xd, yd, sumi):
+    # d = GGML_CPU_FP16_TO_FP32(y.d)*GGML_CPU_FP16_TO_FP32(x.d); the term d * (sumi1 + sumi2)
+    return mul_nan_first(xd, yd) * f32(sumi)
+
+
+@njit
 def _step_iq4_nl(sumf, xd, xm, yd, ys, sumi):
-    # d = GGML_CPU_FP16_TO_FP32(y.d)*GGML_CPU_FP16_TO_FP32(x.d); sumf += d * (sumi1 + sumi2)
-    return add_nan_first(sumf, mul_nan_first(xd, yd) * f32(sumi))
+    return add_nan_first(sumf, _term_iq4_nl(xd, yd, sumi))
 
 
 @njit
@@ -302,7 +307,9 @@ def vec_dot_iq4_nl_q8_0(n, x, y):
     sumf = f32(0.0)
     for ib in range(x.shape[0]):
         sumi = dot32_kvalues(x[ib]["qs"], y[ib]["qs"])
-        sumf = _step_iq4_nl(sumf, F16_TO_F32[x[ib]["d"]], f32(0.0), F16_TO_F32[y[ib]["d"]], f32(0.0), sumi)
+        sumf = sumf + _term_iq4_nl(F16_TO_F32[x[ib]["d"]], F16_TO_F32[y[ib]["d"]], sumi)
+        if sumf != sumf:
+            return sumf      # the running sum wins from here on: see legacy.py, "A NaN sum"
     return sumf
 
 
@@ -315,9 +322,14 @@ def _iq4_xs_sub_scale(x, ib):
 
 
 @njit
+def _term_iq4_xs(d4d8, ls, sumi):
+    # d1 = d4d8*(ls1 - 32); the term d1 * (sumi1 + sumi2)
+    return (d4d8 * f32(ls)) * f32(sumi)
+
+
+@njit
 def _step_iq4_xs(sumf, d4d8, ls, sumi):
-    # d1 = d4d8*(ls1 - 32); sumf += d1 * (sumi1 + sumi2)
-    return add_nan_first(sumf, (d4d8 * f32(ls)) * f32(sumi))
+    return add_nan_first(sumf, _term_iq4_xs(d4d8, ls, sumi))
 
 
 @njit
@@ -330,7 +342,9 @@ def vec_dot_iq4_xs_q8_K(n, x, y):
         q8 = y[ibl]["qs"]
         for ib in range(QK_K // 32):
             sumi = dot32_kvalues(qs[16 * ib:16 * ib + 16], q8[32 * ib:32 * ib + 32])
-            sumf = _step_iq4_xs(sumf, d4d8, _iq4_xs_sub_scale(x[ibl], ib), sumi)
+            sumf = sumf + _term_iq4_xs(d4d8, _iq4_xs_sub_scale(x[ibl], ib), sumi)
+            if sumf != sumf:
+                return sumf  # the running sum wins from here on: see legacy.py, "A NaN sum"
     return sumf
 
 
