@@ -458,8 +458,8 @@ def _attention_impl(q, k_cache, v_cache, kq_pre, positions, n_kv, window, kq_sca
             out[t, h, d] = f32(acc_v[d])
 
 
-# Small ops run single-threaded: a numba parallel region costs milliseconds on a loaded machine, more than the op.
-# Attention over a prompt is worth the threads; one decoded token is not.
+# Heads (and tokens) are split over the threads; a single head of a single token has nothing to split.  One decoded
+# token's 9 heads over 150 cells: 36 us serial, 28 us on 2 threads (measured).
 _attention_parallel = njit(parallel=True)(_attention_impl)
 _attention_serial = njit(_attention_impl)
 

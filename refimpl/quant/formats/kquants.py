@@ -912,9 +912,21 @@ def _lane_isums(a, q8, scales, scale_shift, aux32):
 
 
 @njit
-def _lane_sums_to_float(d, aux32, sums):
+def _lanes_step(xd, yd, lanes, sums):
+    # the float part of a super-block's eight lane sums: sums[l] += (x.d*y.d) * aux32[l] (Q3_K, Q4_K/Q5_K, Q6_K and
+    # the BLAS path's folds)
+    d = _mul_nan_first(xd, yd)
     for l in range(8):
-        sums[l] = _add_nan_first(sums[l], d * f32(aux32[l]))
+        sums[l] = _add_nan_first(sums[l], d * f32(lanes[l]))
+
+
+@njit
+def _lanes_final(sums):
+    # sumf = sums[0] + ... + sums[7], from 0.0 (Q3_K, Q6_K; Q4_K/Q5_K start from sumf, see _q4_K_final)
+    sumf = f32(0.0)
+    for l in range(8):
+        sumf = _add_nan_first(sumf, sums[l])
+    return sumf
 
 
 @njit
@@ -947,11 +959,8 @@ def _vec_dot_q3_K(n, x, y, work):
             for l in range(m):
                 ak[l] = i8(i8(((qq[l] >> shift) & u3) | (((hm[l] >> hshift) & u1) << np.uint8(2))) - i8(4))
         _lane_isums(a, y[i]["qs"], scales, 0, aux32)
-        _lane_sums_to_float(_mul_nan_first(F16_TO_F32[x[i]["d"]], y[i]["d"]), aux32, sums)
-    sumf = f32(0.0)
-    for l in range(8):
-        sumf = _add_nan_first(sumf, sums[l])
-    return sumf
+        _lanes_step(F16_TO_F32[x[i]["d"]], y[i]["d"], aux32, sums)
+    return _lanes_final(sums)
 
 
 @njit
@@ -993,9 +1002,7 @@ def _q45_K_block_mins(sc, bsums, scales, mins):
 def _q45_K_step(sumf, xd, xdmin, yd, lanes, sums, sumi):
     # the float part of one Q4_K/Q5_K super-block from its 8 lane sums (aux32) and sumi = bsums . mins:
     # sums[l] += d*aux32[l]; sumf -= dmin*sumi (shared with the BLAS path's fold)
-    d = _mul_nan_first(xd, yd)
-    for l in range(8):
-        sums[l] = _add_nan_first(sums[l], d * f32(lanes[l]))
+    _lanes_step(xd, yd, lanes, sums)
     dmin = _mul_nan_first(yd, xdmin)
     return sumf - dmin * f32(sumi)
 
@@ -1156,22 +1163,6 @@ def _q6_K_levels(ql, qh, a):
 
 
 @njit
-def _q6_K_step(xd, yd, lanes, sums):
-    # sums[l] += (x.d*y.d) * aux32[l] (shared with the BLAS path's fold)
-    d = _mul_nan_first(xd, yd)
-    for l in range(8):
-        sums[l] = _add_nan_first(sums[l], d * f32(lanes[l]))
-
-
-@njit
-def _q6_K_final(sums):
-    sumf = f32(0.0)
-    for l in range(8):
-        sumf = _add_nan_first(sumf, sums[l])
-    return sumf
-
-
-@njit
 def vec_dot_q6_K_q8_K(n, x, y):
     return _vec_dot_q6_K(n, x, y, _work_k(n))
 
@@ -1188,8 +1179,8 @@ def _vec_dot_q6_K(n, x, y, work):
             scales[j] = sc[j]
         _q6_K_levels(x[i]["ql"], x[i]["qh"], a)
         _lane_isums(a, y[i]["qs"], scales, 0, aux32)
-        _q6_K_step(F16_TO_F32[x[i]["d"]], y[i]["d"], aux32, sums)
-    return _q6_K_final(sums)
+        _lanes_step(F16_TO_F32[x[i]["d"]], y[i]["d"], aux32, sums)
+    return _lanes_final(sums)
 
 
 # BLAS path for Q6_K: 8 groups (lanes) per super-block; lane l holds scale_j * a[16j + 8k + l] for sub-blocks
@@ -1229,9 +1220,9 @@ def _fold_q6_K(ws, xs, isum, out, acc):
     for i in range(ws.shape[0]):
         xd, yd = ws[i, 0], xs[i, 0]
         for t in range(isum.shape[1]):
-            _q6_K_step(xd, yd[t], isum[8 * i:8 * i + 8, t], acc[0:8, t])
+            _lanes_step(xd, yd[t], isum[8 * i:8 * i + 8, t], acc[0:8, t])
     for t in range(isum.shape[1]):
-        out[t] = _q6_K_final(acc[0:8, t])
+        out[t] = _lanes_final(acc[0:8, t])
 
 
 INT_DOT_Q6_K = IntDot(_q6_K_weight_ints, _q8_K_lanes16, lambda b: fp16_to_fp32_row(b["d"])[..., None],

@@ -16,12 +16,13 @@ from __future__ import annotations
 import numpy as np
 
 from ..._jit import dot32_i8, dot32_nibbles, dot32_q5, f32, roundf
-U15, U4 = np.uint8(0x0F), np.uint8(4)   # uint8 nibble masks: the lanes stay narrow, so LLVM vectorizes
 from ...floats import F16_TO_F32, fp32_to_fp16
 from ..intdot import block_int_dot
 from ..registry import QuantFormat
 from ..kquant_search import make_qkx3_quants, make_qx_quants
 from .common import (add_nan_first, c_float_to_int32, mul_nan_first, njit, to_int8)
+
+U15, U4 = np.uint8(0x0F), np.uint8(4)   # uint8 nibble masks: the lanes stay narrow, so LLVM vectorizes
 
 QK = 32  # QK4_0 == QK4_1 == QK5_0 == QK5_1 == QK8_0 == QK8_1
 
@@ -480,9 +481,9 @@ def quantize_row_q8_1_ref(x, y):
 # the F16 scales already converted (x.m, y.s unused by the symmetric formats).  The BLAS path's folds
 # (refimpl.quant.intdot) call the same steps, so both paths run the same float code.
 
-# Each step is "sumf + term" with the accumulator as the first operand (add_nan_first); the vec_dots add the same
-# term and stop at the first NaN sum (_accumulate below), which gives the same bits with the NaN test off the add
-# chain.
+# Each step is "sumf + term" with the accumulator as the first operand (add_nan_first), as the BLAS path's folds
+# use it; the vec_dots add the same term and return at the first NaN sum (see "A NaN sum" below), which gives the
+# same bits with the NaN test off the add chain.
 
 @njit
 def _term_q4_0(xd, xm, yd, ys, sumi):
