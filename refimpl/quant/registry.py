@@ -92,9 +92,11 @@ class _Registry:
                 self.register(fmt)
 
     def register(self, fmt: QuantFormat) -> None:
-        if fmt.name in self._by_name or fmt.type_id in self._by_id:
+        # names are looked up case-insensitively: ggml's are upper case, a plugin's keep the case it gave
+        # (refimpl.quant.plugins.register: "mlx-q4-g64")
+        if fmt.name.upper() in self._by_name or fmt.type_id in self._by_id:
             raise ValueError(f"ggml type {fmt.name} (id {fmt.type_id}) is registered twice")
-        self._by_name[fmt.name] = fmt
+        self._by_name[fmt.name.upper()] = fmt
         self._by_id[fmt.type_id] = fmt
 
     def get(self, key) -> QuantFormat:
@@ -136,10 +138,10 @@ class _Registry:
         return len(self._by_name)
 
     def items(self):
-        return [(n, self._by_name[n]) for n in self.names()]
+        return [(n, self._by_name[n.upper()]) for n in self.names()]
 
     def values(self):
-        return [self._by_name[n] for n in self.names()]
+        return [self._by_name[n.upper()] for n in self.names()]
 
     def keys(self):
         return self.names()
