@@ -10,74 +10,31 @@ scaling; optional final logit soft-capping cap * tanh(logits / cap).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import Model, ModelFile, register
-from .._jit import njit
-from .layers import ROPE_NEOX, geglu, rms_norm, rope
+from . import register
+from .base import Layer, Model, ModelFile
+from .hparams import Hparams
+from .layers import ROPE_NEOX, geglu, softcap
 
 F32 = np.float32
-
-
-@njit
-def _softcap_rows(x, cap, out):
-    # ggml_scale(x, 1/cap) (ggml_vec_scale_f32), ggml_tanh (ggml_vec_tanh_f32: libm tanhf), ggml_scale(cap)
-    inv = F32(1.0) / cap
-    for r in range(x.shape[0]):
-        for i in range(x.shape[1]):
-            out[r, i] = F32(math.tanh(x[r, i] * inv)) * cap
-
-
-def softcap(x: np.ndarray, cap) -> np.ndarray:
-    """Final logit soft-capping cap * tanh(x / cap) with libm's tanhf (numpy's float32 tanh is not tanhf)."""
-    x = np.ascontiguousarray(x, dtype=np.float32)
-    out = np.empty_like(x)
-    _softcap_rows(x, F32(cap), out)
-    return out
-
-
-def rope_freq_scale(mf: ModelFile) -> float:
-    """llama_model_base::load_hparams: rope_freq_scale_train = 1/rope.scaling.factor (0 or absent: 1); a
-    scaling type "none" means no scaling (llama_context)."""
-    scaling = mf.get("{arch}.rope.scaling.type", "linear")
-    if scaling not in ("none", "linear"):
-        raise ValueError(f"{mf.path}: rope scaling type {scaling!r} is not supported for {mf.arch}")
-    factor = F32(mf.get("{arch}.rope.scaling.factor", mf.get("{arch}.rope.scale_linear", 0.0)))
-    if scaling == "none" or factor == 0:
-        return F32(1.0)
-    return F32(1.0) / factor
+MATRIX, VECTOR = "matrix", "vector"
 
 
 @dataclass
-class Gemma3Hparams:
-    n_vocab: int
-    n_embd: int
-    n_layer: int
-    n_head: int
-    n_head_kv: int
-    head_dim: int
-    n_ff: int
-    rms_eps: float
-    n_rot: int
-    rope_freq_base: float
-    rope_freq_scale: float
-    rope_freq_base_swa: float
-    n_swa: int
-    is_swa: list
-    final_softcap: float
-    attention_scale: float
-    n_ctx_train: int
+class Gemma3Hparams(Hparams):
+    rope_freq_base_swa: np.float32 = F32(10000.0)   # {arch}.rope.freq_base_swa
+    n_swa: int = 0                                  # {arch}.attention.sliding_window (0: none)
+    is_swa: list = field(default_factory=list)      # per layer: sliding-window attention
+    final_softcap: np.float32 = F32(0.0)            # {arch}.final_logit_softcapping (0: none)
+    attention_scale: np.float32 = F32(1.0)          # f_attention_scale, applied to q
 
     @classmethod
-    def from_gguf(cls, mf: ModelFile, n_vocab: int) -> "Gemma3Hparams":
-        n_embd = int(mf.get("{arch}.embedding_length"))
-        n_layer = int(mf.get("{arch}.block_count"))
-        n_head = int(mf.get("{arch}.attention.head_count"))
-        head_dim = int(mf.get("{arch}.attention.key_length", n_embd // n_head))
-        if int(mf.get("{arch}.attention.value_length", head_dim)) != head_dim:
-            raise ValueError(f"{mf.path}: key_length != value_length is not supported for gemma3")
+    def read(cls, mf: ModelFile, n_vocab: int) -> dict:
+        kw = super().read(mf, n_vocab)
+        n_layer, n_embd, n_head = kw["n_layer"], kw["n_embd"], kw["n_head"]
         n_swa = int(mf.get("{arch}.attention.sliding_window", 0))
         if n_swa > 0:
             # load_swa_pattern(ml, 6): a per-layer array, else a period n (layer il is SWA unless il % n == n-1;
@@ -94,86 +51,94 @@ class Gemma3Hparams:
             is_swa = [False] * n_layer
         # gemma_pytorch: the 27B model (62 layers) scales queries by 1/sqrt(n_embd/n_head), the others by
         # 1/sqrt(head_dim) (llama_model_gemma3::load_arch_hparams)
-        q_dim = n_embd // n_head if n_layer == 62 else head_dim
-        n_ctx_train = int(mf.get("{arch}.context_length"))
-        return cls(
-            n_vocab=n_vocab, n_embd=n_embd, n_layer=n_layer, n_head=n_head,
-            n_head_kv=int(mf.get("{arch}.attention.head_count_kv", n_head)), head_dim=head_dim,
-            n_ff=int(mf.get("{arch}.feed_forward_length")),
-            rms_eps=F32(mf.get("{arch}.attention.layer_norm_rms_epsilon")),
-            n_rot=int(mf.get("{arch}.rope.dimension_count", head_dim)),
-            rope_freq_base=F32(mf.get("{arch}.rope.freq_base", 10000.0)),
-            rope_freq_scale=rope_freq_scale(mf),
+        q_dim = n_embd // n_head if n_layer == 62 else kw["head_dim"]
+        kw.update(
             rope_freq_base_swa=F32(mf.get("{arch}.rope.freq_base_swa", 10000.0)),
             n_swa=n_swa, is_swa=is_swa,
             final_softcap=F32(mf.get("{arch}.final_logit_softcapping", 0.0)),
             attention_scale=F32(1.0) / F32(math.sqrt(F32(q_dim))),
-            n_ctx_train=n_ctx_train,
         )
+        return kw
 
 
-class Gemma3Layer:
-    def __init__(self, mf: ModelFile, i: int):
-        p = f"blk.{i}."
-        self.attn_norm = mf.vector(p + "attn_norm.weight")
-        self.wq = mf.weight(p + "attn_q.weight")
-        self.wk = mf.weight(p + "attn_k.weight")
-        self.wv = mf.weight(p + "attn_v.weight")
-        self.wo = mf.weight(p + "attn_output.weight")
-        self.q_norm = mf.vector(p + "attn_q_norm.weight")
-        self.k_norm = mf.vector(p + "attn_k_norm.weight")
-        self.attn_post_norm = mf.vector(p + "post_attention_norm.weight")
-        self.ffn_norm = mf.vector(p + "ffn_norm.weight")
-        self.ffn_gate = mf.weight(p + "ffn_gate.weight")
-        self.ffn_up = mf.weight(p + "ffn_up.weight")
-        self.ffn_down = mf.weight(p + "ffn_down.weight")
-        self.ffn_post_norm = mf.vector(p + "post_ffw_norm.weight")
+class Gemma3Layer(Layer):
+    TENSORS = {
+        "attn_norm": ("attn_norm.weight", VECTOR, True),
+        "wq": ("attn_q.weight", MATRIX, True),
+        "wk": ("attn_k.weight", MATRIX, True),
+        "wv": ("attn_v.weight", MATRIX, True),
+        "wo": ("attn_output.weight", MATRIX, True),
+        "q_norm": ("attn_q_norm.weight", VECTOR, True),
+        "k_norm": ("attn_k_norm.weight", VECTOR, True),
+        "attn_post_norm": ("post_attention_norm.weight", VECTOR, True),
+        "ffn_norm": ("ffn_norm.weight", VECTOR, True),
+        "ffn_gate": ("ffn_gate.weight", MATRIX, True),
+        "ffn_up": ("ffn_up.weight", MATRIX, True),
+        "ffn_down": ("ffn_down.weight", MATRIX, True),
+        "ffn_post_norm": ("post_ffw_norm.weight", VECTOR, True),
+    }
 
 
 @register("gemma3")
 class Gemma3(Model):
+    hparams_class = Gemma3Hparams
+    layer_class = Gemma3Layer
+    rope_mode = ROPE_NEOX
+
     def __init__(self, mf: ModelFile):
         super().__init__(mf)
-        self.tok_embd = mf.weight("token_embd.weight")
-        hp = self.hp = Gemma3Hparams.from_gguf(mf, self.tok_embd.shape[0])
-        self.n_vocab = hp.n_vocab
-        self.n_layer, self.n_head_kv = hp.n_layer, hp.n_head_kv
-        self.head_dim_k = self.head_dim_v = hp.head_dim
-        self.n_ctx_train = hp.n_ctx_train
-        self.output_norm = mf.vector("output_norm.weight")
-        self.output = mf.weight("output.weight", required=False) or self.tok_embd
-        self.layers = [Gemma3Layer(mf, i) for i in range(hp.n_layer)]
-        self.embd_scale = F32(math.sqrt(F32(hp.n_embd)))          # sqrtf(n_embd)
+        self.kq_scale = F32(1.0)                                  # q is scaled instead (position_qk)
+        self.embd_scale = F32(math.sqrt(F32(self.hp.n_embd)))     # sqrtf(n_embd)
 
-    def forward(self, tokens, positions):
+    def embed(self, tokens, positions):
+        x = super().embed(tokens, positions) * self.embd_scale    # ggml_scale
+        if self.tracing:
+            self.emit("inp_scaled", -1, x)
+        return x
+
+    def window(self, il):
+        return self.hp.n_swa if self.hp.is_swa[il] else 0
+
+    def rope_base_scale(self, il):
+        # llama_model::get_rope_freq_base/scale: SWA layers use freq_base_swa and rope_freq_scale_train_swa (1)
         hp = self.hp
-        n_tok = tokens.size
-        x = self.tok_embd.rows(tokens) * self.embd_scale            # ggml_get_rows, ggml_scale
-        for il, L in enumerate(self.layers):
-            swa = hp.is_swa[il]
-            # llama_model::get_rope_freq_base/scale: SWA layers use freq_base_swa and rope_freq_scale_train_swa (1)
-            base = hp.rope_freq_base_swa if swa else hp.rope_freq_base
-            scale = F32(1.0) if swa else hp.rope_freq_scale
-            cur = rms_norm(x, hp.rms_eps) * L.attn_norm
-            q = L.wq.mm(cur).reshape(n_tok, hp.n_head, hp.head_dim)
-            k = L.wk.mm(cur).reshape(n_tok, hp.n_head_kv, hp.head_dim)
-            v = L.wv.mm(cur).reshape(n_tok, hp.n_head_kv, hp.head_dim)
-            q = rms_norm(q, hp.rms_eps) * L.q_norm
-            q = rope(q, positions, hp.n_rot, ROPE_NEOX, base, scale)
-            k = rms_norm(k, hp.rms_eps) * L.k_norm
-            k = rope(k, positions, hp.n_rot, ROPE_NEOX, base, scale)
-            q = q * hp.attention_scale                                  # ggml_scale(Qcur, f_attention_scale)
-            a = self.attend(il, q, k, v, positions, F32(1.0), window=hp.n_swa if swa else 0)
-            cur = L.wo.mm(a.reshape(n_tok, -1))
-            cur = rms_norm(cur, hp.rms_eps) * L.attn_post_norm
-            sa_out = cur + x
-            cur = rms_norm(sa_out, hp.rms_eps) * L.ffn_norm
-            cur = L.ffn_down.mm(geglu(L.ffn_gate.mm(cur), L.ffn_up.mm(cur)))
-            cur = rms_norm(cur, hp.rms_eps) * L.ffn_post_norm
-            x = cur + sa_out
-        x = x[self.output_rows]                                          # inp_out_ids
-        x = rms_norm(x, hp.rms_eps) * self.output_norm
-        logits = self.output.mm(x)
-        if hp.final_softcap != 0:
-            logits = softcap(logits, hp.final_softcap)
+        return (hp.rope_freq_base_swa, F32(1.0)) if hp.is_swa[il] else (hp.rope_freq_base, hp.rope_freq_scale)
+
+    def position_qk(self, il, layer, q, k, positions):
+        q, k = super().position_qk(il, layer, q, k, positions)
+        return q * self.hp.attention_scale, k                      # ggml_scale(Qcur, f_attention_scale)
+
+    def layer_block(self, il, layer, x, positions, out_rows):
+        """Post-norms: x + norm(attention(norm(x))), then + norm(feed_forward(norm(.)))."""
+        cur = self.norm(x, layer.attn_norm, None, "attn_norm", il)
+        cur = self.attention(il, layer, cur, positions)
+        if out_rows is not None:
+            cur, x = cur[out_rows], x[out_rows]
+        cur = self.norm(cur, layer.attn_post_norm, None, "attn_post_norm", il)
+        sa_out = cur + x
+        if self.tracing:
+            self.emit("sa_out", il, sa_out)
+        cur = self.norm(sa_out, layer.ffn_norm, None, "ffn_norm", il)
+        cur = self.feed_forward(il, layer, cur)
+        if self.tracing:
+            self.emit("ffn_out", il, cur)
+        cur = self.norm(cur, layer.ffn_post_norm, None, "ffn_post_norm", il, norm_il=-1)   # build_norm(..., -1)
+        x = cur + sa_out
+        if self.tracing:
+            self.emit("l_out", il, x)
+        return x
+
+    def feed_forward(self, il, layer, cur):
+        """build_ffn, LLM_FFN_GELU, LLM_FFN_PAR: down(gelu(gate(x)) * up(x))."""
+        up = self._linear(layer.ffn_up, None, cur, "ffn_up", il)
+        gate = self._linear(layer.ffn_gate, None, cur, "ffn_gate", il)
+        cur = geglu(gate, up)                                       # ggml_geglu_split
+        if self.tracing:
+            self.emit("ffn_geglu", il, cur)
+        return self.ffn_down(il, layer, cur)
+
+    def logits(self, x):
+        logits = super().logits(x)
+        if self.hp.final_softcap != 0:
+            logits = softcap(logits, self.hp.final_softcap)
         return logits

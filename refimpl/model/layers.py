@@ -96,18 +96,6 @@ def _swiglu_rows(gate, up, out):
             out[r, i] = silu_f32(gate[r, i]) * up[r, i]
 
 
-@njit
-def _silu_rows(x, out):
-    # mirrors ggml_vec_silu_f32 (vec.cpp)
-    nrows, n = x.shape
-    n4 = n - n % 4
-    for r in prange(nrows):
-        for i in range(n4):
-            out[r, i] = silu_sse2(x[r, i])
-        for i in range(n4, n):
-            out[r, i] = silu_f32(x[r, i])
-
-
 def swiglu(gate: np.ndarray, up: np.ndarray) -> np.ndarray:
     """ggml_swiglu_split(gate, up) = silu(gate) * up, row by row."""
     gate = np.ascontiguousarray(gate, dtype=np.float32)
@@ -117,15 +105,6 @@ def swiglu(gate: np.ndarray, up: np.ndarray) -> np.ndarray:
     out = np.empty_like(gate)
     _swiglu_rows(gate, up, out)
     return out
-
-
-def silu(x: np.ndarray) -> np.ndarray:
-    """ggml_silu on rows."""
-    x = np.ascontiguousarray(x, dtype=np.float32)
-    x2 = x.reshape(-1, x.shape[-1])
-    out = np.empty_like(x2)
-    _silu_rows(x2, out)
-    return out.reshape(x.shape)
 
 
 @njit
@@ -394,10 +373,9 @@ def softmax_sse2_sum(w, n_kv, valid_lo, valid_hi, mx, out):
     return s
 
 
-def _attention_impl(q, k_cache, v_cache, kq_pre, positions, n_kv, window, kq_scale, softcap, k_f16, v_f16, out):
+def _attention_impl(q, k_cache, v_cache, kq_pre, positions, n_kv, window, kq_scale, k_f16, v_f16, out):
     # llama.cpp's non-flash attention (llm_graph_context::build_attn_mha), for one sequence in cells 0..n-1:
     #   kq  = ggml_mul_mat(k, q)            vec_dot over head_dim; q rounded to F16 if the cache is F16
-    #   kq  = soft-capping (gemma) if set   (scale 1/cap, tanhf, scale cap)
     #   kq  = ggml_soft_max_ext(kq, mask, kq_scale)   mask: 0 or -INF (causal, sliding window)
     #   kqv = ggml_mul_mat(v^T, kq)         vec_dot over the n_kv cells; probabilities rounded to F16 likewise
     # k_cache (n_head_kv, hd, n_ctx) and v_cache (n_head_kv, n_ctx, hd) hold the values the cache stores, as
@@ -434,10 +412,7 @@ def _attention_impl(q, k_cache, v_cache, kq_pre, positions, n_kv, window, kq_sca
                 w[lo + j] = f32(acc[j])
         mx = -np.inf
         for j in range(lo, hi):
-            v = w[j]
-            if softcap > f32(0.0):
-                v = f32(math.tanh(v * (f32(1.0) / softcap))) * softcap
-            v = v * kq_scale + f32(0.0)        # ggml_vec_scale_f32, then += slope(1.0f) * mask(0.0f)
+            v = w[j] * kq_scale + f32(0.0)        # ggml_vec_scale_f32, then += slope(1.0f) * mask(0.0f)
             w[j] = v
             mx = max(mx, v)
         e = np.zeros(n_kv, dtype=np.float32)
@@ -467,7 +442,7 @@ _NO_KQ = np.zeros((0, 0, 0), dtype=np.float32)
 
 
 def attention(q, k_cache, v_cache, positions, n_kv: int, kq_scale: float, *, window: int = 0,
-              softcap: float = 0.0, k_f16: bool = True, v_f16: bool = True, kq=None) -> np.ndarray:
+              k_f16: bool = True, v_f16: bool = True, kq=None) -> np.ndarray:
     """Causal self-attention of ``q`` (n_tokens, n_head, head_dim) over the cached keys/values of cells
     0..positions[t] (the last ``window`` of them if > 0).  ``k_cache`` is (n_head_kv, hd_k, n_cells), ``v_cache``
     (n_head_kv, n_cells, hd_v) (see refimpl.model.kv_cache), float32 holding the stored values; ``k_f16``/``v_f16``: that cache is F16, so ggml
@@ -481,5 +456,89 @@ def attention(q, k_cache, v_cache, positions, n_kv: int, kq_scale: float, *, win
     kernel = _attention_parallel if n_tok * n_head > 1 else _attention_serial
     kernel(q, k_cache, v_cache, _NO_KQ if kq is None else np.ascontiguousarray(kq, dtype=np.float32),
                np.ascontiguousarray(positions, dtype=np.int64), int(n_kv), int(window), f32(kq_scale),
-               f32(softcap), bool(k_f16), bool(v_f16), out)
+               bool(k_f16), bool(v_f16), out)
     return out
+
+
+# ----------------------------------------------------------------------------------------------- attention, traced
+# The attention kernel above computes only the cells a query attends to.  A trace shows llama.cpp's kq and
+# kq_soft_max tensors, which span all n_kv cells (masked ones too), so these compute them in full, with the same
+# sums in the same order as ggml_mul_mat(k, q) and ggml_soft_max_ext.
+
+
+@njit
+def _scores_impl(q, k_cache, n_kv, k_f16, out):
+    # ggml_mul_mat(k, q): out[t, h, j] = vec_dot(k[j], q[t, h]), terms over head_dim in order into a double
+    n_tok, n_head, hd = q.shape
+    group = n_head // k_cache.shape[0]
+    for t in range(n_tok):
+        for h in range(n_head):
+            kvh = h // group
+            acc = np.zeros(n_kv, dtype=np.float64)
+            for d in range(hd):
+                x = F16_TO_F32[fp32_to_fp16(q[t, h, d])] if k_f16 else q[t, h, d]
+                kd = k_cache[kvh, d]
+                for j in range(n_kv):
+                    acc[j] += np.float64(kd[j] * x)
+            for j in range(n_kv):
+                out[t, h, j] = f32(acc[j])
+
+
+def attention_scores(q, k_cache, n_kv: int, k_f16: bool = True) -> np.ndarray:
+    """KQ over the first ``n_kv`` cells of an F16/F32 K cache (n_head_kv, hd, n_cells): (n_tok, n_head, n_kv)."""
+    q = np.ascontiguousarray(q, dtype=np.float32)
+    out = np.empty((q.shape[0], q.shape[1], n_kv), dtype=np.float32)
+    _scores_impl(q, k_cache, int(n_kv), bool(k_f16), out)
+    return out
+
+
+@njit
+def _soft_max_impl(kq, positions, kq_scale, window, out):
+    # ggml_compute_forward_soft_max_f32: w = kq*scale + slope*mask (mask 0 or -INF), max, ggml_vec_soft_max_f32,
+    # then ggml_vec_scale_f32 by (float)(1.0/sum); masked cells come out as exact zeros
+    n_tok, n_head, n_kv = kq.shape
+    for t in range(n_tok):
+        p = positions[t]
+        hi = p + 1
+        lo = max(0, p - window + 1) if window > 0 else 0
+        for h in range(n_head):
+            w = np.empty(n_kv, dtype=np.float32)
+            mx = -np.inf
+            for j in range(lo, hi):
+                w[j] = kq[t, h, j] * kq_scale + f32(0.0)
+                mx = max(mx, w[j])
+            e = np.zeros(n_kv, dtype=np.float32)
+            s = softmax_sse2_sum(w, n_kv, lo, hi, f32(mx), e)
+            inv = f32(1.0 / s)
+            for j in range(n_kv):
+                out[t, h, j] = e[j] * inv
+
+
+def soft_max_ext(kq, positions, kq_scale: float, window: int = 0) -> np.ndarray:
+    """ggml_soft_max_ext(kq, causal mask, kq_scale) over every cell of ``kq`` (n_tok, n_head, n_kv): cell j is
+    visible to the token at position p when j <= p (and p - j < window if window > 0)."""
+    kq = np.ascontiguousarray(kq, dtype=np.float32)
+    out = np.empty_like(kq)
+    _soft_max_impl(kq, np.ascontiguousarray(positions, dtype=np.int64), f32(kq_scale), int(window), out)
+    return out
+
+
+# ----------------------------------------------------------------------------------------------- soft-capping
+
+
+@njit
+def _softcap_rows(x, cap, out):
+    # ggml_scale(x, 1/cap) (ggml_vec_scale_f32), ggml_tanh (ggml_vec_tanh_f32: libm tanhf), ggml_scale(cap)
+    inv = f32(1.0) / cap
+    for r in range(x.shape[0]):
+        for i in range(x.shape[1]):
+            out[r, i] = f32(math.tanh(x[r, i] * inv)) * cap
+
+
+def softcap(x: np.ndarray, cap) -> np.ndarray:
+    """Logit soft-capping cap * tanh(x / cap) with libm's tanhf (numpy's float32 tanh is not tanhf)."""
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    x2 = x.reshape(-1, x.shape[-1])
+    out = np.empty_like(x2)
+    _softcap_rows(x2, f32(cap), out)
+    return out.reshape(x.shape)
