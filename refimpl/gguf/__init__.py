@@ -9,11 +9,12 @@
 See spec/gguf.md for the format as implemented.
 """
 from .reader import GGUFError, GGUFFile, TensorInfo, TensorTable, read, read_bytes
-from .types import GGML_TYPES, GGMLType, GGUFValueType, ggml_type
+from .types import EXPERIMENTAL_TYPE_BASE, GGML_TYPES, GGMLType, GGUFValueType, ggml_type
 from .values import GGUFValue, StringArray
 from .writer import Tensor, meta_bytes, write
 
 __all__ = [
     "read", "read_bytes", "write", "meta_bytes", "GGUFFile", "GGUFError", "GGUFValue", "GGUFValueType",
     "StringArray", "TensorInfo", "TensorTable", "Tensor", "GGML_TYPES", "GGMLType", "ggml_type",
+    "EXPERIMENTAL_TYPE_BASE",
 ]

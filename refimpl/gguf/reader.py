@@ -8,6 +8,11 @@ Every size read from the file is checked against the bytes that remain before an
 header claiming 2^60 tensors or a 2^40-byte string fails at once.  Where llama.cpp would fail later on the same
 file (it reads until it runs out of bytes) refimpl fails early with the same verdict: each tensor info takes at
 least 24 bytes and each key/value pair at least 14, so counts that cannot fit are rejected up front.
+
+One deliberate difference: tensor types in refimpl's experimental range (``EXPERIMENTAL_TYPE_BASE`` and up, the
+plugin types of refimpl.quant.register) are accepted when the file describes them in its
+``refimpl.experimental_types.*`` metadata and a plugin of that name, block size and block bytes is registered;
+otherwise the file is rejected with a ``GGUFError`` naming the type.  llama.cpp rejects every such file.
 """
 from __future__ import annotations
 
@@ -20,8 +25,9 @@ from pathlib import Path
 import numpy as np
 
 from . import _scan
-from .types import (GGML_TYPE_COUNT, GGML_TYPES, VALUE_TYPE_DTYPE, VALUE_TYPE_SHORT_NAME, GGMLType,
-                    GGUFValueType, dtype_for)
+from .types import (EXPERIMENTAL_KEY_PREFIX, EXPERIMENTAL_KEYS, EXPERIMENTAL_TYPE_BASE, EXPERIMENTAL_TYPE_LIMIT,
+                    GGML_TYPE_COUNT, GGML_TYPES, VALUE_TYPE_DTYPE, VALUE_TYPE_SHORT_NAME, GGMLType, GGUFValueType,
+                    dtype_for, experimental_type, is_experimental_id)
 from .values import GGUFValue, StringArray, decode_str
 
 GGUF_MAGIC = b"GGUF"
@@ -382,6 +388,7 @@ def _parse(path, buf: np.ndarray, mm, byteorder: str) -> GGUFFile:
         raise GGUFError(cur.pos, f"alignment {alignment} is not a power of 2")
 
     # --- tensor infos
+    file_experimental = _experimental_table(metadata, cur.pos)
     infos: list[TensorInfo] = []
     seen_names: set[bytes] = set()
     for i in range(n_tensors):
@@ -414,9 +421,12 @@ def _parse(path, buf: np.ndarray, mm, byteorder: str) -> GGUFFile:
 
         at = cur.pos
         type_id = cur.unpack("i", f"type of tensor {name!r}")
-        if type_id < 0 or type_id >= GGML_TYPE_COUNT:
+        if is_experimental_id(type_id):
+            ggml = _experimental_tensor_type(file_experimental, name, type_id, at)
+        elif type_id < 0 or type_id >= GGML_TYPE_COUNT:
             raise GGUFError(at, f"tensor {name!r} has invalid ggml type {type_id}, should be in [0, {GGML_TYPE_COUNT})")
-        ggml = GGML_TYPES[type_id]
+        else:
+            ggml = GGML_TYPES[type_id]
         if ggml.block_size == 0 or ne[0] % ggml.block_size != 0:
             why = "support for this type was removed" if ggml.removed else \
                 f"{ne[0]} elements per row is not a multiple of the block size {ggml.block_size}"
@@ -451,6 +461,60 @@ def _parse(path, buf: np.ndarray, mm, byteorder: str) -> GGUFFile:
         data_size += padded_size
 
     return GGUFFile(path, version, order, metadata, infos, alignment, data_offset, data_size, cur.size, mm)
+
+
+def _experimental_table(metadata: dict, at: int) -> dict[int, GGMLType]:
+    """The file's description of its experimental types (id -> GGMLType as the file states it), checked."""
+    present = [k for k in EXPERIMENTAL_KEYS if k in metadata]
+    if not present:
+        return {}
+    if len(present) != len(EXPERIMENTAL_KEYS):
+        missing = sorted(set(EXPERIMENTAL_KEYS) - set(present))
+        raise GGUFError(at, f"experimental type metadata is incomplete: missing {', '.join(missing)}")
+    columns = []
+    for key in EXPERIMENTAL_KEYS:
+        v = metadata[key]
+        want_str = key.endswith(".name")
+        ok = v.type == GGUFValueType.ARRAY and (
+            v.element_type == GGUFValueType.STRING if want_str else
+            v.element_type in (GGUFValueType.INT32, GGUFValueType.UINT32, GGUFValueType.INT64, GGUFValueType.UINT64))
+        if not ok:
+            raise GGUFError(at, f"metadata {key!r} must be an array of {'strings' if want_str else 'integers'}")
+        columns.append(list(v.value) if want_str else [int(x) for x in v.value])
+    if len({len(c) for c in columns}) != 1:
+        raise GGUFError(at, f"metadata {EXPERIMENTAL_KEY_PREFIX}* arrays differ in length "
+                            f"({', '.join(str(len(c)) for c in columns)})")
+    table: dict[int, GGMLType] = {}
+    for type_id, name, block_size, type_size in zip(*columns):
+        if not EXPERIMENTAL_TYPE_BASE <= type_id < EXPERIMENTAL_TYPE_LIMIT or type_id in table:
+            raise GGUFError(at, f"experimental type {name!r}: id {type_id} is outside "
+                                f"[{EXPERIMENTAL_TYPE_BASE:#x}, {EXPERIMENTAL_TYPE_LIMIT:#x}) or listed twice")
+        if block_size <= 0 or type_size <= 0:
+            raise GGUFError(at, f"experimental type {name!r}: block size {block_size} and bytes per block "
+                                f"{type_size} must be positive")
+        table[type_id] = GGMLType(type_id, name, block_size, type_size)
+    return table
+
+
+def _experimental_tensor_type(file_table: dict[int, GGMLType], name: str, type_id: int, at: int) -> GGMLType:
+    """The registered plugin type a tensor's experimental type id stands for in this file."""
+    described = file_table.get(type_id)
+    if described is None:
+        raise GGUFError(at, f"tensor {name!r} has type {type_id}, in refimpl's experimental range "
+                            f"[{EXPERIMENTAL_TYPE_BASE:#x}, {EXPERIMENTAL_TYPE_LIMIT:#x}), but the file's "
+                            f"{EXPERIMENTAL_KEY_PREFIX}* metadata does not describe it")
+    registered = experimental_type(described.name)
+    if registered is None:
+        raise GGUFError(at, f"tensor {name!r} has experimental type {described.name!r} (id {type_id}, "
+                            f"{described.block_size}-element blocks of {described.type_size} bytes), which is not "
+                            f"registered: load its plugin first (refimpl.quant.load_plugin('PLUGIN.py'), or "
+                            f"--plugin PLUGIN.py on the command line)")
+    if (registered.block_size, registered.type_size) != (described.block_size, described.type_size):
+        raise GGUFError(at, f"tensor {name!r}: the file's experimental type {described.name!r} has "
+                            f"{described.block_size}-element blocks of {described.type_size} bytes, the registered "
+                            f"plugin of that name {registered.block_size}-element blocks of {registered.type_size} "
+                            f"bytes: another version of the plugin?")
+    return registered
 
 
 def _pad(x: int, n: int) -> int:

@@ -110,14 +110,74 @@ GGML_TYPE_BY_NAME = {t.name: t for t in GGML_TYPES if not t.removed}
 DTYPE_TO_GGML = {"f4": "F32", "f2": "F16", "f8": "F64", "i1": "I8", "i2": "I16", "i4": "I32", "i8": "I64"}
 
 
+# --- experimental (plugin) types -------------------------------------------------------------------------------
+#
+# Types that are not ggml's (refimpl.quant.register) take ids from a reserved range far above ggml's enum, so that
+# no future ggml type and no fork's type (forks have used ids into the hundreds) can mean the same id.  A GGUF
+# file that uses them describes each one in its metadata (EXPERIMENTAL_KEYS: parallel arrays of id, name, block
+# size and bytes per block), and a reader identifies a type by that *name*: the id is only how this file's tensor
+# infos refer to the description.  llama.cpp refuses such files (gguf.cpp: "invalid ggml type").
+
+EXPERIMENTAL_TYPE_BASE = 0x1000          # 4096: the first id of the range
+EXPERIMENTAL_TYPE_LIMIT = 0x2000         # one past the last id (4096 ids)
+EXPERIMENTAL_KEY_PREFIX = "refimpl.experimental_types."
+EXPERIMENTAL_KEYS = tuple(EXPERIMENTAL_KEY_PREFIX + k for k in ("id", "name", "block_size", "type_size"))
+
+#: upper-case name -> GGMLType of every experimental type registered in this process (refimpl.quant.register)
+_EXPERIMENTAL_BY_NAME: dict[str, GGMLType] = {}
+_EXPERIMENTAL_BY_ID: dict[int, GGMLType] = {}
+
+
+def is_experimental_id(type_id: int) -> bool:
+    return EXPERIMENTAL_TYPE_BASE <= int(type_id) < EXPERIMENTAL_TYPE_LIMIT
+
+
+def register_experimental_type(type_id: int, name: str, block_size: int, type_size: int) -> GGMLType:
+    """Make a plugin type known to the container (called by refimpl.quant.register, not by users)."""
+    if not is_experimental_id(type_id):
+        raise ValueError(f"experimental type {name!r}: id {type_id} is outside the experimental range "
+                         f"[{EXPERIMENTAL_TYPE_BASE:#x}, {EXPERIMENTAL_TYPE_LIMIT:#x})")
+    if name.upper() in GGML_TYPE_BY_NAME or name.upper() in _EXPERIMENTAL_BY_NAME or type_id in _EXPERIMENTAL_BY_ID:
+        raise ValueError(f"experimental type {name!r} (id {type_id}) clashes with a type already known")
+    if block_size <= 0 or type_size <= 0:
+        raise ValueError(f"experimental type {name!r}: block size and bytes per block must be positive")
+    g = GGMLType(int(type_id), name, int(block_size), int(type_size))
+    _EXPERIMENTAL_BY_NAME[name.upper()] = g
+    _EXPERIMENTAL_BY_ID[g.type_id] = g
+    return g
+
+
+def experimental_type(key: int | str) -> GGMLType | None:
+    """The registered experimental type of this id or (case-insensitive) name, or None."""
+    if isinstance(key, str):
+        return _EXPERIMENTAL_BY_NAME.get(key.upper())
+    return _EXPERIMENTAL_BY_ID.get(int(key))
+
+
+def experimental_types() -> list[GGMLType]:
+    return sorted(_EXPERIMENTAL_BY_ID.values(), key=lambda g: g.type_id)
+
+
 def ggml_type(t: int | str) -> GGMLType:
-    """Look up a ggml type by id or (case-insensitive) name; ValueError if unknown or removed."""
+    """Look up a ggml type by id or (case-insensitive) name, then the registered experimental types; ValueError
+    if unknown or removed."""
     if isinstance(t, str):
         try:
             return GGML_TYPE_BY_NAME[t.upper()]
         except KeyError:
-            raise ValueError(f"unknown ggml type name {t!r}; expected one of {sorted(GGML_TYPE_BY_NAME)}") from None
+            g = experimental_type(t)
+            if g is not None:
+                return g
+            raise ValueError(f"unknown ggml type name {t!r}; expected one of {sorted(GGML_TYPE_BY_NAME)}"
+                             + (f" or a registered plugin type ({', '.join(x.name for x in experimental_types())})"
+                                if _EXPERIMENTAL_BY_ID else "")) from None
     t = int(t)
+    if is_experimental_id(t):
+        g = experimental_type(t)
+        if g is None:
+            raise ValueError(f"type id {t} is in refimpl's experimental range but no plugin type has it; "
+                             f"load the plugin that defines it (refimpl.quant.load_plugin / --plugin FILE.py)")
+        return g
     if not 0 <= t < GGML_TYPE_COUNT or GGML_TYPES[t].removed:
         raise ValueError(f"ggml type id {t} is not a supported type")
     return GGML_TYPES[t]

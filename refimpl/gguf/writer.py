@@ -11,6 +11,10 @@ Layout (always little-endian, like llama.cpp on every host it supports):
 where a string is u64 length + bytes, BOOL is one byte 0/1, and ``n_dims`` is ``ggml_n_dims`` of the shape
 (trailing dimensions of size <= 1 are dropped, minimum 1), whatever the source file declared.  Tensor data is
 streamed one tensor (and one chunk) at a time into a temporary file that is renamed over the target at the end.
+
+A file whose tensors use experimental (plugin) types gets the ``refimpl.experimental_types.*`` keys describing
+them, set here from the tensors themselves (replacing stale values in place, or appended after the given metadata);
+a file without such tensors never carries those keys.  See refimpl/gguf/types.py.
 """
 from __future__ import annotations
 
@@ -23,7 +27,8 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from .types import DTYPE_TO_GGML, VALUE_TYPE_DTYPE, GGMLType, GGUFValueType, ggml_type
+from .types import (DTYPE_TO_GGML, EXPERIMENTAL_KEYS, VALUE_TYPE_DTYPE, GGMLType, GGUFValueType, ggml_type,
+                    is_experimental_id)
 from .values import GGUFValue, StringArray, encode_str
 
 GGUF_DEFAULT_ALIGNMENT = 32
@@ -245,6 +250,7 @@ def write(path: str | os.PathLike, metadata: Mapping[str, Any] | None = None, te
         raise ValueError(f"version must be 2 or 3, not {version}")
 
     planned = [_plan_tensor(name, t) for name, t in _iter_tensors(tensors)]
+    values = _describe_experimental_types(values, planned)
 
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix="." + path.name + ".", suffix=".tmp", dir=path.parent or ".")
@@ -265,6 +271,29 @@ def write(path: str | os.PathLike, metadata: Mapping[str, Any] | None = None, te
         except OSError:
             pass
         raise
+
+
+def _describe_experimental_types(values: dict[str, GGUFValue], planned: list[_Planned]) -> dict[str, GGUFValue]:
+    """``values`` with the refimpl.experimental_types.* keys describing exactly the plugin types the tensors use."""
+    used: dict[int, GGMLType] = {}
+    for p in planned:
+        if is_experimental_id(p.ggml.type_id):
+            used.setdefault(p.ggml.type_id, p.ggml)
+    types = [used[i] for i in sorted(used)]
+    if not types and not any(k in values for k in EXPERIMENTAL_KEYS):
+        return values
+    described = {
+        EXPERIMENTAL_KEYS[0]: GGUFValue(GGUFValueType.ARRAY, [g.type_id for g in types], GGUFValueType.INT32),
+        EXPERIMENTAL_KEYS[1]: GGUFValue(GGUFValueType.ARRAY, [g.name for g in types], GGUFValueType.STRING),
+        EXPERIMENTAL_KEYS[2]: GGUFValue(GGUFValueType.ARRAY, [g.block_size for g in types], GGUFValueType.INT32),
+        EXPERIMENTAL_KEYS[3]: GGUFValue(GGUFValueType.ARRAY, [g.type_size for g in types], GGUFValueType.INT32),
+    }
+    out = {k: (described[k] if k in described else v) for k, v in values.items()
+           if types or k not in described}
+    for k, v in described.items():
+        if types and k not in out:
+            out[k] = v
+    return out
 
 
 def _write_meta(f, values: dict[str, GGUFValue], planned: list[_Planned], alignment: int, version: int) -> int:
@@ -299,5 +328,6 @@ def meta_bytes(metadata, tensors=None, *, alignment: int | None = None, version:
         av = next((v for k, v in values.items() if k.split("\0", 1)[0] == "general.alignment"), None)
         alignment = av.value if av is not None and av.type == GGUFValueType.UINT32 else GGUF_DEFAULT_ALIGNMENT
     buf = io.BytesIO()
-    _write_meta(buf, values, [_plan_tensor(n, t) for n, t in _iter_tensors(tensors)], alignment, version)
+    planned = [_plan_tensor(n, t) for n, t in _iter_tensors(tensors)]
+    _write_meta(buf, _describe_experimental_types(values, planned), planned, alignment, version)
     return buf.getvalue()

@@ -12,6 +12,7 @@ import numpy as np
 
 from .matmul import (WeightMatrix, get_num_threads, matmul, prepare, quantize_activations, set_num_threads,
                      vec_dot)
+from .plugins import EXPERIMENTAL_TYPE_BASE, PluginError, load_plugin, load_plugins, register
 from .registry import TYPES, QuantFormat
 
 __all__ = [
@@ -19,6 +20,9 @@ __all__ = [
     "requires_imatrix", "row_size", "vec_dot_type", "vec_dot", "matmul", "prepare", "WeightMatrix", "quantize_activations",
     "set_num_threads", "get_num_threads",
 ]
+
+# plugin formats from outside the package (spec/plugins.md)
+__all__ += ["register", "load_plugin", "load_plugins", "PluginError", "EXPERIMENTAL_TYPE_BASE"]
 
 _NO_IMATRIX = np.zeros(0, dtype=np.float32)
 
