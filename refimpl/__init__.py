@@ -19,3 +19,10 @@ def set_num_threads(n: int) -> None:
     from .quant.matmul import set_num_threads as _set
 
     _set(n)
+
+
+def quantize_model(src, dst=None, ftype="Q8_0", **kwargs):
+    """Quantize a GGUF model as llama-quantize does, byte for byte; see refimpl.quantize.quantize_model."""
+    from .quantize import quantize_model as _quantize_model
+
+    return _quantize_model(src, dst, ftype, **kwargs)
