@@ -1,0 +1,135 @@
+"""What perplexity, KL-divergence and imatrix share: opening the model, reading and tokenizing the text, the chunk
+layout and the evaluation of one chunk, C-style number formatting, atomic output files."""
+from __future__ import annotations
+
+import math
+import os
+import struct
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+
+
+def open_model(model, n_ctx: int):
+    """A refimpl Model with a KV cache of at least ``n_ctx`` cells (``model`` is a path or a loaded Model) and its
+    tokenizer."""
+    from ..model import Model, load
+    from ..tokenizer import Tokenizer
+
+    if isinstance(model, (str, os.PathLike)):
+        m = load(model, n_ctx=n_ctx)
+    elif isinstance(model, Model):
+        m = model
+        if m.cache is None or m.cache.size < n_ctx:
+            m.new_context(n_ctx)
+    else:
+        raise TypeError(f"model must be a path or a refimpl.model.Model, got {type(model).__name__}")
+    tok = getattr(m, "_quality_tokenizer", None)
+    if tok is None:
+        tok = Tokenizer.from_gguf(m.file.gguf)
+        m._quality_tokenizer = tok
+    return m, tok
+
+
+def read_text_file(path) -> str:
+    """``-f FNAME`` as common/arg.cpp reads it: the whole file, one trailing newline removed."""
+    data = Path(path).read_bytes()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{path}: not UTF-8 text ({e})") from None
+    if text.endswith("\n"):
+        text = text[:-1]
+    return text
+
+
+def tokenize(tok, text: str) -> np.ndarray:
+    """common_tokenize(ctx, text, add_special=true, parse_special=false): BOS first when the vocab adds it."""
+    if tok.add_eos:
+        # perplexity.cpp: GGML_ASSERT(!llama_vocab_get_add_eos(vocab))
+        raise ValueError("the vocabulary adds EOS to every text; llama-perplexity refuses such models")
+    return np.asarray(tok.encode(text, add_special=True, parse_special=False), dtype=np.int32)
+
+
+def batch_layout(n_ctx: int, n_batch: int) -> tuple[int, int]:
+    """llama_perplexity()/imatrix main(): n_parallel = max(1, n_batch / n_ctx) sequences share one batch, and the
+    batch is capped at n_parallel * n_ctx.  Returns (n_seq, n_batch)."""
+    if n_ctx <= 0:
+        raise ValueError(f"the context size (-c) must be > 0, got {n_ctx}")
+    if n_batch <= 0:
+        raise ValueError(f"the batch size (-b) must be > 0, got {n_batch}")
+    n_seq = max(1, n_batch // n_ctx)
+    n_batch = min(n_batch, n_seq * n_ctx)
+    return n_seq, n_batch
+
+
+def eval_chunk(m, chunk: np.ndarray, n_batch: int, bos: int | None) -> np.ndarray:
+    """The logits (n_ctx, n_vocab) of one chunk, its first token replaced by BOS (``bos``; None: kept), evaluated
+    from an empty cache in pieces of ``n_batch`` tokens as the tools' batch loop does (the KV cache carries the
+    earlier pieces; every row's logits are the same either way)."""
+    chunk = np.array(chunk, dtype=np.int64)
+    if bos is not None:
+        chunk[0] = bos
+    n_ctx = chunk.size
+    if n_batch >= n_ctx:
+        return m.eval(chunk, n_past=0, logits="all")
+    parts = []
+    for j in range(0, n_ctx, n_batch):
+        parts.append(m.eval(chunk[j:j + n_batch], n_past=j, logits="all"))
+    return np.concatenate(parts)
+
+
+# ----------------------------------------------------------------------------------------------- C formatting
+def cfloat(x: float) -> str:
+    """How glibc's printf spells a non-finite double (Python says 'nan' for both signs)."""
+    if math.isnan(x):
+        return "-nan" if math.copysign(1.0, x) < 0 else "nan"
+    return "-inf" if x < 0 else "inf"
+
+
+def cfmt(spec: str, x) -> str:
+    """printf(spec, x) for one double (``spec`` like '%10.6f'), including C's nan/inf spelling and width."""
+    x = float(x)
+    if math.isfinite(x):
+        return spec % x
+    width = spec[1:].split(".")[0].rstrip("lf")
+    return ("%" + width + "s") % cfloat(x)
+
+
+def cdiv(a: float, b: float) -> float:
+    """a / b in C doubles (Inf or NaN where Python raises)."""
+    with np.errstate(all="ignore"):
+        return float(np.float64(a) / np.float64(b))
+
+
+def csqrt(x: float) -> float:
+    with np.errstate(all="ignore"):
+        return float(np.sqrt(np.float64(x)))
+
+
+# ----------------------------------------------------------------------------------------------- output files
+@contextmanager
+def atomic_output(path):
+    """A binary file object for ``path`` written under a temporary name in the same folder and renamed into place
+    only when the block succeeds: an error or Ctrl-C never leaves a half-written file."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
+    try:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)            # the mode a plain open() would give (mkstemp makes it 0600)
+        with os.fdopen(fd, "wb") as f:
+            yield f
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def pack_i32(*values: int) -> bytes:
+    return struct.pack("<" + "i" * len(values), *values)
