@@ -55,12 +55,8 @@ def load_plugin(path: str) -> None:
         for loader in PLUGIN_LOADERS:
             loader(path)
         return
-    import importlib.util
-    spec = importlib.util.spec_from_file_location(f"refimpl_plugin_{abs(hash(path))}", path)
-    if spec is None or spec.loader is None:
-        raise ValueError(f"cannot load plugin {path!r}: not a Python file")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    from ..quant import load_plugin as load_quant_plugin      # a file or a module name (spec/plugins.md)
+    load_quant_plugin(path)
 
 
 class UsageError(ValueError):
