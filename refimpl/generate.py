@@ -44,6 +44,8 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("-ctk", "--cache-type-k", default="f16", choices=["f16", "f32", "q8_0"])
     ap.add_argument("-ctv", "--cache-type-v", default="f16", choices=["f16", "f32", "q8_0"])
     ap.add_argument("--ignore-eos", action="store_true", help="keep generating after an end-of-generation token")
+    ap.add_argument("--plugin", action="append", default=[], metavar="FILE.py",
+                    help="load a quant-type plugin (a file or module name; repeatable), see spec/plugins.md")
     return ap
 
 
@@ -62,7 +64,7 @@ def main(argv=None) -> int:
         args.prompt = ""
 
     from . import model as model_mod
-    from .quant import set_num_threads
+    from .quant import load_plugins, set_num_threads
     from .sampling import Sampler, SamplerParams
     from .tokenizer import Tokenizer
 
@@ -70,6 +72,7 @@ def main(argv=None) -> int:
         set_num_threads(args.threads)
     t_load0 = time.perf_counter()
     try:
+        load_plugins(args.plugin)
         m = model_mod.load(path, n_ctx=args.ctx_size or None, type_k=args.cache_type_k, type_v=args.cache_type_v)
         tok = Tokenizer.from_gguf(m.file.gguf)
     except (ValueError, OSError) as e:
