@@ -2,7 +2,7 @@
 fresh(oracle, rng) -> list of failure strings (random cases compared against the live oracle by --check)."""
 
 FAMILIES = ("floats", "gguf", "quant", "iquant", "matmul", "simd", "tokenizer", "model", "default_model", "sampling",
-            "edge_blocks", "trace")
+            "edge_blocks", "trace", "chat_template")
 
 #: families that need something beyond the scalar oracle (an environment variable names it); skipped by a bare
 #: `make_golden.py` / `--check` when it is not set, an error when asked for by name
