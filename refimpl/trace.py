@@ -114,7 +114,8 @@ def _write_atomic(path: Path, data: bytes) -> None:
 
 
 def read_dump(directory) -> tuple[dict, list[TraceTensor]]:
-    """(metadata, tensors) of a dump; every file is checked against its size, ne and sha256."""
+    """(metadata, tensors) of a dump; every file is checked against its size, ne and sha256.  Arrays come back
+    with numpy shape = ne reversed, trailing sizes of 1 dropped (ggml_n_dims)."""
     d = Path(directory)
     mpath = d / MANIFEST
     if not mpath.is_file():
@@ -145,7 +146,8 @@ def read_dump(directory) -> tuple[dict, list[TraceTensor]]:
         digest = hashlib.sha256(data).hexdigest()
         if e.get("sha256") and e["sha256"] != digest:
             raise ValueError(f"{path}: sha256 {digest} does not match trace.json's {e['sha256']}")
-        a = np.frombuffer(data, dtype="<f4").astype(np.float32).reshape(ne[::-1])
+        n_dims = max([1] + [i + 1 for i in range(4) if ne[i] != 1])         # ggml_n_dims
+        a = np.frombuffer(data, dtype="<f4").astype(np.float32).reshape(ne[:n_dims][::-1])
         tensors.append(TraceTensor(name, occ, a, order=int(e.get("order", i)), sha256=digest))
     meta = {k: v for k, v in doc.items() if k != "tensors"}
     return meta, tensors
