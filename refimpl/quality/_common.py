@@ -45,12 +45,12 @@ def read_text_file(path) -> str:
     return text
 
 
-def tokenize(tok, text: str) -> np.ndarray:
-    """common_tokenize(ctx, text, add_special=true, parse_special=false): BOS first when the vocab adds it."""
+def tokenize(tok, text: str, parse_special: bool = False) -> np.ndarray:
+    """common_tokenize(ctx, text, add_special=true, parse_special): BOS first when the vocab adds it."""
     if tok.add_eos:
         # perplexity.cpp: GGML_ASSERT(!llama_vocab_get_add_eos(vocab))
         raise ValueError("the vocabulary adds EOS to every text; llama-perplexity refuses such models")
-    return np.asarray(tok.encode(text, add_special=True, parse_special=False), dtype=np.int32)
+    return np.asarray(tok.encode(text, add_special=True, parse_special=parse_special), dtype=np.int32)
 
 
 def batch_layout(n_ctx: int, n_batch: int) -> tuple[int, int]:

@@ -217,13 +217,13 @@ class ImatrixResult:
 
 
 def compute_imatrix(model, text: str | None = None, *, tokens=None, n_ctx: int = 512, n_batch: int = 2048,
-                    n_ubatch: int = 512, n_chunks: int = -1, process_output: bool = False, compute_ppl: bool = True,
-                    in_files=(), collector: ImatrixCollector | None = None, progress: bool = False,
-                    out=None) -> ImatrixResult:
+                    n_ubatch: int = 512, n_chunks: int = -1, from_chunk: int = 0, process_output: bool = False,
+                    compute_ppl: bool = True, parse_special: bool = False, in_files=(),
+                    collector: ImatrixCollector | None = None, progress: bool = False, out=None) -> ImatrixResult:
     """compute_imatrix() of imatrix.cpp: evaluate ``n_chunks`` chunks of ``n_ctx`` tokens of ``text`` (BOS first in
     each), collecting the squared activations of every ``blk.*`` matmul weight (and ``output.weight`` with
-    ``process_output``) micro-batch by micro-batch, in llama.cpp's order.  ``in_files``: imatrix files merged
-    first (``--in-file``).  ``out`` gets the ``[i]ppl,`` line.  Returns the collector's state; write it with
+    ``process_output``) micro-batch by micro-batch, in llama.cpp's order.  ``from_chunk``: chunks of the text
+    skipped first (``--chunk``).  ``in_files``: imatrix files merged first (``--in-file``).  ``out`` gets the ``[i]ppl,`` line.  Returns the collector's state; write it with
     ``refimpl.imatrix_file.write_imatrix(path, result.imatrix(prompt_file), fmt)``."""
     from tqdm import tqdm
 
@@ -232,7 +232,11 @@ def compute_imatrix(model, text: str | None = None, *, tokens=None, n_ctx: int =
     for p in in_files:
         col.load(p)
     m, tok = open_model(model, n_ctx)
-    toks = tokenize(tok, text) if tokens is None else np.asarray(tokens, np.int32).reshape(-1)
+    toks = tokenize(tok, text, parse_special) if tokens is None else np.asarray(tokens, np.int32).reshape(-1)
+    if from_chunk > 0:
+        if (from_chunk + 2) * n_ctx >= toks.size:
+            raise ValueError(f"there will be not enough tokens left after removing {from_chunk} chunks")
+        toks = toks[from_chunk * n_ctx:]
     if toks.size < 2 * n_ctx:
         raise ValueError(f"you need at least {2 * n_ctx} tokens for a context of {n_ctx} tokens; "
                          f"the data file you provided tokenizes to only {toks.size} tokens")
