@@ -43,6 +43,41 @@ def assert_bits_equal(ours: np.ndarray, theirs: np.ndarray, what: str = "") -> N
         )
 
 
+KERNEL_LAYERS = ("reference", "fast")
+
+
+@pytest.fixture
+def kernel_layer(request):
+    """Run the test under one kernel layer (parametrize it with ``indirect=["kernel_layer"]``), then restore."""
+    from refimpl import quant
+
+    layer = getattr(request, "param", "fast")
+    before = quant.get_kernels()
+    quant.set_kernels(layer)
+    try:
+        yield layer
+    finally:
+        quant.set_kernels(before)
+
+
+def layers_for(name: str, *ops: str) -> tuple[str, ...]:
+    """The kernel layers a golden test of type ``name`` runs under: both when the fast layer has its own kernel for
+    one of ``ops`` ("quantize", "dequantize", "vec_dot", …), else "fast" alone — the fast layer then calls the
+    reference kernel, so a second run would execute the same code (and CI time is counted)."""
+    from refimpl import kernels
+
+    fk = kernels.get(name)
+    if fk is not None and any(getattr(fk, op) is not None for op in ops):
+        return KERNEL_LAYERS
+    return ("fast",)
+
+
+def with_layers(params, *ops: str) -> list:
+    """``params`` (tuples whose last element is the type name) extended by each kernel layer of ``layers_for``."""
+    return [pytest.param(*p, layer, id="-".join(map(str, p + (layer,))))
+            for p in params for layer in layers_for(p[-1], *ops)]
+
+
 @pytest.fixture(scope="session")
 def manifest():
     return json.loads((GOLDEN / "MANIFEST.json").read_text())

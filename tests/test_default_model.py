@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import load_golden, load_golden_json
+from conftest import KERNEL_LAYERS, load_golden, load_golden_json
 
 def _package_data() -> Path:
     """The data folder of the refimpl that is imported (site-packages in CI, the checkout when editable)."""
@@ -41,20 +41,26 @@ def model_path():
     return refimpl.generate.DEFAULT_MODEL
 
 
-@pytest.fixture(scope="module")
-def run(golden, model_path):
-    """refimpl's prompt logits, greedy tokens and the logits each greedy token came from."""
-    from refimpl import model
+@pytest.fixture(scope="module", params=KERNEL_LAYERS)
+def run(request, golden, model_path):
+    """refimpl's prompt logits, greedy tokens and the logits each greedy token came from, under each kernel layer
+    (so the logits are bit-identical with either layer: both are llama.cpp's)."""
+    from refimpl import model, quant
 
-    m = model.load(str(model_path), n_ctx=GOLDEN["settings"]["n_ctx"])
-    prompt_logits = m.eval(golden["tokens"], n_past=0)
-    last = prompt_logits[-1]
-    greedy, greedy_logits = [], []
-    for _ in range(len(golden["greedy"])):
-        tok = int(np.argmax(last))             # first maximum, as llama.cpp's greedy sampler
-        greedy.append(tok)
-        greedy_logits.append(last)
-        last = m.eval([tok])[-1]
+    before = quant.get_kernels()
+    quant.set_kernels(request.param)
+    try:
+        m = model.load(str(model_path), n_ctx=GOLDEN["settings"]["n_ctx"])
+        prompt_logits = m.eval(golden["tokens"], n_past=0)
+        last = prompt_logits[-1]
+        greedy, greedy_logits = [], []
+        for _ in range(len(golden["greedy"])):
+            tok = int(np.argmax(last))             # first maximum, as llama.cpp's greedy sampler
+            greedy.append(tok)
+            greedy_logits.append(last)
+            last = m.eval([tok])[-1]
+    finally:
+        quant.set_kernels(before)
     return prompt_logits, greedy, np.stack(greedy_logits)
 
 

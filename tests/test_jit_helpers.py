@@ -1,9 +1,9 @@
-"""refimpl._jit's integer vector steps (lanes8_madd, dot32_i8, dot32_nibbles) against plain Python integers."""
+"""refimpl.kernels.lanes' integer vector steps (lanes8_madd, dot32_i8, dot32_nibbles) against plain Python integers."""
 import numpy as np
 from numba import njit
 
-from refimpl._jit import (dot32_i8, dot32_nibbles, dot32_q5, lanes8_madd, lanes8_madd2, lanes8_madd4,
-                          lanes8_madd4_nibbles, make_dot32_lut16)
+from refimpl.kernels.lanes import (dot32_i8, dot32_nibbles, dot32_q5, lanes8_madd, lanes8_madd2, lanes8_madd4,
+                                  lanes8_madd4_nibbles, make_dot32_lut16)
 
 LUT = [-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113]
 dot32_lut = make_dot32_lut16(LUT)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from conftest import golden_path, load_golden, load_golden_json
+from conftest import KERNEL_LAYERS, golden_path, load_golden, load_golden_json
 
 INDEX = load_golden_json("model/models.json")
 MODELS = sorted(INDEX["models"])
@@ -31,8 +31,9 @@ def _load(name: str):
     return model.load(golden_path(info["gguf"]), n_ctx=INDEX["settings"]["n_ctx"])
 
 
+@pytest.mark.parametrize("kernel_layer", KERNEL_LAYERS, indirect=True)
 @pytest.mark.parametrize("name", MODELS)
-def test_prompt_logits(name, record_property):
+def test_prompt_logits(name, record_property, kernel_layer):
     g = load_golden(INDEX["models"][name]["golden"])
     m = _load(name)
     ours = m.eval(g["tokens"])

@@ -1,9 +1,11 @@
 """Every ggml type in golden/quant and golden/iquant, bit for bit: quantize (with and without imatrix),
-quantize_ref, dequantize (of ggml's own quantized rows, of random raw bytes, of NaN/Inf scales) and validate."""
+quantize_ref, dequantize (of ggml's own quantized rows, of random raw bytes, of NaN/Inf scales) and validate.
+quantize and dequantize run under both kernel layers where the fast layer has its own kernel (conftest.layers_for).
+"""
 import numpy as np
 import pytest
 
-from conftest import assert_bits_equal
+from conftest import assert_bits_equal, with_layers
 from quant_cases import case_input, cases, golden, golden_types
 from refimpl import quant
 
@@ -16,8 +18,9 @@ def _fmt(name):
     return quant.get_type(name)
 
 
-@pytest.mark.parametrize("family,name", PARAMS)
-def test_quantize(family, name):
+@pytest.mark.parametrize("family,name,kernel_layer", with_layers(PARAMS, "quantize", "quantize_ref"),
+                         indirect=["kernel_layer"])
+def test_quantize(family, name, kernel_layer):
     fmt = _fmt(name)
     g = golden(family, name)
     aborts = {a.decode() for a in g["aborts"]}
@@ -47,8 +50,8 @@ def test_quantize(family, name):
     assert checked > 0 or not fmt.is_quantized
 
 
-@pytest.mark.parametrize("family,name", PARAMS)
-def test_dequantize(family, name):
+@pytest.mark.parametrize("family,name,kernel_layer", with_layers(PARAMS, "dequantize"), indirect=["kernel_layer"])
+def test_dequantize(family, name, kernel_layer):
     g = golden(family, name)
     checked = 0
     for cname, case in cases().items():

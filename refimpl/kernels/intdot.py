@@ -14,10 +14,10 @@ float32 GEMM (numpy's BLAS).  That is exact: every weight integer, activation in
 is an integer of magnitude below 2^24 (each format states its bound next to its ``IntDot``), and float32
 represents all of those exactly, so the result cannot depend on BLAS's blocking, summation order or use of FMA.
 The float part is then replayed per output by the format's ``fold`` — the same helper its scalar ``vec_dot``
-calls — so ``matmul`` gives the scalar path's bits (tests/test_matmul_golden.py checks both paths against
-llama.cpp and against each other).
+calls — so ``matmul`` gives the vec_dot path's bits (tests/test_matmul_golden.py checks both paths against
+llama.cpp and against each other).  This is a fast-layer path: the reference layer never takes it.
 
-A format opts in by giving its ``QuantFormat`` an ``IntDot``:
+A format opts in with an ``IntDot`` in its fast kernels (``FastKernels.intdot``, refimpl/kernels/__init__.py):
 
 * ``weights(blocks (rows, nb)) -> (G, rows, K)``: the weight integers, in the order they meet ``acts``;
 * ``acts(blocks (tokens, nb)) -> (G, K, tokens)``: the activation integers (of the ``vec_dot_type``);
@@ -71,11 +71,11 @@ class IntDot:
 class PreparedWeights:
     """Weights of one matrix with their integer part expanded for ``matmul`` (see the module docstring)."""
 
-    def __init__(self, blocks: np.ndarray, fmt):
+    def __init__(self, blocks: np.ndarray, fmt, intdot: IntDot):
         self.blocks = blocks                                                     # (rows, nb) structured blocks
         self.fmt = fmt
-        self.expanded = np.ascontiguousarray(fmt.int_dot.weights(blocks), dtype=np.float32)   # (G, rows, K)
-        self.scales = np.ascontiguousarray(fmt.int_dot.weight_scales(blocks), dtype=np.float32)
+        self.expanded = np.ascontiguousarray(intdot.weights(blocks), dtype=np.float32)   # (G, rows, K)
+        self.scales = np.ascontiguousarray(intdot.weight_scales(blocks), dtype=np.float32)
 
     @property
     def nbytes(self) -> int:
@@ -125,19 +125,9 @@ def _single_threaded_blas():
     return _blas.limit(limits=1, user_api="blas")
 
 
-def expanded_bytes(fmt, n_rows: int, n_cols: int) -> int:
-    """About the bytes ``prepare`` keeps for a ``(n_rows, n_cols)`` matrix of ``fmt`` (0 if it has no IntDot)."""
-    return 4 * n_rows * n_cols if getattr(fmt, "int_dot", None) is not None else 0
-
-
-def prepare(blocks: np.ndarray, fmt) -> PreparedWeights:
-    return PreparedWeights(blocks, fmt)
-
-
-def matmul_blocks(w_blocks: np.ndarray, fmt, x_blocks: np.ndarray, out: np.ndarray,
+def matmul_blocks(w_blocks: np.ndarray, idot: IntDot, x_blocks: np.ndarray, out: np.ndarray,
                   prepared: PreparedWeights | None = None) -> None:
-    """``out (tokens, rows) = W @ X`` with ``fmt.int_dot``; ``x_blocks`` already in ``fmt.vec_dot_type``."""
-    idot = fmt.int_dot
+    """``out (tokens, rows) = W @ X`` through ``idot``; ``x_blocks`` already in the weight type's vec_dot_type."""
     xi = np.ascontiguousarray(idot.acts(x_blocks), dtype=np.float32)        # (G, K, T)
     xs = np.ascontiguousarray(idot.act_scales(x_blocks), dtype=np.float32)
     n_groups, k, n_tok = xi.shape
@@ -204,7 +194,7 @@ def make_block_fold(step):
     return fold
 
 
-def block_int_dot(levels, w_fields, x_fields, step) -> IntDot:
+def block_intdot(levels, w_fields, x_fields, step) -> IntDot:
     """The IntDot of a 32-weight-block format: ``levels(blocks) -> (nb, rows, 32)``, the F16 scale fields of the
     weight and activation blocks, and the float step."""
     return IntDot(levels, q8_block_acts, f16_scales(*w_fields), f16_act_scales(*x_fields), make_block_fold(step))

@@ -5,11 +5,16 @@
     >>> y = quant.dequantize(raw, "Q4_K")          # float32 (..., n), exactly type_traits.to_float
 
 Arrays of any leading shape are accepted; the last axis is the row.
+
+Every operation runs in one of two kernel layers with the same bits: ``set_kernels("reference")`` runs the
+reference layer (refimpl/quant/formats/, ggml's generic C as plain loops), ``set_kernels("fast")`` (the default,
+or ``REFIMPL_KERNELS``) the fast layer (refimpl/kernels/).  See refimpl/quant/layer.py.
 """
 from __future__ import annotations
 
 import numpy as np
 
+from .layer import get_kernels, kernel, set_kernels
 from .matmul import (WeightMatrix, get_num_threads, matmul, prepare, quantize_activations, set_num_threads,
                      vec_dot)
 from .plugins import EXPERIMENTAL_TYPE_BASE, PluginError, load_plugin, load_plugins, register
@@ -18,7 +23,7 @@ from .registry import TYPES, QuantFormat
 __all__ = [
     "TYPES", "QuantFormat", "get_type", "quantize", "quantize_ref", "dequantize", "validate",
     "requires_imatrix", "row_size", "vec_dot_type", "vec_dot", "matmul", "prepare", "WeightMatrix", "quantize_activations",
-    "set_num_threads", "get_num_threads",
+    "set_num_threads", "get_num_threads", "set_kernels", "get_kernels",
 ]
 
 # plugin formats from outside the package (spec/plugins.md)
@@ -100,11 +105,12 @@ def quantize(x, qtype, imatrix=None) -> np.ndarray:
     if fmt.quantize is not None:
         blocks = out.reshape(-1).view(fmt.block_dtype).reshape(rows.shape[0], -1)
         with np.errstate(all="ignore"):
-            fmt.quantize(rows, im, blocks)
+            kernel(fmt, "quantize")(rows, im, blocks)
     elif fmt.quantize_ref is not None and im.size == 0:
+        quantize_row = kernel(fmt, "quantize_ref")
         for r in range(rows.shape[0]):
             with np.errstate(all="ignore"):
-                fmt.quantize_ref(rows[r], _blocks(out[r], fmt))
+                quantize_row(rows[r], _blocks(out[r], fmt))
     else:
         raise ValueError(f"ggml cannot quantize to {fmt.name}" + (" with an imatrix" if im.size else ""))
     return out.reshape(x.shape[:-1] + (out.shape[-1],))
@@ -120,7 +126,7 @@ def quantize_ref(x, qtype) -> np.ndarray:
     flat = x.reshape(-1)
     out = np.zeros(flat.size // fmt.block_size * fmt.type_size, dtype=np.uint8)
     with np.errstate(all="ignore"):
-        fmt.quantize_ref(flat, _blocks(out, fmt))
+        kernel(fmt, "quantize_ref")(flat, _blocks(out, fmt))
     return out.reshape(x.shape[:-1] + (fmt.row_size(n),))
 
 
@@ -134,7 +140,7 @@ def dequantize(raw, qtype) -> np.ndarray:
     flat = raw.reshape(-1)
     y = np.empty(flat.size // fmt.type_size * fmt.block_size, dtype=np.float32)
     with np.errstate(all="ignore"):
-        fmt.dequantize(_blocks(flat, fmt), y)
+        kernel(fmt, "dequantize")(_blocks(flat, fmt), y)
     return y.reshape(raw.shape[:-1] + (nb * fmt.block_size,))
 
 

@@ -4,7 +4,9 @@ Each format lives in one module under ``refimpl/quant/formats/`` that builds ``Q
 lists them in a module-level ``FORMATS``.  The registry imports every module in that package, so a new scheme
 is added by writing one module — nothing else is edited.
 
-Kernel conventions (all numba ``@njit`` functions, plain scalar loops; see ``refimpl/_jit.py``):
+The kernels named here are the **reference layer**: numba ``@njit`` functions written as the plain scalar loops of
+ggml's generic C (see ``refimpl/_jit.py``).  Faster kernels with the same bits live in ``refimpl/kernels/`` (the
+fast layer), looked up by type name; a descriptor never names them.  Conventions:
 
 * ``quantize(x, imatrix, blocks)`` — ``ggml_quantize_chunk``: ``x`` float32 ``(nrows, n_per_row)``,
   ``imatrix`` float32 ``(n_per_row,)`` or size 0 for "no importance matrix", ``blocks`` the output as a
@@ -16,9 +18,8 @@ Kernel conventions (all numba ``@njit`` functions, plain scalar loops; see ``ref
 * ``validate(blocks) -> bool`` — the type's case in ``ggml_validate_row_data`` (may be plain numpy).
 * ``from_float(x, blocks)`` — type_traits_cpu.from_float (how mul_mat quantizes activations); defaults to
   ``quantize_ref``.
-* ``vec_dot(n, x_blocks, y_blocks) -> float32`` — type_traits_cpu.vec_dot against ``vec_dot_type``.
-* ``make_work(n)`` and ``vec_dot_work(n, x_blocks, y_blocks, work)`` (optional) — the same vec_dot with its
-  scratch arrays made once by the caller.
+* ``vec_dot(n, x_blocks, y_blocks) -> float32`` — type_traits_cpu.vec_dot against ``vec_dot_type``.  Optional:
+  ``matmul`` multiplies a format without one through its ``dequantize`` in float32 (not a ggml path).
 
 For the plain float/int types (F32, F16, BF16, F64, I8…I64) ``block_dtype`` is a scalar dtype and the kernels
 take plain arrays of it.
@@ -48,14 +49,6 @@ class QuantFormat:
     validate: Optional[Callable] = field(default=None, repr=False)
     from_float: Optional[Callable] = field(default=None, repr=False)
     vec_dot: Optional[Callable] = field(default=None, repr=False)
-    # optional, for formats whose vec_dot needs scratch arrays: make_work(n) -> tuple of arrays and
-    # vec_dot_work(n, x, y, work), the same dot product with the scratch passed in (vec_dot itself is
-    # vec_dot_work(n, x, y, make_work(n))); matmul makes one set per thread instead of one per output
-    make_work: Optional[Callable] = field(default=None, repr=False)
-    vec_dot_work: Optional[Callable] = field(default=None, repr=False)
-    # refimpl.quant.intdot.IntDot: the vec_dot split into its exact integer part (done by float32 BLAS for whole
-    # matrices) and its float part (replayed in the C's order); optional, matmul falls back to vec_dot per output
-    int_dot: Optional[object] = field(default=None, repr=False)
     doc: str = ""                # one line: what the format is
 
     @property

@@ -17,7 +17,7 @@ import math
 
 import numpy as np
 
-from ..._jit import add_nan_from_first, f32, f32_from_bits, f32_to_bits, njit
+from ..._jit import add_nan_first, f32, f32_from_bits, f32_to_bits, njit
 from ...floats import F16_TO_F32
 from ..registry import QuantFormat
 from .legacy import BLOCK_Q8_0  # the activation blocks vec_dot reads: F16 d, int8 qs[32]
@@ -301,7 +301,7 @@ def vec_dot_mxfp4_q8_0(n, x, y):
             q = np.int32(xq[j])
             sumi1 += np.int32(yq[j]) * np.int32(KVALUES_MXFP4[q & 0xF])
             sumi2 += np.int32(yq[j + QK_MXFP4 // 2]) * np.int32(KVALUES_MXFP4[q >> 4])
-        sumf = add_nan_from_first(sumf, d * f32(sumi1 + sumi2))  # with several NaN scales the first one stays
+        sumf = add_nan_first(sumf, d * f32(sumi1 + sumi2))  # with several NaN scales the first one stays
     return sumf
 
 
@@ -325,7 +325,7 @@ def vec_dot_nvfp4_q8_0(n, x, y):
                 sumi_lo += np.int64(yq[q8_off + j]) * np.int64(KVALUES_MXFP4[qv & 0xF])
                 sumi_hi += np.int64(yq[q8_off + j + QK_NVFP4_SUB // 2]) * np.int64(KVALUES_MXFP4[qv >> 4])
             # (dy * d) * sum, left to right; with several NaN scales the first one stays (as in ggml)
-            sumf = add_nan_from_first(sumf, dy * d * f32(sumi_lo + sumi_hi))
+            sumf = add_nan_first(sumf, dy * d * f32(sumi_lo + sumi_hi))
     return sumf
 
 

@@ -22,12 +22,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..._jit import f32, mul_nan_from_first, nearest_int
+from ..._jit import f32, mul_nan_first, nearest_int
 from ...floats import F16_TO_F32, fp16_to_fp32, fp32_to_fp16
 from .. import iq_tables
 from ..kquant_search import njit  # numba's "numpy" error model: x/0 gives Inf/NaN as in C
 from ..registry import QuantFormat
-from .iq2 import FLT_MAX, c_max, c_min, validate_d_f16
+from .common import validate_d_f16
+from .iq2 import FLT_MAX, c_max, c_min
 from .iq2_search import search_tables
 
 QK_K = 256
@@ -708,7 +709,7 @@ def vec_dot_iq1_m_q8_K(n, x, y):
             sumi1 += sum1_0 * ls1 + sum1_1 * ls2
             sumi2 += sum2_0 * ls1 + sum2_1 * ls2
         # d * y.d: with both NaN ggml's compiled code returns y.d's NaN (operand order measured on the oracle)
-        sumf += mul_nan_from_first(y[i]["d"], d) * (f32(sumi1) + IQ1M_DELTA * f32(sumi2))
+        sumf += mul_nan_first(y[i]["d"], d) * (f32(sumi1) + IQ1M_DELTA * f32(sumi2))
     return sumf
 
 

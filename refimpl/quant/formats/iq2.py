@@ -23,13 +23,13 @@ import numpy as np
 from ..._jit import f32, f32_from_bits, f32_to_bits, nearest_int
 from ...floats import F16_TO_F32, fp32_to_fp16
 from .. import iq_tables
-from ..kquant_search import make_qp_quants, njit  # njit: numba's "numpy" error model (x/0 -> Inf, as C)
+from ..kquant_search import GROUP_MAX_EPS, make_qp_quants, njit  # njit: numba's "numpy" error model (x/0 -> Inf, as C)
 from ..registry import QuantFormat
+from .common import validate_d_f16
 from .iq2_search import search_tables
 
 QK_K = 256
 FLT_MAX = f32(3.4028234663852886e38)
-GROUP_MAX_EPS = f32(1e-15)
 GROUP_MAX_EPS_IQ2_S = f32(1e-8)
 
 IQ2XXS_GRID = iq_tables.IQ2XXS_GRID.view(np.uint8).reshape(-1, 8)   # decoding grids: 8 magnitudes per entry
@@ -714,15 +714,6 @@ def vec_dot_iq2_s_q8_K(n, x, y):
 
 
 # ---------------------------------------------------------------------------------------------------------------
-
-@njit
-def validate_d_f16(blocks):
-    # VALIDATE_ROW_DATA_D_F16_IMPL (ggml-quants.c): the F16 super-block scale must be finite
-    for i in range(blocks.shape[0]):
-        if (int(blocks[i]["d"]) & 0x7C00) == 0x7C00:
-            return False
-    return True
-
 
 FORMATS = [
     QuantFormat(

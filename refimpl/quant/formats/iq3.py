@@ -21,7 +21,7 @@ from ..iq_tables import IQ3S_GRID, IQ3XXS_GRID, KMASK_IQ2XS, KSIGNS_IQ2XS
 from ..registry import QuantFormat
 from .common import njit  # njit with the numpy error model: x/0 -> Inf as in C
 from .iq3_grids import iq3_search_tables
-from .iq4 import add_nan_first, mul_nan_first, validate_d_f16
+from .common import add_nan_first, mul_nan_first, validate_d_f16
 
 QK_K = 256
 IQ3S_BLOCK_SIZE = 32

@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..._jit import f32, make_dot32_lut16, nearest_int
-from ...floats import F16_TO_F32, fp16_to_fp32_row, fp32_to_fp16
+from ..._jit import f32, nearest_int
+from ...floats import F16_TO_F32, fp32_to_fp16
 from ..iq_tables import KVALUES_IQ4NL
-from ..intdot import IntDot, block_int_dot
 from ..registry import QuantFormat
-from .common import GROUP_MAX_EPS, add_nan_first, mul_nan_first, njit
+from ..kquant_search import GROUP_MAX_EPS
+from .common import add_nan_first, mul_nan_first, njit, validate_d_f16
 
+i64 = np.int64
 QK4_NL = 32
 QK_K = 256
 
@@ -259,35 +260,15 @@ def dequantize_row_iq4_xs(blocks, y):
                 y[o + j + 16] = dl * values[q >> 4]
 
 
-@njit
-def validate_d_f16(blocks):
-    """VALIDATE_ROW_DATA_D_F16_IMPL (ggml-quants.c): every block's F16 ``d`` must be finite."""
-    for i in range(blocks.shape[0]):
-        if (int(blocks[i]["d"]) & 0x7C00) == 0x7C00:
-            return False
-    return True
-
-
 
 
 KVALUES_I64 = KVALUES_IQ4NL.astype(np.int64)
-
-# The integer sum of a 32-level block (low nibbles, then high, looked up in kvalues) is one vector operation,
-# refimpl._jit's select-tree lookup (a table lookup per level does not vectorize): 14 vs 11 GFLOP/s on a 4096^2
-# IQ4_XS matvec against the best lookup loop.
-dot32_kvalues = make_dot32_lut16(KVALUES_IQ4NL)
 
 # NaN payloads in the dot products: when both operands of an x86 SSE mul/add are NaN, the result is the first
 # (destination) operand, quieted, and which operand that is depends on how gcc ordered the commutative operation;
 # numba/LLVM does not promise to keep ours.  Measured against the oracle (tools: two blocks / operands carrying
 # different NaN payloads): in all four IQ3/IQ4 dot products the weight's scale wins over the activation's
 # (even where the C source writes `y.d * x.d`), and the running sum wins over the new term.
-
-
-
-
-
-
 
 
 @njit
@@ -303,19 +284,24 @@ def _step_iq4_nl(sumf, xd, xm, yd, ys, sumi):
 
 @njit
 def vec_dot_iq4_nl_q8_0(n, x, y):
-    # mirrors ggml_vec_dot_iq4_nl_q8_0_generic (ggml-cpu/quants.c): integer sums per block, float accumulation
+    """ggml_vec_dot_iq4_nl_q8_0_generic (ggml-cpu/quants.c): per block sum(q8 * kvalues[nibble]), times x.d*y.d."""
+    nb = n // QK4_NL
     sumf = f32(0.0)
-    for ib in range(x.shape[0]):
-        sumi = dot32_kvalues(x[ib]["qs"], y[ib]["qs"])
-        sumf = sumf + _term_iq4_nl(F16_TO_F32[x[ib]["d"]], F16_TO_F32[y[ib]["d"]], sumi)
-        if sumf != sumf:
-            return sumf      # the running sum wins from here on: see legacy.py, "A NaN sum"
+    for ib in range(nb):
+        sumi1 = 0
+        sumi2 = 0
+        for j in range(QK4_NL // 2):
+            q = i64(x[ib]["qs"][j])
+            sumi1 += i64(y[ib]["qs"][j]) * KVALUES_I64[q & 0xF]
+            sumi2 += i64(y[ib]["qs"][j + QK4_NL // 2]) * KVALUES_I64[q >> 4]
+        sumf = _step_iq4_nl(sumf, F16_TO_F32[x[ib]["d"]], f32(0.0), F16_TO_F32[y[ib]["d"]], f32(0.0), sumi1 + sumi2)
     return sumf
 
 
 @njit
 def _iq4_xs_sub_scale(x, ib):
     # the 6-bit scale of 32-weight sub-block ib (0..7), minus 32: low 4 bits from scales_l, high 2 from scales_h
+    # (the C's ls1/ls2, read from h = scales_h shifted as it goes)
     low = (int(x["scales_l"][ib // 2]) >> (4 * (ib % 2))) & 0xF
     high = (int(x["scales_h"]) >> (2 * ib)) & 3
     return (low | (high << 4)) - 32
@@ -334,89 +320,34 @@ def _step_iq4_xs(sumf, d4d8, ls, sumi):
 
 @njit
 def vec_dot_iq4_xs_q8_K(n, x, y):
-    # mirrors ggml_vec_dot_iq4_xs_q8_K_generic (ggml-cpu/quants.c): per 32-weight sub-block an integer sum, scaled
+    """ggml_vec_dot_iq4_xs_q8_K_generic (ggml-cpu/quants.c): per 32-weight sub-block sum(q8 * kvalues[nibble]),
+    times d4d8 * (its 6-bit scale - 32)."""
+    nb = n // QK_K
     sumf = f32(0.0)
-    for ibl in range(x.shape[0]):
+    for ibl in range(nb):
         d4d8 = mul_nan_first(F16_TO_F32[x[ibl]["d"]], y[ibl]["d"])
         qs = x[ibl]["qs"]
         q8 = y[ibl]["qs"]
         for ib in range(QK_K // 32):
-            sumi = dot32_kvalues(qs[16 * ib:16 * ib + 16], q8[32 * ib:32 * ib + 32])
-            sumf = sumf + _term_iq4_xs(d4d8, _iq4_xs_sub_scale(x[ibl], ib), sumi)
-            if sumf != sumf:
-                return sumf  # the running sum wins from here on: see legacy.py, "A NaN sum"
-    return sumf
-
-
-# ------------------------------------------------------------------------- the BLAS path (refimpl.quant.intdot)
-# One group per 32 weights (an IQ4_NL block, an IQ4_XS sub-block), the kvalues in the order of q8.
-# Bound: |kvalue| <= 127, |q8| <= 127, 32 terms: < 2^19, exact in float32.
-
-@njit(nogil=True)
-def _iq4_levels(qs, out):
-    # qs (rows, n_groups, 16) packed nibbles -> out (n_groups, rows, 32): low nibbles then high nibbles
-    for r in range(qs.shape[0]):
-        for g in range(qs.shape[1]):
+            sumi1 = 0
+            sumi2 = 0
             for j in range(16):
-                q = qs[r, g, j]
-                out[g, r, j] = f32(KVALUES_I64[q & 0xF])
-                out[g, r, j + 16] = f32(KVALUES_I64[q >> 4])
-
-
-def _iq4_weight_ints(blocks):
-    qs = blocks["qs"].reshape(blocks.shape[0], -1, 16)
-    out = np.empty((qs.shape[1], qs.shape[0], 32), np.float32)
-    _iq4_levels(qs, out)
-    return out
-
-
-def _iq4_xs_weight_scales(blocks):
-    # (rows, nb, 9): x.d as float, then ls - 32 of the 8 sub-blocks
-    out = np.empty(blocks.shape + (9,), np.float32)
-    out[..., 0] = fp16_to_fp32_row(blocks["d"])
-    sl = blocks["scales_l"].astype(np.int32)
-    sh = blocks["scales_h"].astype(np.int32)
-    for ib in range(8):
-        out[..., 1 + ib] = (((sl[..., ib // 2] >> (4 * (ib % 2))) & 0xF) | (((sh >> (2 * ib)) & 3) << 4)) - 32
-    return out
-
-
-def _q8_K_sub_blocks(blocks):
-    # (tokens, nb) Q8_K -> (nb * 8, 32, tokens): one group per 32 levels
-    q = blocks["qs"].reshape(blocks.shape[0], -1, 32)
-    return np.transpose(q, (1, 2, 0))
-
-
-def _q8_K_d(blocks):
-    return np.transpose(blocks["d"][..., None].astype(np.float32), (1, 2, 0))       # (nb, 1, tokens)
-
-
-@njit
-def _fold_iq4_xs(ws, xs, isum, out, acc):
-    # ws (nb, 9) = (x.d, ls-32 x 8), xs (nb, 1, tokens) = y.d, isum (8 nb, tokens)
-    sumf = acc[0]
-    for i in range(ws.shape[0]):
-        yd = xs[i, 0]
-        for t in range(sumf.size):
-            d4d8 = mul_nan_first(ws[i, 0], yd[t])
-            for ib in range(8):
-                sumf[t] = _step_iq4_xs(sumf[t], d4d8, ws[i, 1 + ib], isum[8 * i + ib, t])
-    out[:] = sumf
-
-
-INT_DOT_IQ4_NL = block_int_dot(_iq4_weight_ints, ("d",), ("d",), _step_iq4_nl)
-INT_DOT_IQ4_XS = IntDot(_iq4_weight_ints, _q8_K_sub_blocks, _iq4_xs_weight_scales, _q8_K_d, _fold_iq4_xs)
+                q = i64(qs[16 * ib + j])
+                sumi1 += i64(q8[32 * ib + j]) * KVALUES_I64[q & 0xF]
+                sumi2 += i64(q8[32 * ib + j + 16]) * KVALUES_I64[q >> 4]
+            sumf = _step_iq4_xs(sumf, d4d8, _iq4_xs_sub_scale(x[ibl], ib), sumi1 + sumi2)
+    return sumf
 
 
 FORMATS = [
     QuantFormat(
         name="IQ4_NL", type_id=20, block_size=QK4_NL, block_dtype=BLOCK_IQ4_NL, vec_dot_type="Q8_0",
         quantize=quantize_iq4_nl, quantize_ref=quantize_row_iq4_nl_ref, dequantize=dequantize_row_iq4_nl,
-        validate=validate_d_f16, vec_dot=vec_dot_iq4_nl_q8_0, int_dot=INT_DOT_IQ4_NL,
+        validate=validate_d_f16, vec_dot=vec_dot_iq4_nl_q8_0,
         doc="4.5 bpw: 32 non-linear 4-bit codes (kvalues_iq4nl) times one F16 scale"),
     QuantFormat(
         name="IQ4_XS", type_id=23, block_size=QK_K, block_dtype=BLOCK_IQ4_XS, vec_dot_type="Q8_K",
         quantize=quantize_iq4_xs, quantize_ref=quantize_row_iq4_xs_ref, dequantize=dequantize_row_iq4_xs,
-        validate=validate_d_f16, vec_dot=vec_dot_iq4_xs_q8_K, int_dot=INT_DOT_IQ4_XS,
+        validate=validate_d_f16, vec_dot=vec_dot_iq4_xs_q8_K,
         doc="4.25 bpw: super-blocks of 256, non-linear 4-bit codes, 6-bit sub-scales per 32, F16 super-scale"),
 ]

@@ -16,17 +16,17 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..._jit import add_nan_from_first as _add_nan_first
-from ..._jit import f32, f32_to_bits, lanes8_madd2, lanes8_madd4, lanes8_madd4_nibbles, nearest_int
-from ..._jit import mul_nan_from_first as _mul_nan_first
-from ...floats import F16_TO_F32, fp16_to_fp32_row, fp32_to_fp16
+from ..._jit import add_nan_first
+from ..._jit import f32, f32_to_bits, nearest_int
+from ..._jit import mul_nan_first
+from ...floats import F16_TO_F32, fp32_to_fp16
 from ..kquant_search import (GROUP_MAX_EPS, c_int8, get_scale_min_k4, make_q3_quants, make_qkx2_quants,
                              make_qkx3_quants, make_qp_quants, make_qx_quants, nearest_int_clamped,
                              nearest_int_min, njit)
-from ..intdot import IntDot
 from ..registry import QuantFormat
+from .common import to_int8, validate_d_f16, validate_dm_f16
 
-u8, i8 = np.uint8, np.int8   # the C's widths (see "Speed of the vec_dot kernels")
+u8, i8 = np.uint8, np.int8   # the C's widths
 i64 = np.int64  # widen a loaded byte: numba keeps int(uint8) as uint8 and mixes uint64/int64 into float64
 
 QK_K = 256
@@ -841,7 +841,7 @@ def dequantize_row_q8_K(blocks, y):
 # NaN payloads: when both operands of an x86 SSE add/mul are NaN, the result is the first (destination) operand,
 # quieted.  Which operand that is depends on how the compiler ordered the commutative operation, which numba/LLVM
 # does not promise to preserve, so the operations where two NaNs can meet (raw F16 d/dmin times a raw Q8_K d, and
-# the float accumulations) are pinned with _mul_nan_first / _add_nan_first, in the operand order read from the
+# the float accumulations) are pinned with mul_nan_first / add_nan_first, in the operand order read from the
 # disassembly of the oracle's libggml-cpu.so (gcc, scalar build).  E.g. q4_K/q5_K compute dmin as y.d * x.dmin
 # and gcc commuted one add of the final sum.
 
@@ -864,8 +864,8 @@ def vec_dot_q2_K_q8_K(n, x, y):
         for j in range(16):
             summs += i64(bsums[j]) * (i64(sc[j]) >> 4)
         yd = y[i]["d"]
-        dall = _mul_nan_first(F16_TO_F32[x[i]["d"]], yd)
-        dmin = _mul_nan_first(F16_TO_F32[x[i]["dmin"]], yd)
+        dall = mul_nan_first(F16_TO_F32[x[i]["d"]], yd)
+        dmin = mul_nan_first(F16_TO_F32[x[i]["dmin"]], yd)
         isum = 0
         s = 0
         q8o = 0
@@ -880,381 +880,271 @@ def vec_dot_q2_K_q8_K(n, x, y):
                         isuml += i64(q8[q8o + l]) * ((i64(q2[q2o + l]) >> shift) & 3)
                     isum += d * isuml
                 q8o += 32
-        sumf = _add_nan_first(sumf, dall * f32(isum) - dmin * f32(summs))
+        sumf = add_nan_first(sumf, dall * f32(isum) - dmin * f32(summs))
     return sumf
 
 
-# Speed of the vec_dot kernels below (what a decode step spends its time in).  numba types arithmetic on small
-# integers as int64, so level arithmetic is cast back to the C's widths, and inner loop lengths come from a run-time
-# value (the scratch arrays' sizes): a constant length such as 32 gets fully unrolled into scalar code instead of
-# vectorized.  The eight lanes of the integer sums are one vector step each (refimpl._jit.lanes8_madd*).  Scratch
-# arrays come from _work_k (one set per thread in matmul, see QuantFormat.make_work), not from an allocation per call.
-
-@njit
-def _work_k(n):
-    # levels (aux8), per-lane int32 sums (aux32), scales, mins, float lane sums (sums)
-    return (np.zeros(QK_K, np.int8), np.zeros(8, np.int32), np.zeros(QK_K // 16, np.int32),
-            np.zeros(QK_K // 32, np.int32), np.zeros(8, np.float32))
-
-
-@njit
-def _lane_isums(a, q8, scales, scale_shift, aux32):
-    # aux32[l] = sum over the 16-level groups j of scale[j >> scale_shift] * (q8*a)[16j + l] + (q8*a)[16j + 8 + l],
-    # l = 0..7: the C's aux16/aux32 loops, eight levels at a time (scale_shift 1: one scale per 32 levels)
-    for l in range(8):
-        aux32[l] = 0
-    if scale_shift == 1:
-        for j in range(a.size // 32):
-            lanes8_madd4(aux32, a, q8, 32 * j, scales[j])
-    else:
-        for j in range(a.size // 16):
-            lanes8_madd2(aux32, a, q8, 16 * j, scales[j])
-
+# The dot products of Q3_K … Q6_K, as ggml_vec_dot_q*_K_q8_K_generic writes them: the levels of a super-block
+# unpacked into aux8, then for each 8 levels aux16[l] = q8[l] * a[l] and aux32[l] += scale * aux16[l] — eight int32
+# lanes that stay separate, each converted to float on its own — then the float part below.  The C's int8/int16/
+# int32 arrays are numpy arrays of those widths, so every store truncates as the C's does.
 
 @njit
 def _lanes_step(xd, yd, lanes, sums):
-    # the float part of a super-block's eight lane sums: sums[l] += (x.d*y.d) * aux32[l] (Q3_K, Q4_K/Q5_K, Q6_K and
-    # the BLAS path's folds)
-    d = _mul_nan_first(xd, yd)
+    # the float part of a super-block's eight lane sums: d = x.d*y.d; sums[l] += d * aux32[l]
+    d = mul_nan_first(xd, yd)
     for l in range(8):
-        sums[l] = _add_nan_first(sums[l], d * f32(lanes[l]))
+        sums[l] = add_nan_first(sums[l], d * f32(lanes[l]))
 
 
 @njit
 def _lanes_final(sums):
-    # sumf = sums[0] + ... + sums[7], from 0.0 (Q3_K, Q6_K; Q4_K/Q5_K start from sumf, see _q4_K_final)
+    # for (l = 0; l < 8; ++l) sumf += sums[l], from sumf = 0 (Q3_K, Q6_K; Q4_K/Q5_K: see _q4_K_final)
     sumf = f32(0.0)
     for l in range(8):
-        sumf = _add_nan_first(sumf, sums[l])
+        sumf = add_nan_first(sumf, sums[l])
     return sumf
 
 
 @njit
-def vec_dot_q3_K_q8_K(n, x, y):
-    return _vec_dot_q3_K(n, x, y, _work_k(n))
-
-
-@njit
-def _vec_dot_q3_K(n, x, y, work):
-    # mirrors ggml_vec_dot_q3_K_q8_K_generic: aux8 = the signed 3-bit levels, then per-lane integer sums
-    a, aux32, scales, _, sums = work
-    m = a.size // 8                                  # 32, at run time
-    for l in range(8):
-        sums[l] = f32(0.0)
-    u1 = np.uint8(1)
-    u3 = np.uint8(3)
-    for i in range(x.shape[0]):
-        q3 = x[i]["qs"]
-        hm = x[i]["hmask"]
-        _q3_K_unpack_scales(x[i]["scales"], scales)  # the kmask1/kmask2 shuffle
-        for j in range(QK_K // 16):
-            scales[j] -= 32
-        for k in range(8):
-            # 32 levels: bits 2g..2g+1 of q3[32h + l], minus 4 unless bit k of hm[l] is set (k = 4h + g)
-            h = k >> 2
-            shift = np.uint8(2 * (k & 3))
-            hshift = np.uint8(k)
-            qq = q3[m * h:m * h + m]
-            ak = a[m * k:m * k + m]
-            for l in range(m):
-                ak[l] = i8(i8(((qq[l] >> shift) & u3) | (((hm[l] >> hshift) & u1) << np.uint8(2))) - i8(4))
-        _lane_isums(a, y[i]["qs"], scales, 0, aux32)
-        _lanes_step(F16_TO_F32[x[i]["d"]], y[i]["d"], aux32, sums)
-    return _lanes_final(sums)
-
-
-@njit
-def _q45_K_levels(q4, qh, a):
-    # aux8 of the q4_K / q5_K dot products: sub-block j = nibble (j & 1) of q4[32*(j >> 1) + l], plus 16 if bit j of
-    # qh[l] is set (Q5_K; qh of size 0 for Q4_K)
-    m = a.size // 8                                  # 32, at run time
-    u15 = np.uint8(0xF)
-    u4 = np.uint8(4)
-    u1 = np.uint8(1)
-    for p in range(4):
-        qq = q4[m * p:m * p + m]
-        a1 = a[2 * m * p:2 * m * p + m]
-        a2 = a[2 * m * p + m:2 * m * p + 2 * m]
-        for l in range(m):
-            a1[l] = qq[l] & u15
-            a2[l] = qq[l] >> u4
-    if qh.size > 0:
-        for j in range(8):
-            hs = np.uint8(j)
-            aj = a[m * j:m * j + m]
-            for l in range(m):
-                aj[l] = aj[l] + i8(((qh[l] >> hs) & u1) << u4)
-
-
-@njit
-def _q45_K_block_mins(sc, bsums, scales, mins):
-    # the utmp/kmask shuffle of the 12 scale bytes (same values as get_scale_min_k4), then
-    # sumi = sum(bsums[j] * mins[j/2])
-    for j in range(QK_K // 32):
-        scales[j], mins[j] = get_scale_min_k4(j, sc)
-    sumi = 0
-    for j in range(QK_K // 16):
-        sumi += i64(bsums[j]) * mins[j // 2]
-    return sumi
-
-
-@njit
 def _q45_K_step(sumf, xd, xdmin, yd, lanes, sums, sumi):
-    # the float part of one Q4_K/Q5_K super-block from its 8 lane sums (aux32) and sumi = bsums . mins:
-    # sums[l] += d*aux32[l]; sumf -= dmin*sumi (shared with the BLAS path's fold)
+    # the float part of one Q4_K/Q5_K super-block: sums[l] += d*aux32[l]; dmin = x.dmin*y.d; sumf -= dmin*sumi
     _lanes_step(xd, yd, lanes, sums)
-    dmin = _mul_nan_first(yd, xdmin)
+    dmin = mul_nan_first(yd, xdmin)
     return sumf - dmin * f32(sumi)
 
 
 @njit
 def _q4_K_final(sums, sumf):
-    sumf = _add_nan_first(sumf, sums[0])
-    sumf = _add_nan_first(sums[1], sumf)  # gcc commuted this one add
+    # for (l = 0; l < 8; ++l) sumf += sums[l]; with NaN payloads as the oracle's compiled code orders the operands
+    sumf = add_nan_first(sumf, sums[0])
+    sumf = add_nan_first(sums[1], sumf)  # gcc commuted this one add
     for l in range(2, 8):
-        sumf = _add_nan_first(sumf, sums[l])
+        sumf = add_nan_first(sumf, sums[l])
     return sumf
 
 
 @njit
 def _q5_K_final(sums, sumf):
-    sumf = _add_nan_first(sums[0], sumf)  # gcc commuted the first add
+    sumf = add_nan_first(sums[0], sumf)  # gcc commuted the first add
     for l in range(1, 8):
-        sumf = _add_nan_first(sumf, sums[l])
+        sumf = add_nan_first(sumf, sums[l])
     return sumf
 
 
 @njit
-def vec_dot_q4_K_q8_K(n, x, y):
-    return _vec_dot_q4_K(n, x, y, _work_k(n))
+def _lanes_madd8(aux16, aux32, q8, a, o, scale):
+    # for (l = 0; l < 8; ++l) aux16[l] = q8[l] * a[l];  for (l = 0; l < 8; ++l) aux32[l] += scale * aux16[l];
+    for l in range(8):
+        aux16[l] = i64(q8[o + l]) * i64(a[o + l])
+    for l in range(8):
+        aux32[l] = i64(aux32[l]) + i64(scale) * i64(aux16[l])
 
 
 @njit
-def _vec_dot_q4_K(n, x, y, work):
-    # mirrors ggml_vec_dot_q4_K_q8_K_generic
-    a, aux32, scales, mins, sums = work
-    for l in range(8):
-        sums[l] = f32(0.0)
+def _q3_K_scales(sc, scales):
+    # memcpy(auxs, x[i].scales, 12) and the kmask1/kmask2 shuffle: 16 6-bit scales (before the -32) as int8
+    kmask1 = 0x03030303
+    kmask2 = 0x0F0F0F0F
+    auxs = np.zeros(4, np.int64)
+    for w in range(3):
+        auxs[w] = i64(sc[4 * w]) | (i64(sc[4 * w + 1]) << 8) | (i64(sc[4 * w + 2]) << 16) | (i64(sc[4 * w + 3]) << 24)
+    tmp = auxs[2]
+    auxs[2] = ((auxs[0] >> 4) & kmask2) | (((tmp >> 4) & kmask1) << 4)
+    auxs[3] = ((auxs[1] >> 4) & kmask2) | (((tmp >> 6) & kmask1) << 4)
+    auxs[0] = (auxs[0] & kmask2) | (((tmp >> 0) & kmask1) << 4)
+    auxs[1] = (auxs[1] & kmask2) | (((tmp >> 2) & kmask1) << 4)
+    for j in range(16):
+        scales[j] = (auxs[j // 4] >> (8 * (j % 4))) & 0xFF     # the bytes of auxs, as int8_t *scales reads them
+
+
+@njit
+def vec_dot_q3_K_q8_K(n, x, y):
+    """ggml_vec_dot_q3_K_q8_K_generic (ggml-cpu/quants.c): aux8 = the signed 3-bit levels (2 bits from qs, minus 4
+    unless the hmask bit is set), then the aux16/aux32 lanes with the 16 scales minus 32."""
+    nb = n // QK_K
+    aux8 = np.zeros(QK_K, np.int8)
+    aux16 = np.zeros(8, np.int16)
+    sums = np.zeros(8, np.float32)
+    aux32 = np.zeros(8, np.int32)
+    scales = np.zeros(16, np.int8)
+    for i in range(nb):
+        q3 = x[i]["qs"]
+        hm = x[i]["hmask"]
+        q8 = y[i]["qs"]
+        aux32[:] = 0
+        a = 0
+        m = 1
+        q3o = 0
+        for j in range(0, QK_K, 128):
+            for shift in range(0, 8, 2):
+                for l in range(32):
+                    aux8[a + l] = (i64(q3[q3o + l]) >> shift) & 3
+                for l in range(32):
+                    aux8[a + l] = i64(aux8[a + l]) - (0 if (i64(hm[l]) & m) else 4)
+                a += 32
+                m <<= 1
+            q3o += 32
+        _q3_K_scales(x[i]["scales"], scales)
+        a = 0
+        for j in range(QK_K // 16):
+            _lanes_madd8(aux16, aux32, q8, aux8, a, i64(scales[j]) - 32)
+            a += 8
+            _lanes_madd8(aux16, aux32, q8, aux8, a, i64(scales[j]) - 32)
+            a += 8
+        _lanes_step(F16_TO_F32[x[i]["d"]], y[i]["d"], aux32, sums)
+    return _lanes_final(sums)
+
+
+@njit
+def _q4_K_scales_mins(sc, scales, mins):
+    # memcpy(utmp, x[i].scales, 12) and the kmask1/2/3 shuffle: scales = the bytes of utmp[0..1], mins = utmp[2..3]
+    # (the same values as get_scale_min_k4)
+    kmask1 = 0x3F3F3F3F
+    kmask2 = 0x0F0F0F0F
+    kmask3 = 0x03030303
+    utmp = np.zeros(4, np.int64)
+    for w in range(3):
+        utmp[w] = i64(sc[4 * w]) | (i64(sc[4 * w + 1]) << 8) | (i64(sc[4 * w + 2]) << 16) | (i64(sc[4 * w + 3]) << 24)
+    utmp[3] = ((utmp[2] >> 4) & kmask2) | (((utmp[1] >> 6) & kmask3) << 4)
+    uaux = utmp[1] & kmask1
+    utmp[1] = (utmp[2] & kmask2) | (((utmp[0] >> 6) & kmask3) << 4)
+    utmp[2] = uaux
+    utmp[0] &= kmask1
+    for j in range(8):
+        scales[j] = (utmp[j // 4] >> (8 * (j % 4))) & 0xFF
+        mins[j] = (utmp[2 + j // 4] >> (8 * (j % 4))) & 0xFF
+
+
+@njit
+def vec_dot_q4_K_q8_K(n, x, y):
+    """ggml_vec_dot_q4_K_q8_K_generic (ggml-cpu/quants.c): aux8 = the 4-bit levels (32 low nibbles, then the 32
+    high nibbles of the same bytes), the aux16/aux32 lanes with one 6-bit scale per 32 levels, and the mins
+    through the activations' bsums: sumf -= dmin * sum(bsums[j] * mins[j/2])."""
+    nb = n // QK_K
+    aux8 = np.zeros(QK_K, np.int8)
+    aux16 = np.zeros(8, np.int16)
+    sums = np.zeros(8, np.float32)
+    aux32 = np.zeros(8, np.int32)
+    scales = np.zeros(8, np.uint8)
+    mins = np.zeros(8, np.uint8)
     sumf = f32(0.0)
-    for i in range(x.shape[0]):
-        sumi = _q45_K_block_mins(x[i]["scales"], y[i]["bsums"], scales, mins)
-        # aux8/aux16/aux32 of the C in one step per 32-level sub-block j: nibble (j & 1) of q4[32*(j >> 1) + l]
+    for i in range(nb):
         q4 = x[i]["qs"]
         q8 = y[i]["qs"]
-        for l in range(8):
-            aux32[l] = 0
+        aux32[:] = 0
+        a = 0
+        q4o = 0
+        for j in range(QK_K // 64):
+            for l in range(32):
+                aux8[a + l] = i64(q4[q4o + l]) & 0xF
+            a += 32
+            for l in range(32):
+                aux8[a + l] = i64(q4[q4o + l]) >> 4
+            a += 32
+            q4o += 32
+        _q4_K_scales_mins(x[i]["scales"], scales, mins)
+        sumi = 0
+        for j in range(QK_K // 16):
+            sumi += i64(y[i]["bsums"][j]) * i64(mins[j // 2])
+        a = 0
         for j in range(QK_K // 32):
-            lanes8_madd4_nibbles(aux32, q4, 32 * (j >> 1), 4 * (j & 1), q8, 32 * j, scales[j])
+            scale = i64(scales[j])
+            for k in range(4):
+                _lanes_madd8(aux16, aux32, q8, aux8, a, scale)
+                a += 8
         sumf = _q45_K_step(sumf, F16_TO_F32[x[i]["d"]], F16_TO_F32[x[i]["dmin"]], y[i]["d"], aux32, sums, sumi)
     return _q4_K_final(sums, sumf)
 
 
 @njit
 def vec_dot_q5_K_q8_K(n, x, y):
-    return _vec_dot_q5_K(n, x, y, _work_k(n))
-
-
-@njit
-def _vec_dot_q5_K(n, x, y, work):
-    # mirrors ggml_vec_dot_q5_K_q8_K_generic (the Q4_K loop plus the fifth bit from qh)
-    a, aux32, scales, mins, sums = work
-    for l in range(8):
-        sums[l] = f32(0.0)
+    """ggml_vec_dot_q5_K_q8_K_generic (ggml-cpu/quants.c): the Q4_K loop with 16 added to a level where its bit
+    of qh is set."""
+    nb = n // QK_K
+    aux8 = np.zeros(QK_K, np.int8)
+    aux16 = np.zeros(8, np.int16)
+    sums = np.zeros(8, np.float32)
+    aux32 = np.zeros(8, np.int32)
+    scales = np.zeros(8, np.uint8)
+    mins = np.zeros(8, np.uint8)
     sumf = f32(0.0)
-    for i in range(x.shape[0]):
-        sumi = _q45_K_block_mins(x[i]["scales"], y[i]["bsums"], scales, mins)
-        _q45_K_levels(x[i]["qs"], x[i]["qh"], a)
-        _lane_isums(a, y[i]["qs"], scales, 1, aux32)
+    for i in range(nb):
+        q4 = x[i]["qs"]
+        hm = x[i]["qh"]
+        q8 = y[i]["qs"]
+        aux32[:] = 0
+        a = 0
+        m = 1
+        q4o = 0
+        for j in range(QK_K // 64):
+            for l in range(32):
+                aux8[a + l] = i64(q4[q4o + l]) & 0xF
+            for l in range(32):
+                aux8[a + l] = i64(aux8[a + l]) + (16 if (i64(hm[l]) & m) else 0)
+            a += 32
+            m <<= 1
+            for l in range(32):
+                aux8[a + l] = i64(q4[q4o + l]) >> 4
+            for l in range(32):
+                aux8[a + l] = i64(aux8[a + l]) + (16 if (i64(hm[l]) & m) else 0)
+            a += 32
+            m <<= 1
+            q4o += 32
+        _q4_K_scales_mins(x[i]["scales"], scales, mins)
+        sumi = 0
+        for j in range(QK_K // 16):
+            sumi += i64(y[i]["bsums"][j]) * i64(mins[j // 2])
+        a = 0
+        for j in range(QK_K // 32):
+            scale = i64(scales[j])
+            for k in range(4):
+                _lanes_madd8(aux16, aux32, q8, aux8, a, scale)
+                a += 8
         sumf = _q45_K_step(sumf, F16_TO_F32[x[i]["d"]], F16_TO_F32[x[i]["dmin"]], y[i]["d"], aux32, sums, sumi)
     return _q5_K_final(sums, sumf)
 
 
-# ------------------------------------------------------------------------- the BLAS path (refimpl.quant.intdot)
-# Q4_K/Q5_K: 9 groups of K = 32 integers per super-block.  Groups 0-7 are the lanes: aux32[l] = sum over
-# sub-blocks j and k = 0..3 of scale_j * a[32j + 8k + l] * q8[32j + 8k + l]; bound scale_j * a <= 63 * 31,
-# |q8| <= 128, 32 terms: < 2^23.  Group 8 is sumi = sum_j mins_j * (bsums[2j] + bsums[2j+1]) (8 terms, 24 zeros);
-# bound 8 * 63 * 4096 < 2^22.  All exact in float32.
-
-@njit(nogil=True)
-def _q45_K_weight_ints_kernel(qs, qh, scales, out):
-    # out (nb, 9, rows, 32): groups 0-7 = lane l, element 4j + k = scale_j * a[32j + 8k + l];
-    # group 8 = mins_j at element j (8 of 32, the rest stay 0).  qh is (rows, nb, 0) for Q4_K.
-    a = np.zeros(QK_K, np.int8)
-    for r in range(qs.shape[0]):
-        for i in range(qs.shape[1]):
-            _q45_K_levels(qs[r, i], qh[r, i], a)
-            for j in range(QK_K // 32):
-                sc, m = get_scale_min_k4(j, scales[r, i])
-                for k in range(4):
-                    for l in range(8):
-                        out[i, l, r, 4 * j + k] = f32(sc * a[32 * j + 8 * k + l])
-                out[i, 8, r, j] = f32(m)
-
-
-def _q45_K_weight_ints(blocks):
-    rows, nb = blocks.shape
-    qh = blocks["qh"] if "qh" in blocks.dtype.names else np.zeros((rows, nb, 0), np.uint8)
-    out = np.zeros((nb, 9, rows, 32), np.float32)
-    _q45_K_weight_ints_kernel(blocks["qs"], qh, blocks["scales"], out)
-    return out.reshape(nb * 9, rows, 32)
-
-
-def _q8_K_lane_ints(blocks):
-    tokens, nb = blocks.shape
-    out = np.zeros((nb, 9, 32, tokens), np.float32)
-    q = blocks["qs"].reshape(blocks.shape + (8, 4, 8))                      # (tokens, nb, j, k, l)
-    out[:, :8] = np.transpose(q, (1, 4, 2, 3, 0)).reshape(nb, 8, 32, tokens)
-    bs = blocks["bsums"].astype(np.int32)
-    out[:, 8, :8] = np.transpose(bs[..., 0::2] + bs[..., 1::2], (1, 2, 0))
-    return out.reshape(nb * 9, 32, tokens)
-
-
-def _q45_K_weight_scales(blocks):
-    return np.stack([fp16_to_fp32_row(blocks["d"]), fp16_to_fp32_row(blocks["dmin"])], axis=-1)
-
-
-def _q8_K_scales(blocks):
-    return np.transpose(blocks["d"][..., None].astype(np.float32), (1, 2, 0))       # (nb, 1, tokens)
-
-
-def _make_fold_q45_K(final):
-    @njit
-    def fold(ws, xs, isum, out, acc):
-        # ws (nb, 2) = (x.d, x.dmin), xs (nb, 1, tokens) = y.d, isum (9 nb, tokens); acc[:, t] = sums[0:8], sumf
-        for i in range(ws.shape[0]):
-            xd, xdmin, yd = ws[i, 0], ws[i, 1], xs[i, 0]
-            for t in range(isum.shape[1]):
-                acc[8, t] = _q45_K_step(acc[8, t], xd, xdmin, yd[t], isum[9 * i:9 * i + 8, t], acc[0:8, t],
-                                        isum[9 * i + 8, t])
-        for t in range(isum.shape[1]):
-            out[t] = final(acc[0:8, t], acc[8, t])
-    return fold
-
-
-def _int_dot_q45_K(final):
-    return IntDot(_q45_K_weight_ints, _q8_K_lane_ints, _q45_K_weight_scales, _q8_K_scales, _make_fold_q45_K(final),
-                  acc_size=9)
-
-
-INT_DOT_Q4_K = _int_dot_q45_K(_q4_K_final)
-INT_DOT_Q5_K = _int_dot_q45_K(_q5_K_final)
-
-
-@njit
-def _q6_K_levels(ql, qh, a):
-    # aux8 of the q6_K dot product: the signed 6-bit levels (4 bits from ql, 2 from qh, minus 32)
-    m = a.size // 8                                  # 32, at run time
-    u15 = np.uint8(0xF)
-    u3 = np.uint8(3)
-    u4 = np.uint8(4)
-    for h in range(2):
-        qa = ql[2 * m * h:2 * m * h + m]
-        qb = ql[2 * m * h + m:2 * m * h + 2 * m]
-        hh = qh[m * h:m * h + m]
-        a0 = a[4 * m * h:4 * m * h + m]
-        a1 = a[4 * m * h + m:4 * m * h + 2 * m]
-        a2 = a[4 * m * h + 2 * m:4 * m * h + 3 * m]
-        a3 = a[4 * m * h + 3 * m:4 * m * h + 4 * m]
-        for l in range(m):
-            a0[l] = i8(i8((qa[l] & u15) | ((hh[l] & u3) << u4)) - i8(32))
-            a1[l] = i8(i8((qb[l] & u15) | (((hh[l] >> np.uint8(2)) & u3) << u4)) - i8(32))
-            a2[l] = i8(i8((qa[l] >> u4) | (((hh[l] >> u4) & u3) << u4)) - i8(32))
-            a3[l] = i8(i8((qb[l] >> u4) | (((hh[l] >> np.uint8(6)) & u3) << u4)) - i8(32))
-
-
 @njit
 def vec_dot_q6_K_q8_K(n, x, y):
-    return _vec_dot_q6_K(n, x, y, _work_k(n))
-
-
-@njit
-def _vec_dot_q6_K(n, x, y, work):
-    # mirrors ggml_vec_dot_q6_K_q8_K_generic: aux8 = the signed 6-bit levels, then per-lane integer sums
-    a, aux32, scales, _, sums = work
-    for l in range(8):
-        sums[l] = f32(0.0)
-    for i in range(x.shape[0]):
-        sc = x[i]["scales"]
+    """ggml_vec_dot_q6_K_q8_K_generic (ggml-cpu/quants.c): aux8 = the signed 6-bit levels (4 bits from ql, 2 from
+    qh, minus 32), then the aux16/aux32 lanes with one int8 scale per 16 levels."""
+    nb = n // QK_K
+    aux8 = np.zeros(QK_K, np.int8)
+    aux16 = np.zeros(8, np.int16)
+    sums = np.zeros(8, np.float32)
+    aux32 = np.zeros(8, np.int32)
+    for i in range(nb):
+        q4 = x[i]["ql"]
+        qh = x[i]["qh"]
+        q8 = y[i]["qs"]
+        aux32[:] = 0
+        a = 0
+        q4o = 0
+        qho = 0
+        for j in range(0, QK_K, 128):
+            for l in range(32):
+                h = i64(qh[qho + l])
+                aux8[a + l] = to_int8((i64(q4[q4o + l]) & 0xF) | (((h >> 0) & 3) << 4)) - 32
+                aux8[a + l + 32] = to_int8((i64(q4[q4o + l + 32]) & 0xF) | (((h >> 2) & 3) << 4)) - 32
+                aux8[a + l + 64] = to_int8((i64(q4[q4o + l]) >> 4) | (((h >> 4) & 3) << 4)) - 32
+                aux8[a + l + 96] = to_int8((i64(q4[q4o + l + 32]) >> 4) | (((h >> 6) & 3) << 4)) - 32
+            a += 128
+            q4o += 64
+            qho += 32
+        a = 0
         for j in range(QK_K // 16):
-            scales[j] = sc[j]
-        _q6_K_levels(x[i]["ql"], x[i]["qh"], a)
-        _lane_isums(a, y[i]["qs"], scales, 0, aux32)
+            scale = i64(x[i]["scales"][j])
+            _lanes_madd8(aux16, aux32, q8, aux8, a, scale)
+            a += 8
+            _lanes_madd8(aux16, aux32, q8, aux8, a, scale)
+            a += 8
         _lanes_step(F16_TO_F32[x[i]["d"]], y[i]["d"], aux32, sums)
     return _lanes_final(sums)
 
 
-# BLAS path for Q6_K: 8 groups (lanes) per super-block; lane l holds scale_j * a[16j + 8k + l] for sub-blocks
-# j = 0..15 and k = 0..1 (the C's aux16/aux32 loops).  Bound: |scale * a| <= 128 * 32, |q8| <= 127, 32 terms:
-# < 2^24, exact in float32.
-
-@njit(nogil=True)
-def _q6_K_weight_ints_kernel(ql, qh, scales, out):
-    a = np.zeros(QK_K, np.int8)
-    for r in range(ql.shape[0]):
-        for i in range(ql.shape[1]):
-            _q6_K_levels(ql[r, i], qh[r, i], a)
-            for j in range(QK_K // 16):
-                sc = np.int32(scales[r, i, j])
-                for k in range(2):
-                    for l in range(8):
-                        out[i, l, r, 2 * j + k] = f32(sc * a[16 * j + 8 * k + l])
-
-
-def _q6_K_weight_ints(blocks):
-    rows, nb = blocks.shape
-    out = np.empty((nb, 8, rows, 32), np.float32)
-    _q6_K_weight_ints_kernel(blocks["ql"], blocks["qh"], blocks["scales"], out)
-    return out.reshape(nb * 8, rows, 32)
-
-
-def _q8_K_lanes16(blocks):
-    # (tokens, nb) Q8_K -> (nb * 8, 32, tokens): lane l, element 2j + k = q8[16j + 8k + l]
-    tokens, nb = blocks.shape
-    q = blocks["qs"].reshape(tokens, nb, 16, 2, 8)                         # (tokens, nb, j, k, l)
-    return np.transpose(q, (1, 4, 2, 3, 0)).reshape(nb * 8, 32, tokens)
-
-
-@njit
-def _fold_q6_K(ws, xs, isum, out, acc):
-    # ws (nb, 1) = x.d, xs (nb, 1, tokens) = y.d, isum (8 nb, tokens); acc[:, t] = sums[0:8]
-    for i in range(ws.shape[0]):
-        xd, yd = ws[i, 0], xs[i, 0]
-        for t in range(isum.shape[1]):
-            _lanes_step(xd, yd[t], isum[8 * i:8 * i + 8, t], acc[0:8, t])
-    for t in range(isum.shape[1]):
-        out[t] = _lanes_final(acc[0:8, t])
-
-
-INT_DOT_Q6_K = IntDot(_q6_K_weight_ints, _q8_K_lanes16, lambda b: fp16_to_fp32_row(b["d"])[..., None],
-                      _q8_K_scales, _fold_q6_K, acc_size=8)
-
-
 # ---------------------------------------------------------------------------------------------------------------
 # validation (ggml_validate_row_data)
-
-@njit
-def _fp16_ok(h):
-    # validate_fp16: exponent all ones means Inf or NaN
-    return (i64(h) & 0x7C00) != 0x7C00
-
-
-@njit
-def validate_d_dmin(blocks):
-    # VALIDATE_ROW_DATA_DM_F16_IMPL(block_q*_K, data, nb, d, dmin): Q2_K, Q4_K, Q5_K
-    for i in range(blocks.shape[0]):
-        if not _fp16_ok(blocks[i]["d"]) or not _fp16_ok(blocks[i]["dmin"]):
-            return False
-    return True
-
-
-@njit
-def validate_d(blocks):
-    # VALIDATE_ROW_DATA_D_F16_IMPL(block_q*_K, data, nb): Q3_K, Q6_K
-    for i in range(blocks.shape[0]):
-        if not _fp16_ok(blocks[i]["d"]):
-            return False
-    return True
-
 
 @njit
 def validate_q8_K(blocks):
@@ -1270,31 +1160,31 @@ FORMATS = [
         name="Q2_K", type_id=10, block_size=QK_K, block_dtype=BLOCK_Q2_K, vec_dot_type="Q8_K",
         quantize=quantize_q2_K, quantize_ref=quantize_row_q2_K_ref, dequantize=dequantize_row_q2_K,
         from_float=quantize_row_q2_K_ref, vec_dot=vec_dot_q2_K_q8_K,
-        validate=validate_d_dmin,
+        validate=validate_dm_f16("dmin"),
         doc="256 values in 16 sub-blocks of 16: 2-bit levels, 4-bit scale and min per sub-block, 2.625 bpw"),
     QuantFormat(
         name="Q3_K", type_id=11, block_size=QK_K, block_dtype=BLOCK_Q3_K, vec_dot_type="Q8_K",
         quantize=quantize_q3_K, quantize_ref=quantize_row_q3_K_ref, dequantize=dequantize_row_q3_K,
-        from_float=quantize_row_q3_K_ref, vec_dot=vec_dot_q3_K_q8_K, make_work=_work_k, vec_dot_work=_vec_dot_q3_K,
-        validate=validate_d,
+        from_float=quantize_row_q3_K_ref, vec_dot=vec_dot_q3_K_q8_K,
+        validate=validate_d_f16,
         doc="256 values in 16 sub-blocks of 16: signed 3-bit levels, signed 6-bit scales, 3.4375 bpw"),
     QuantFormat(
         name="Q4_K", type_id=12, block_size=QK_K, block_dtype=BLOCK_Q4_K, vec_dot_type="Q8_K",
         quantize=quantize_q4_K, quantize_ref=quantize_row_q4_K_ref, dequantize=dequantize_row_q4_K,
-        from_float=quantize_row_q4_K_ref, vec_dot=vec_dot_q4_K_q8_K, make_work=_work_k, vec_dot_work=_vec_dot_q4_K, int_dot=INT_DOT_Q4_K,
-        validate=validate_d_dmin,
+        from_float=quantize_row_q4_K_ref, vec_dot=vec_dot_q4_K_q8_K,
+        validate=validate_dm_f16("dmin"),
         doc="256 values in 8 sub-blocks of 32: 4-bit levels, 6-bit scale and min per sub-block, 4.5 bpw"),
     QuantFormat(
         name="Q5_K", type_id=13, block_size=QK_K, block_dtype=BLOCK_Q5_K, vec_dot_type="Q8_K",
         quantize=quantize_q5_K, quantize_ref=quantize_row_q5_K_ref, dequantize=dequantize_row_q5_K,
-        from_float=quantize_row_q5_K_ref, vec_dot=vec_dot_q5_K_q8_K, make_work=_work_k, vec_dot_work=_vec_dot_q5_K, int_dot=INT_DOT_Q5_K,
-        validate=validate_d_dmin,
+        from_float=quantize_row_q5_K_ref, vec_dot=vec_dot_q5_K_q8_K,
+        validate=validate_dm_f16("dmin"),
         doc="256 values in 8 sub-blocks of 32: 5-bit levels, 6-bit scale and min per sub-block, 5.5 bpw"),
     QuantFormat(
         name="Q6_K", type_id=14, block_size=QK_K, block_dtype=BLOCK_Q6_K, vec_dot_type="Q8_K",
         quantize=quantize_q6_K, quantize_ref=quantize_row_q6_K_ref, dequantize=dequantize_row_q6_K,
-        from_float=quantize_row_q6_K_ref, vec_dot=vec_dot_q6_K_q8_K, make_work=_work_k, vec_dot_work=_vec_dot_q6_K, int_dot=INT_DOT_Q6_K,
-        validate=validate_d,
+        from_float=quantize_row_q6_K_ref, vec_dot=vec_dot_q6_K_q8_K,
+        validate=validate_d_f16,
         doc="256 values in 16 sub-blocks of 16: signed 6-bit levels, int8 scales, 6.5625 bpw"),
     QuantFormat(
         name="Q8_K", type_id=15, block_size=QK_K, block_dtype=BLOCK_Q8_K, vec_dot_type=None,

@@ -15,14 +15,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..._jit import dot32_i8, dot32_nibbles, dot32_q5, f32, roundf
+from ..._jit import f32, roundf
 from ...floats import F16_TO_F32, fp32_to_fp16
-from ..intdot import block_int_dot
-from ..registry import QuantFormat
 from ..kquant_search import make_qkx3_quants, make_qx_quants
-from .common import (add_nan_first, c_float_to_int32, mul_nan_first, njit, to_int8)
+from ..registry import QuantFormat
+from .common import add_nan_first, c_float_to_int32, mul_nan_first, njit, to_int8, validate_d_f16, validate_dm_f16
 
-U15, U4 = np.uint8(0x0F), np.uint8(4)   # uint8 nibble masks: the lanes stay narrow, so LLVM vectorizes
+i64 = np.int64  # widen a loaded byte before arithmetic (numba keeps uint8 arithmetic in uint8/uint64)
 
 QK = 32  # QK4_0 == QK4_1 == QK5_0 == QK5_1 == QK8_0 == QK8_1
 
@@ -34,13 +33,6 @@ BLOCK_Q8_0 = np.dtype([("d", "<u2"), ("qs", "i1", (QK,))])
 BLOCK_Q8_1 = np.dtype([("d", "<u2"), ("s", "<u2"), ("qs", "i1", (QK,))])
 
 FLT_MAX = f32(3.4028234663852886e38)
-
-# _RUNTIME_QK: dequantize_row_q8_0 takes the block length from the array sizes instead of the constant QK.  With
-# a constant trip count of 32 LLVM fully unrolls the inner loop and then cannot vectorize it (numba gives it no
-# noalias information about x and y); with a runtime trip count the loop vectorizer emits its own overlap check
-# and vectorizes (3x faster).  The 4/5-bit kernels are faster fully unrolled (constant shifts), so they keep QK.
-# Results are identical either way: each element is computed on its own.
-
 
 # ----------------------------------------------------------------------------------------------- small helpers
 
@@ -60,28 +52,6 @@ def _imatrix_weights(xb, qw, sigma2, weight):
         weight[j] = qw[j] * f32(np.sqrt(sigma2 + xb[j] * xb[j]))
 
 
-@njit(inline="always")  # numba-IR inlining: as a call it is not faster than the scalar loop (measured)
-def _block_codes(x, o, n, offset, scale, bias, hi, L):
-    """``L[j] = (uint8_t) MIN(hi, (int8_t)((x[o+j] - offset)*scale + bias))`` for j < n: the truncating casts of
-    the reference quantizers (Q4_0: offset 0 and bias 8.5; ``x - 0.0f == x`` bit for bit, so this is ``x*id + 8.5f``).
-
-    The first loop is the fast path: for values in (-129, 128) the int8 cast is a plain truncation, so it clamps
-    into that range (which also maps NaN somewhere harmless) and converts with a 32-bit truncation that LLVM
-    vectorizes (``n`` comes from the array sizes at run time; a constant 32 gets fully unrolled, unvectorized).
-    If any value was outside the range (NaN, Inf, 1/d overflow) the block is redone with the exact C cast."""
-    ok = True
-    for j in range(n):
-        v = (x[o + j] - offset) * scale + bias
-        ok &= (v > f32(-129.0)) & (v < f32(128.0))
-        c = v if v > f32(-129.0) else f32(-129.0)
-        c = c if c < f32(128.0) else f32(128.0)
-        L[j] = np.uint8(min(np.int32(hi), np.int32(c)) & np.int32(0xFF))
-    if not ok:
-        for j in range(n):
-            v = (x[o + j] - offset) * scale + bias
-            L[j] = min(hi, to_int8(c_float_to_int32(v))) & 0xFF
-
-
 @njit
 def _store_q5_nibbles(qs, qh_bytes, L):
     # the low 4 bits of L[j], L[j+16] share qs[j]; the 5th bits go to bit j / j+16 of the little-endian qh word
@@ -92,6 +62,12 @@ def _store_q5_nibbles(qs, qh_bytes, L):
         qs[j] = (xi0 & 0x0F) | ((xi1 & 0x0F) << 4)
         qh |= ((xi0 & 0x10) >> 4) << j
         qh |= ((xi1 & 0x10) >> 4) << (j + QK // 2)
+    _store_qh(qh_bytes, qh)
+
+
+@njit
+def _store_qh(qh_bytes, qh):
+    # memcpy(&y[i].qh, &qh, sizeof(qh)) on a little-endian machine
     for b in range(4):
         qh_bytes[b] = (qh >> (8 * b)) & 0xFF
 
@@ -106,29 +82,26 @@ def _load_qh(qh_bytes):
 
 @njit
 def quantize_row_q4_0_ref(x, y):
-    # mirrors quantize_row_q4_0_ref (ggml-quants.c)
-    if y.shape[0] == 0:
-        return
-    qk = x.size // y.shape[0]  # == QK, at run time (see _block_codes)
-    L = np.empty(QK, dtype=np.uint8)
+    """quantize_row_q4_0_ref (ggml-quants.c): d = (the value of largest magnitude) / -8, levels x/d + 8 in 0..15."""
+    qk = QK
     for i in range(y.shape[0]):
-        o = i * QK
-        amax = f32(0.0)
+        amax = f32(0.0)  # absolute max
         mx = f32(0.0)
-        for j in range(QK):
-            v = x[o + j]
+        for j in range(qk):
+            v = x[i * qk + j]
             if amax < abs(v):
                 amax = abs(v)
                 mx = v
         d = mx / f32(-8.0)
         iv = f32(1.0) / d if d != 0 else f32(0.0)
         y[i]["d"] = fp32_to_fp16(d)
-        # MIN(15, (int8_t)(x*id + 8.5f)) stored through uint8_t: a negative int8 would wrap to a large byte
-        _block_codes(x, o, qk, f32(0.0), iv, f32(8.5), 15, L)
-        qs = y[i]["qs"]
-        half = qk // 2
-        for j in range(half):
-            qs[j] = L[j] | np.uint8(L[j + half] << U4)
+        for j in range(qk // 2):
+            x0 = x[i * qk + j] * iv
+            x1 = x[i * qk + qk // 2 + j] * iv
+            # (uint8_t) MIN(15, (int8_t)(x0 + 8.5f)): a truncating cast, then a negative int8 wraps as a byte
+            xi0 = min(15, to_int8(c_float_to_int32(x0 + f32(8.5)))) & 0xFF
+            xi1 = min(15, to_int8(c_float_to_int32(x1 + f32(8.5)))) & 0xFF
+            y[i]["qs"][j] = (xi0 | (xi1 << 4)) & 0xFF
 
 
 @njit
@@ -161,37 +134,28 @@ def quantize_q4_0(x, imatrix, blocks):
 
 @njit
 def dequantize_row_q4_0(x, y):
-    # mirrors dequantize_row_q4_0 (ggml-quants.c).  (float)(q - 8) is computed as (float)q - 8.0f: both exact.
-    # Slices, a run-time half-block length and uint8 masks let LLVM vectorize (a constant 16 would be unrolled).
-    if x.shape[0] == 0:
-        return
-    half = y.size // x.shape[0] // 2
+    """dequantize_row_q4_0 (ggml-quants.c): y = (level - 8) * d, low nibbles first, then high nibbles."""
+    qk = QK
     for i in range(x.shape[0]):
         d = F16_TO_F32[x[i]["d"]]
-        qs = x[i]["qs"]
-        lo = y[2 * half * i:2 * half * i + half]
-        hi = y[2 * half * i + half:2 * half * (i + 1)]
-        for j in range(half):
-            q = qs[j]
-            lo[j] = (f32(q & U15) - f32(8.0)) * d
-            hi[j] = (f32(q >> U4) - f32(8.0)) * d
+        for j in range(qk // 2):
+            x0 = (i64(x[i]["qs"][j]) & 0x0F) - 8
+            x1 = (i64(x[i]["qs"][j]) >> 4) - 8
+            y[i * qk + j] = f32(x0) * d
+            y[i * qk + j + qk // 2] = f32(x1) * d
 
 
 # ----------------------------------------------------------------------------------------------------- Q4_1
 
 @njit
 def quantize_row_q4_1_ref(x, y):
-    # mirrors quantize_row_q4_1_ref (ggml-quants.c)
-    if y.shape[0] == 0:
-        return
-    qk = x.size // y.shape[0]  # == QK, at run time (see _block_codes)
-    L = np.empty(QK, dtype=np.uint8)
+    """quantize_row_q4_1_ref (ggml-quants.c): m = min, d = (max - min) / 15, levels (x - m)/d in 0..15."""
+    qk = QK
     for i in range(y.shape[0]):
-        o = i * QK
         mn = FLT_MAX
         mx = -FLT_MAX
-        for j in range(QK):
-            v = x[o + j]
+        for j in range(qk):
+            v = x[i * qk + j]
             if v < mn:
                 mn = v
             if v > mx:
@@ -200,12 +164,12 @@ def quantize_row_q4_1_ref(x, y):
         iv = f32(1.0) / d if d != 0 else f32(0.0)
         y[i]["d"] = fp32_to_fp16(d)
         y[i]["m"] = fp32_to_fp16(mn)
-        # MIN(15, (int8_t)((x - min)*id + 0.5f))
-        _block_codes(x, o, qk, mn, iv, f32(0.5), 15, L)
-        qs = y[i]["qs"]
-        half = qk // 2
-        for j in range(half):
-            qs[j] = L[j] | np.uint8(L[j + half] << U4)
+        for j in range(qk // 2):
+            x0 = (x[i * qk + j] - mn) * iv
+            x1 = (x[i * qk + qk // 2 + j] - mn) * iv
+            xi0 = min(15, to_int8(c_float_to_int32(x0 + f32(0.5)))) & 0xFF   # MIN(15, (int8_t)(x0 + 0.5f))
+            xi1 = min(15, to_int8(c_float_to_int32(x1 + f32(0.5)))) & 0xFF
+            y[i]["qs"][j] = (xi0 | (xi1 << 4)) & 0xFF
 
 
 @njit
@@ -240,46 +204,47 @@ def quantize_q4_1(x, imatrix, blocks):
 
 @njit
 def dequantize_row_q4_1(x, y):
-    # mirrors dequantize_row_q4_1 (ggml-quants.c): x*d + m, two float roundings (no FMA in the scalar build)
-    if x.shape[0] == 0:
-        return
-    half = y.size // x.shape[0] // 2
+    """dequantize_row_q4_1 (ggml-quants.c): y = level * d + m, two float roundings (no FMA in the scalar build)."""
+    qk = QK
     for i in range(x.shape[0]):
         d = F16_TO_F32[x[i]["d"]]
         m = F16_TO_F32[x[i]["m"]]
-        qs = x[i]["qs"]
-        lo = y[2 * half * i:2 * half * i + half]
-        hi = y[2 * half * i + half:2 * half * (i + 1)]
-        for j in range(half):
-            q = qs[j]
-            lo[j] = f32(q & U15) * d + m
-            hi[j] = f32(q >> U4) * d + m
+        for j in range(qk // 2):
+            x0 = i64(x[i]["qs"][j]) & 0x0F
+            x1 = i64(x[i]["qs"][j]) >> 4
+            y[i * qk + j] = f32(x0) * d + m
+            y[i * qk + j + qk // 2] = f32(x1) * d + m
 
 
 # ----------------------------------------------------------------------------------------------------- Q5_0
 
 @njit
 def quantize_row_q5_0_ref(x, y):
-    # mirrors quantize_row_q5_0_ref (ggml-quants.c)
-    if y.shape[0] == 0:
-        return
-    qk = x.size // y.shape[0]  # == QK, at run time (see _block_codes)
-    L = np.empty(QK, dtype=np.uint8)
+    """quantize_row_q5_0_ref (ggml-quants.c): d = (the value of largest magnitude) / -16, levels x/d + 16 in 0..31;
+    the low 4 bits in qs, the fifth bits in the 32-bit qh."""
+    qk = QK
     for i in range(y.shape[0]):
-        o = i * QK
-        amax = f32(0.0)
+        amax = f32(0.0)  # absolute max
         mx = f32(0.0)
-        for j in range(QK):
-            v = x[o + j]
+        for j in range(qk):
+            v = x[i * qk + j]
             if amax < abs(v):
                 amax = abs(v)
                 mx = v
         d = mx / f32(-16.0)
         iv = f32(1.0) / d if d != 0 else f32(0.0)
         y[i]["d"] = fp32_to_fp16(d)
-        # (uint8_t) MIN(31, (int8_t)(x*id + 16.5f))
-        _block_codes(x, o, qk, f32(0.0), iv, f32(16.5), 31, L)
-        _store_q5_nibbles(y[i]["qs"], y[i]["qh"], L)
+        qh = 0
+        for j in range(qk // 2):
+            x0 = x[i * qk + j] * iv
+            x1 = x[i * qk + qk // 2 + j] * iv
+            xi0 = min(31, to_int8(c_float_to_int32(x0 + f32(16.5)))) & 0xFF   # (uint8_t) MIN(31, (int8_t)(...))
+            xi1 = min(31, to_int8(c_float_to_int32(x1 + f32(16.5)))) & 0xFF
+            y[i]["qs"][j] = ((xi0 & 0x0F) | ((xi1 & 0x0F) << 4)) & 0xFF
+            # the fifth bit of each level, at bit j / j + 16 of qh
+            qh |= ((xi0 & 0x10) >> 4) << j
+            qh |= ((xi1 & 0x10) >> 4) << (j + qk // 2)
+        _store_qh(y[i]["qh"], qh)
 
 
 @njit
@@ -328,17 +293,13 @@ def dequantize_row_q5_0(x, y):
 
 @njit
 def quantize_row_q5_1_ref(x, y):
-    # mirrors quantize_row_q5_1_ref (ggml-quants.c)
-    if y.shape[0] == 0:
-        return
-    qk = x.size // y.shape[0]  # == QK, at run time (see _block_codes)
-    L = np.empty(QK, dtype=np.uint8)
+    """quantize_row_q5_1_ref (ggml-quants.c): m = min, d = (max - min) / 31, levels (x - m)/d in 0..31."""
+    qk = QK
     for i in range(y.shape[0]):
-        o = i * QK
         mn = FLT_MAX
         mx = -FLT_MAX
-        for j in range(QK):
-            v = x[o + j]
+        for j in range(qk):
+            v = x[i * qk + j]
             if v < mn:
                 mn = v
             if v > mx:
@@ -347,10 +308,17 @@ def quantize_row_q5_1_ref(x, y):
         iv = f32(1.0) / d if d != 0 else f32(0.0)
         y[i]["d"] = fp32_to_fp16(d)
         y[i]["m"] = fp32_to_fp16(mn)
-        # (uint8_t)((x - min)*id + 0.5f): no clamp in the C (hi = 255 makes the MIN a no-op; the low 8 bits of the
-        # int8 cast equal those of the uint8 cast)
-        _block_codes(x, o, qk, mn, iv, f32(0.5), 255, L)
-        _store_q5_nibbles(y[i]["qs"], y[i]["qh"], L)
+        qh = 0
+        for j in range(qk // 2):
+            x0 = (x[i * qk + j] - mn) * iv
+            x1 = (x[i * qk + qk // 2 + j] - mn) * iv
+            # (uint8_t)(x0 + 0.5f): no clamp; the low 8 bits of the truncating cast
+            xi0 = c_float_to_int32(x0 + f32(0.5)) & 0xFF
+            xi1 = c_float_to_int32(x1 + f32(0.5)) & 0xFF
+            y[i]["qs"][j] = ((xi0 & 0x0F) | ((xi1 & 0x0F) << 4)) & 0xFF
+            qh |= ((xi0 & 0x10) >> 4) << j
+            qh |= ((xi1 & 0x10) >> 4) << (j + qk // 2)
+        _store_qh(y[i]["qh"], qh)
 
 
 @njit
@@ -433,16 +401,12 @@ def quantize_q8_0(x, imatrix, blocks):
 
 @njit
 def dequantize_row_q8_0(x, y):
-    # mirrors dequantize_row_q8_0 (ggml-quants.c)
-    if x.shape[0] == 0:
-        return
-    qk = y.size // x.shape[0]  # == QK, at run time
+    """dequantize_row_q8_0 (ggml-quants.c): y = level * d."""
+    qk = QK
     for i in range(x.shape[0]):
         d = F16_TO_F32[x[i]["d"]]
-        qs = x[i]["qs"]
-        yb = y[qk * i:qk * (i + 1)]
         for j in range(qk):
-            yb[j] = f32(qs[j]) * d
+            y[i * qk + j] = f32(x[i]["qs"][j]) * d
 
 
 # ----------------------------------------------------------------------------------------------------- Q8_1
@@ -478,12 +442,8 @@ def quantize_row_q8_1_ref(x, y):
 # q4_0 where sumi*x.d*y.d keeps the left-to-right order; the accumulator is always the first operand).
 
 # The float part of each vec_dot is one "step" per block: (sumf, x.d, x.m, y.d, y.s, integer sum) -> sumf, with
-# the F16 scales already converted (x.m, y.s unused by the symmetric formats).  The BLAS path's folds
-# (refimpl.quant.intdot) call the same steps, so both paths run the same float code.
-
-# Each step is "sumf + term" with the accumulator as the first operand (add_nan_first), as the BLAS path's folds
-# use it; the vec_dots add the same term and return at the first NaN sum (see "A NaN sum" below), which gives the
-# same bits with the NaN test off the add chain.
+# the F16 scales already converted (x.m, y.s unused by the symmetric formats): "sumf + term" with the accumulator
+# as the first operand (add_nan_first).  The fast layer (refimpl/kernels/legacy.py) calls the same terms and steps.
 
 @njit
 def _term_q4_0(xd, xm, yd, ys, sumi):
@@ -535,131 +495,106 @@ def _d(block):
     return F16_TO_F32[block["d"]]
 
 
-# Speed (what a decode step spends its time in).  Each block's integer sum -- 32 int8 x int8 products, the C's
-# sumi -- is one vector operation (refimpl._jit.dot32_i8 / dot32_nibbles / dot32_q5): written as a loop, numba
-# would widen the small integers to int64 and LLVM would unroll the constant-length loop into scalar code.  It is
-# an integer sum, so its order does not matter.  The F16 scales are read through F16_TO_F32, the table the scalar
-# C build reads too.
-#
-# A NaN sum: the C adds every block's term to sumf with sumf as the first operand, and x86 returns the first
-# operand's NaN when both are NaN, so once sumf is NaN every later add returns it unchanged: it is the result.  The
-# add that makes sumf NaN has at most one NaN operand (sumf was not NaN), and then the result is that operand's NaN
-# (quieted) or the default NaN whatever the operand order.  So the vec_dots add plainly and return at the first NaN
-# sum: the same bits as add_nan_first at every step, without the NaN test on the loop's add chain.
+# The reference vec_dots add every block's term with add_nan_first, the C's operand order (see above).
 
 @njit
 def vec_dot_q4_0_q8_0(n, x, y):
-    # mirrors ggml_vec_dot_q4_0_q8_0_generic (ggml-cpu/quants.c); ggml's blocks are 32 levels (QK4_0 == QK8_0)
+    """ggml_vec_dot_q4_0_q8_0_generic (ggml-cpu/quants.c): per block an integer sum of (level - 8) * q8, then
+    sumf += sumi * x.d * y.d."""
+    qk = QK
+    nb = n // qk
     sumf = f32(0.0)
-    for ib in range(x.shape[0]):
-        sumi = dot32_nibbles(x[ib]["qs"], y[ib]["qs"], 8)
-        sumf = sumf + _term_q4_0(_d(x[ib]), f32(0.0), _d(y[ib]), f32(0.0), sumi)
-        if sumf != sumf:
-            return sumf          # see "A NaN sum" above
+    for ib in range(nb):
+        sumi0 = 0
+        sumi1 = 0
+        for j in range(qk // 2):
+            v0 = (i64(x[ib]["qs"][j]) & 0x0F) - 8
+            v1 = (i64(x[ib]["qs"][j]) >> 4) - 8
+            sumi0 += v0 * i64(y[ib]["qs"][j])
+            sumi1 += v1 * i64(y[ib]["qs"][j + qk // 2])
+        sumi = sumi0 + sumi1
+        sumf = _step_q4_0(sumf, _d(x[ib]), f32(0.0), _d(y[ib]), f32(0.0), sumi)
     return sumf
 
 
 @njit
 def vec_dot_q4_1_q8_1(n, x, y):
-    # mirrors ggml_vec_dot_q4_1_q8_1_generic (ggml-cpu/quants.c)
+    """ggml_vec_dot_q4_1_q8_1_generic (ggml-cpu/quants.c): sumf += (x.d*y.d)*sumi + x.m*y.s per block."""
+    qk = QK
+    nb = n // qk
     sumf = f32(0.0)
-    for ib in range(x.shape[0]):
-        sumi = dot32_nibbles(x[ib]["qs"], y[ib]["qs"], 0)
-        sumf = sumf + _term_q4_1_q5_1(_d(x[ib]), F16_TO_F32[x[ib]["m"]], _d(y[ib]), F16_TO_F32[y[ib]["s"]], sumi)
-        if sumf != sumf:
-            return sumf          # see "A NaN sum" above
+    for ib in range(nb):
+        sumi0 = 0
+        sumi1 = 0
+        for j in range(qk // 2):
+            v0 = i64(x[ib]["qs"][j]) & 0x0F
+            v1 = i64(x[ib]["qs"][j]) >> 4
+            sumi0 += v0 * i64(y[ib]["qs"][j])
+            sumi1 += v1 * i64(y[ib]["qs"][j + qk // 2])
+        sumi = sumi0 + sumi1
+        sumf = _step_q4_1_q5_1(sumf, _d(x[ib]), F16_TO_F32[x[ib]["m"]], _d(y[ib]), F16_TO_F32[y[ib]["s"]], sumi)
     return sumf
 
 
 @njit
 def vec_dot_q5_0_q8_0(n, x, y):
-    # mirrors ggml_vec_dot_q5_0_q8_0_generic (ggml-cpu/quants.c): level j = (nibble | bit j of qh << 4) - 16
+    """ggml_vec_dot_q5_0_q8_0_generic (ggml-cpu/quants.c): level j = (nibble | bit j of qh << 4) - 16."""
+    qk = QK
+    nb = n // qk
     sumf = f32(0.0)
-    for ib in range(x.shape[0]):
-        sumi = dot32_q5(x[ib]["qs"], np.uint32(_load_qh(x[ib]["qh"])), y[ib]["qs"], 16)
-        sumf = sumf + _term_q5_0(_d(x[ib]), f32(0.0), _d(y[ib]), f32(0.0), sumi)
-        if sumf != sumf:
-            return sumf          # see "A NaN sum" above
+    for ib in range(nb):
+        qh = _load_qh(x[ib]["qh"])
+        sumi0 = 0
+        sumi1 = 0
+        for j in range(qk // 2):
+            xh_0 = ((qh & (1 << j)) >> j) << 4
+            xh_1 = (qh & (1 << (j + 16))) >> (j + 12)
+            x0 = ((i64(x[ib]["qs"][j]) & 0x0F) | xh_0) - 16
+            x1 = ((i64(x[ib]["qs"][j]) >> 4) | xh_1) - 16
+            sumi0 += x0 * i64(y[ib]["qs"][j])
+            sumi1 += x1 * i64(y[ib]["qs"][j + qk // 2])
+        sumi = sumi0 + sumi1
+        sumf = _step_q5_0(sumf, _d(x[ib]), f32(0.0), _d(y[ib]), f32(0.0), sumi)
     return sumf
 
 
 @njit
 def vec_dot_q5_1_q8_1(n, x, y):
-    # mirrors ggml_vec_dot_q5_1_q8_1_generic (ggml-cpu/quants.c)
+    """ggml_vec_dot_q5_1_q8_1_generic (ggml-cpu/quants.c): Q4_1's float step with 5-bit levels."""
+    qk = QK
+    nb = n // qk
     sumf = f32(0.0)
-    for ib in range(x.shape[0]):
-        sumi = dot32_q5(x[ib]["qs"], np.uint32(_load_qh(x[ib]["qh"])), y[ib]["qs"], 0)
-        sumf = sumf + _term_q4_1_q5_1(_d(x[ib]), F16_TO_F32[x[ib]["m"]], _d(y[ib]), F16_TO_F32[y[ib]["s"]], sumi)
-        if sumf != sumf:
-            return sumf          # see "A NaN sum" above
+    for ib in range(nb):
+        qh = _load_qh(x[ib]["qh"])
+        sumi0 = 0
+        sumi1 = 0
+        for j in range(qk // 2):
+            xh_0 = ((qh >> j) << 4) & 0x10
+            xh_1 = (qh >> (j + 12)) & 0x10
+            x0 = (i64(x[ib]["qs"][j]) & 0x0F) | xh_0
+            x1 = (i64(x[ib]["qs"][j]) >> 4) | xh_1
+            sumi0 += x0 * i64(y[ib]["qs"][j])
+            sumi1 += x1 * i64(y[ib]["qs"][j + qk // 2])
+        sumi = sumi0 + sumi1
+        sumf = _step_q4_1_q5_1(sumf, _d(x[ib]), F16_TO_F32[x[ib]["m"]], _d(y[ib]), F16_TO_F32[y[ib]["s"]], sumi)
     return sumf
 
 
 @njit
 def vec_dot_q8_0_q8_0(n, x, y):
-    # mirrors ggml_vec_dot_q8_0_q8_0_generic (ggml-cpu/quants.c)
+    """ggml_vec_dot_q8_0_q8_0_generic (ggml-cpu/quants.c): sumf += sumi * (x.d*y.d) per block."""
+    qk = QK
+    nb = n // qk
     sumf = f32(0.0)
-    for ib in range(x.shape[0]):
-        sumi = dot32_i8(x[ib]["qs"], y[ib]["qs"])
-        sumf = sumf + _term_q8_0(_d(x[ib]), f32(0.0), _d(y[ib]), f32(0.0), sumi)
-        if sumf != sumf:
-            return sumf          # see "A NaN sum" above
+    for ib in range(nb):
+        sumi = 0
+        for j in range(qk):
+            sumi += i64(x[ib]["qs"][j]) * i64(y[ib]["qs"][j])
+        sumf = _step_q8_0(sumf, _d(x[ib]), f32(0.0), _d(y[ib]), f32(0.0), sumi)
     return sumf
 
 
-# ------------------------------------------------------------------------- the BLAS path (refimpl.quant.intdot)
-# One group per block, K = 32 integers in the order of y.qs.  Bound: |weight level| <= 31, |q8| <= 128, so every
-# partial sum is at most 32 * 31 * 128 < 2^17, exact in float32.
-
-@njit(nogil=True)
-def _levels_q4(blocks, offset, out):
-    # out[ib, r, j] = the level that meets y.qs[j]: low nibbles for j < 16, high nibbles for j >= 16, minus offset
-    for r in range(blocks.shape[0]):
-        for ib in range(blocks.shape[1]):
-            qs = blocks[r, ib]["qs"]
-            for j in range(QK // 2):
-                out[ib, r, j] = f32((qs[j] & 0x0F) - offset)
-                out[ib, r, j + QK // 2] = f32((qs[j] >> 4) - offset)
-
-
-@njit(nogil=True)
-def _levels_q5(blocks, offset, out):
-    # as _levels_q4 plus the fifth bit: bit j of qh for level j
-    for r in range(blocks.shape[0]):
-        for ib in range(blocks.shape[1]):
-            qs = blocks[r, ib]["qs"]
-            qh = _load_qh(blocks[r, ib]["qh"])
-            for j in range(QK // 2):
-                out[ib, r, j] = f32(((qs[j] & 0x0F) | (((qh >> j) & 1) << 4)) - offset)
-                out[ib, r, j + QK // 2] = f32(((qs[j] >> 4) | (((qh >> (j + 16)) & 1) << 4)) - offset)
-
-
-def _levels(kernel, offset):
-    def get(blocks):
-        out = np.empty((blocks.shape[1], blocks.shape[0], QK), np.float32)
-        kernel(np.ascontiguousarray(blocks), offset, out)
-        return out
-    return get
-
-
-INT_DOT_Q4_0 = block_int_dot(_levels(_levels_q4, 8), ("d",), ("d",), _step_q4_0)
-INT_DOT_Q4_1 = block_int_dot(_levels(_levels_q4, 0), ("d", "m"), ("d", "s"), _step_q4_1_q5_1)
-INT_DOT_Q5_0 = block_int_dot(_levels(_levels_q5, 16), ("d",), ("d",), _step_q5_0)
-INT_DOT_Q5_1 = block_int_dot(_levels(_levels_q5, 0), ("d", "m"), ("d", "s"), _step_q4_1_q5_1)
-INT_DOT_Q8_0 = block_int_dot(lambda b: np.moveaxis(b["qs"], 1, 0), ("d",), ("d",), _step_q8_0)
-
-
 # ----------------------------------------------------------------------------------------------------- validate
-
-def _validate_d(blocks) -> bool:
-    # VALIDATE_ROW_DATA_D_F16_IMPL: the F16 scale d must be finite
-    return not np.any((blocks["d"] & 0x7C00) == 0x7C00)
-
-
-def _validate_dm(blocks) -> bool:
-    # VALIDATE_ROW_DATA_DM_F16_IMPL(..., d, m): d and m must be finite
-    return not (np.any((blocks["d"] & 0x7C00) == 0x7C00) or np.any((blocks["m"] & 0x7C00) == 0x7C00))
-
 
 def _validate_q8_1(blocks) -> bool:
     # ggml_validate_row_data has no case for Q8_1: it falls to "invalid type" and rejects every row
@@ -669,23 +604,23 @@ def _validate_q8_1(blocks) -> bool:
 FORMATS = [
     QuantFormat("Q4_0", 2, QK, BLOCK_Q4_0, "Q8_0",
                 quantize=quantize_q4_0, quantize_ref=quantize_row_q4_0_ref, dequantize=dequantize_row_q4_0,
-                validate=_validate_d, from_float=quantize_row_q4_0_ref, vec_dot=vec_dot_q4_0_q8_0, int_dot=INT_DOT_Q4_0,
+                validate=validate_d_f16, from_float=quantize_row_q4_0_ref, vec_dot=vec_dot_q4_0_q8_0,
                 doc="4-bit symmetric, F16 scale: x = d * (q - 8)"),
     QuantFormat("Q4_1", 3, QK, BLOCK_Q4_1, "Q8_1",
                 quantize=quantize_q4_1, quantize_ref=quantize_row_q4_1_ref, dequantize=dequantize_row_q4_1,
-                validate=_validate_dm, from_float=quantize_row_q4_1_ref, vec_dot=vec_dot_q4_1_q8_1, int_dot=INT_DOT_Q4_1,
+                validate=validate_dm_f16("m"), from_float=quantize_row_q4_1_ref, vec_dot=vec_dot_q4_1_q8_1,
                 doc="4-bit with minimum, F16 scale and min: x = d * q + m"),
     QuantFormat("Q5_0", 6, QK, BLOCK_Q5_0, "Q8_0",
                 quantize=quantize_q5_0, quantize_ref=quantize_row_q5_0_ref, dequantize=dequantize_row_q5_0,
-                validate=_validate_d, from_float=quantize_row_q5_0_ref, vec_dot=vec_dot_q5_0_q8_0, int_dot=INT_DOT_Q5_0,
+                validate=validate_d_f16, from_float=quantize_row_q5_0_ref, vec_dot=vec_dot_q5_0_q8_0,
                 doc="5-bit symmetric, F16 scale: x = d * (q - 16)"),
     QuantFormat("Q5_1", 7, QK, BLOCK_Q5_1, "Q8_1",
                 quantize=quantize_q5_1, quantize_ref=quantize_row_q5_1_ref, dequantize=dequantize_row_q5_1,
-                validate=_validate_dm, from_float=quantize_row_q5_1_ref, vec_dot=vec_dot_q5_1_q8_1, int_dot=INT_DOT_Q5_1,
+                validate=validate_dm_f16("m"), from_float=quantize_row_q5_1_ref, vec_dot=vec_dot_q5_1_q8_1,
                 doc="5-bit with minimum, F16 scale and min: x = d * q + m"),
     QuantFormat("Q8_0", 8, QK, BLOCK_Q8_0, "Q8_0",
                 quantize=quantize_q8_0, quantize_ref=quantize_row_q8_0_ref, dequantize=dequantize_row_q8_0,
-                validate=_validate_d, from_float=quantize_row_q8_0_ref, vec_dot=vec_dot_q8_0_q8_0, int_dot=INT_DOT_Q8_0,
+                validate=validate_d_f16, from_float=quantize_row_q8_0_ref, vec_dot=vec_dot_q8_0_q8_0,
                 doc="8-bit symmetric, F16 scale: x = d * q"),
     # ggml-cpu has no vec_dot for Q8_1 (it is only ever the activation side)
     QuantFormat("Q8_1", 9, QK, BLOCK_Q8_1, "Q8_1",

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..._jit import add_nan_from_first, f32, f32_from_bits, f32_to_bits, mul_nan_from_first, njit, roundf
+from ..._jit import add_nan_first, f32, f32_from_bits, f32_to_bits, mul_nan_first, njit, roundf
 from ...floats import F16_TO_F32, fp32_to_fp16
 from ..registry import QuantFormat
+from .common import validate_d_f16
 from .legacy import BLOCK_Q8_0  # the activation blocks vec_dot reads: F16 d, int8 qs[32]
 
 QK1_0 = 128
@@ -121,15 +122,6 @@ def dequantize_row_q2_0(blocks, y):
                 y[i * qk + b * 4 + k] = f32(((q >> (2 * k)) & 3) - 1) * d
 
 
-@njit
-def validate_d_f16(blocks):
-    # mirrors VALIDATE_ROW_DATA_D_F16_IMPL (ggml-quants.c): the F16 scale must be neither Inf nor NaN
-    for i in range(blocks.shape[0]):
-        if (int(blocks[i]["d"]) & 0x7C00) == 0x7C00:
-            return False
-    return True
-
-
 # ----------------------------------------------------------------------------- CPU side: from_float, vec_dot
 # type_traits_cpu (ggml-cpu.c): from_float is quantize_row_q1_0/q2_0 (ggml-cpu/quants.c), which just call the _ref
 # functions; vec_dot runs against Q8_0 activations.  Integer sums are exact; the float steps follow the C.
@@ -154,10 +146,10 @@ def vec_dot_q1_0_q8_0(n, x, y):
                 v = np.int32(yq[j])
                 bit = np.int32((np.int32(xq[k * 4 + (j >> 3)]) >> (j & 7)) & 1)
                 sumi_block += v * (2 * bit - 1)
-            sumi = add_nan_from_first(sumi, d1 * f32(sumi_block))
+            sumi = add_nan_first(sumi, d1 * f32(sumi_block))
         # NaN payloads when several scales are NaN follow ggml's compiled code: sumi over the new term, d0 over
         # sumi, sumf over the new term (measured on the oracle)
-        sumf = add_nan_from_first(sumf, mul_nan_from_first(d0, sumi))
+        sumf = add_nan_first(sumf, mul_nan_first(d0, sumi))
     return sumf
 
 
@@ -177,10 +169,10 @@ def vec_dot_q2_0_q8_0(n, x, y):
             for j in range(QK2_0 // 2):  # element j of this half: byte j/4, bits 2*(j%4)
                 code = (np.int32(xq[k * 8 + (j >> 2)]) >> (2 * (j & 3))) & 3
                 sumi_block += (code - 1) * np.int32(yq[j])
-            sumi = add_nan_from_first(sumi, d1 * f32(sumi_block))
+            sumi = add_nan_first(sumi, d1 * f32(sumi_block))
         # NaN payloads when several scales are NaN follow ggml's compiled code: sumi over the new term, sumi over
         # d0 (unlike Q1_0), sumf over the new term (measured on the oracle)
-        sumf = add_nan_from_first(sumf, mul_nan_from_first(sumi, d0))
+        sumf = add_nan_first(sumf, mul_nan_first(sumi, d0))
     return sumf
 
 

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..._jit import add_nan_from_first, f32, mul_nan_from_first, njit, roundf
+from ..._jit import add_nan_first, f32, mul_nan_first, njit, roundf
 from ...floats import F16_TO_F32, fp32_to_fp16
 from ..registry import QuantFormat
+from .common import validate_d_f16
 from .kquants import BLOCK_Q8_K  # the activation blocks vec_dot reads: float32 d, int8 qs[256], int16 bsums[16]
 
 QK_K = 256
@@ -178,15 +179,6 @@ def dequantize_row_tq2_0(blocks, y):
                     y[off + j * 128 + l * 32 + m] = f32(np.int32(q) - np.int32(1)) * d
 
 
-@njit
-def validate_d_f16(blocks):
-    # mirrors VALIDATE_ROW_DATA_D_F16_IMPL (ggml-quants.c): the F16 scale must be neither Inf nor NaN
-    for i in range(blocks.shape[0]):
-        if (int(blocks[i]["d"]) & 0x7C00) == 0x7C00:
-            return False
-    return True
-
-
 # ----------------------------------------------------------------------------- CPU side: from_float, vec_dot
 # type_traits_cpu (ggml-cpu.c): from_float is quantize_row_tq{1,2}_0 (ggml-cpu/quants.c), which just calls the
 # _ref function; vec_dot runs against Q8_K activations (only its d and qs are read, not bsums).  The integer sum of
@@ -216,8 +208,8 @@ def vec_dot_tq1_0_q8_K(n, x, y):
                 total += (int(_trit(b, l)) - 1) * np.int64(yq[240 + l * 4 + j])
         # (float) sum * (GGML_CPU_FP16_TO_FP32(x.d) * y.d).  NaN payloads when several scales are NaN follow
         # ggml's compiled code: x.d over y.d, and the new term over sumf (the last NaN block wins; measured)
-        term = f32(total) * mul_nan_from_first(F16_TO_F32[x[i]["d"]], y[i]["d"])
-        sumf = add_nan_from_first(term, sumf)
+        term = f32(total) * mul_nan_first(F16_TO_F32[x[i]["d"]], y[i]["d"])
+        sumf = add_nan_first(term, sumf)
     return sumf
 
 
@@ -236,8 +228,8 @@ def vec_dot_tq2_0_q8_K(n, x, y):
                     total += np.int64(yq[j * 128 + l * 32 + m]) * (((b >> (l * 2)) & 3) - 1)
         # y.d * GGML_CPU_FP16_TO_FP32(x.d); with NaN in both, ggml's code keeps x.d's, and across blocks the first
         # NaN stays (measured on the oracle)
-        d = mul_nan_from_first(F16_TO_F32[x[i]["d"]], y[i]["d"])
-        sumf = add_nan_from_first(sumf, f32(total) * d)
+        d = mul_nan_first(F16_TO_F32[x[i]["d"]], y[i]["d"])
+        sumf = add_nan_first(sumf, f32(total) * d)
     return sumf
 
 

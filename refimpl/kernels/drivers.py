@@ -1,0 +1,146 @@
+"""The fast layer's matmul machinery: compiled row drivers, cached per kernel, and WeightMatrix's fast runner.
+
+The reference layer's matmul (refimpl.quant.matmul.reference_matmul) is two Python loops: convert each activation
+row, then one ``vec_dot`` per output.  The fast runner computes the same outputs, each still start to end by one
+thread in the C's order, so the result does not depend on the thread count:
+
+* the **vec_dot path**: one numba call per matmul that quantizes the activations and runs every (row, token) dot
+  product in parallel over rows, with the format's fast ``vec_dot`` (or its reference one when it has none);
+* the **intdot path** (refimpl.kernels.intdot): the integer part of all dot products by float32 BLAS, the float
+  part replayed in the C's order; taken when the weights were ``prepare``d or when there are at least
+  ``INTDOT_MIN_TOKENS`` tokens (enough to pay for expanding the weights on the fly).
+"""
+from __future__ import annotations
+
+import numba
+import numpy as np
+from numba import prange
+
+from . import get as fast_kernels
+from . import intdot
+
+INTDOT_MIN_TOKENS = 8
+
+# One compiled driver per kernel (vec_dot, from_float), the kernel bound as a constant of the closure.  Passing the
+# kernel as an argument instead makes numba work out the argument's type on every call (~0.1 ms: half of the
+# time of a decode step).  Not cached on disk: numba cannot pickle the closure; one compilation per type and
+# process is the price.
+_DRIVERS: dict = {}
+
+
+def _cached(key, make):
+    d = _DRIVERS.get(key)
+    if d is None:
+        d = _DRIVERS[key] = make()
+    return d
+
+
+def convert_rows(conv):
+    """A compiled ``convert_rows(x (tokens, n) float32, out_blocks (tokens, nb))``: ``conv`` on every row."""
+    def make():
+        @numba.njit(cache=False)
+        def convert_rows(x, out_blocks):
+            for t in range(x.shape[0]):
+                conv(x[t], out_blocks[t])
+        return convert_rows
+    return _cached(("convert", conv), make)
+
+
+def matmul_rows(vec_dot, make_work=None):
+    """A compiled ``matmul_rows(n, w_blocks, x_blocks, out)``: out[t, r] = vec_dot(n, w[r], x[t]), rows in parallel;
+    with ``make_work``, ``vec_dot`` is a ``vec_dot_work`` and each chunk of rows gets its own scratch arrays."""
+    def make():
+        if make_work is None:
+            @numba.njit(parallel=True, cache=False)
+            def matmul_rows(n, w_blocks, x_blocks, out):
+                # one output row per task: each (token, row) sum is computed start to end by a single thread
+                for r in prange(w_blocks.shape[0]):
+                    for t in range(x_blocks.shape[0]):
+                        out[t, r] = vec_dot(n, w_blocks[r], x_blocks[t])
+        else:
+            @numba.njit(parallel=True, cache=False)
+            def matmul_rows(n, w_blocks, x_blocks, out):
+                # as above, in a few chunks of rows per thread, each with its own scratch arrays
+                rows = w_blocks.shape[0]
+                n_chunks = min(rows, 4 * numba.get_num_threads())
+                per = (rows + n_chunks - 1) // n_chunks
+                for c in prange(n_chunks):
+                    work = make_work(n)
+                    for r in range(c * per, min(rows, c * per + per)):
+                        for t in range(x_blocks.shape[0]):
+                            out[t, r] = vec_dot(n, w_blocks[r], x_blocks[t], work)
+        return matmul_rows
+    return _cached(("matmul", vec_dot, make_work), make)
+
+
+def quantize_and_multiply(convert, rows):
+    """``convert`` then ``rows`` in one compiled call (each call from Python into numba costs microseconds)."""
+    def make():
+        @numba.njit(cache=False)
+        def quantize_and_multiply(x, x_blocks, n, w_blocks, out):
+            convert(x, x_blocks)
+            rows(n, w_blocks, x_blocks, out)
+        return quantize_and_multiply
+    return _cached(("quantize_and_multiply", convert, rows), make)
+
+
+def fast_op(fmt, op: str):
+    """The fast kernel of operation ``op`` of ``fmt`` if the fast layer has one, else the reference's."""
+    fk = fast_kernels(fmt.name)
+    kernel = getattr(fk, op) if fk is not None else None
+    return kernel if kernel is not None else getattr(fmt, op)
+
+
+def activation_converter(vfmt):
+    """type_traits_cpu.from_float of the activation type: its fast from_float, else its reference one (which is
+    quantize_ref where the format gives no from_float)."""
+    fk = fast_kernels(vfmt.name)
+    for kernel in ((fk.from_float if fk else None), vfmt.from_float, (fk.quantize_ref if fk else None),
+                   vfmt.quantize_ref):
+        if kernel is not None:
+            return kernel
+    return None
+
+
+def intdot_of(fmt):
+    fk = fast_kernels(fmt.name)
+    return fk.intdot if fk is not None else None
+
+
+def prepare(blocks: np.ndarray, fmt) -> intdot.PreparedWeights | None:
+    idot = intdot_of(fmt)
+    return None if idot is None else intdot.PreparedWeights(blocks, fmt, idot)
+
+
+class FastRunner:
+    """WeightMatrix's fast layer: its compiled drivers looked up once."""
+
+    def __init__(self, fmt, vfmt, blocks: np.ndarray):
+        self.fmt, self.vfmt, self.blocks = fmt, vfmt, blocks
+        fk = fast_kernels(fmt.name)
+        if fk is not None and fk.vec_dot_work is not None:
+            rows = matmul_rows(fk.vec_dot_work, fk.make_work)
+        else:
+            rows = matmul_rows(fast_op(fmt, "vec_dot"))
+        self.convert = convert_rows(activation_converter(vfmt))
+        self.quantize_and_multiply = quantize_and_multiply(self.convert, rows)
+        self.intdot = fk.intdot if fk is not None else None
+
+    def matmul(self, x2: np.ndarray, path: str, prepared) -> np.ndarray:
+        fmt, vfmt = self.fmt, self.vfmt
+        n = x2.shape[1]
+        xq = np.zeros((x2.shape[0], vfmt.row_size(n)), dtype=np.uint8)
+        xb = xq.reshape(-1).view(vfmt.block_dtype).reshape(x2.shape[0], -1)
+        out = np.empty((x2.shape[0], self.blocks.shape[0]), dtype=np.float32)
+        if path == "intdot" and self.intdot is None:
+            raise ValueError(f"{fmt.name} has no intdot (integer/float split) path")
+        use_intdot = self.intdot is not None and (
+            path == "intdot" or (path == "auto" and (prepared is not None or x2.shape[0] >= INTDOT_MIN_TOKENS)))
+        if use_intdot:
+            with np.errstate(all="ignore"):
+                self.convert(x2, xb)                      # quantize_activations
+                intdot.matmul_blocks(self.blocks, self.intdot, xb, out, prepared)
+        else:
+            # numba kernels do not consult numpy's errstate (C float semantics: no traps), so no context here
+            self.quantize_and_multiply(x2, xb, n, self.blocks, out)
+        return out
