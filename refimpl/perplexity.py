@@ -32,6 +32,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-fa", "--flash-attn", choices=("on", "off", "auto"), default="off",
                    help="only 'off': refimpl computes attention as llama.cpp does without flash attention")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--plugin", action="append", default=[], metavar="FILE.py",
+                   help="load a quant-type plugin (a file or module name; repeatable), see spec/plugins.md")
     return p
 
 
@@ -51,6 +53,8 @@ def main(argv=None) -> int:
     if args.threads:
         set_num_threads(args.threads)
     try:
+        from .quant import load_plugins
+        load_plugins(args.plugin)
         if args.kl_divergence:
             if not args.kl_divergence_base:
                 print(f"{prog}: error: you must provide a name of a file containing the log probabilities of the "
