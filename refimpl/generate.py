@@ -40,6 +40,9 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("--frequency-penalty", type=float, default=0.0)
     ap.add_argument("-s", "--seed", type=int, default=0)
     ap.add_argument("-t", "--threads", type=int, default=None, help="threads (default: numba's default)")
+    ap.add_argument("--kernels", choices=["reference", "fast"], default=None,
+                    help="kernel layer: the readable reference loops or the fast kernels, same bits "
+                         "(default: $REFIMPL_KERNELS, else fast)")
     ap.add_argument("-c", "--ctx-size", type=int, default=0, help="context size (default: min(training, 4096))")
     ap.add_argument("-ctk", "--cache-type-k", default="f16", choices=["f16", "f32", "q8_0"])
     ap.add_argument("-ctv", "--cache-type-v", default="f16", choices=["f16", "f32", "q8_0"])
@@ -70,6 +73,9 @@ def main(argv=None) -> int:
 
     if args.threads:
         set_num_threads(args.threads)
+    if args.kernels:
+        from .quant import set_kernels
+        set_kernels(args.kernels)
     t_load0 = time.perf_counter()
     try:
         load_plugins(args.plugin)
