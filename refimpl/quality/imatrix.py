@@ -316,7 +316,7 @@ def compute_imatrix(model, text: str | None = None, *, tokens=None, n_ctx: int =
         m.new_context(n_ctx)
     res = ImatrixResult(col, n_chunk, chunk_ppl)
     if compute_ppl and count:
-        from .perplexity import _final_estimate
+        from .ppl import _final_estimate
 
         res.ppl, res.ppl_error = _final_estimate(nll, nll2, count)
     return res
