@@ -250,3 +250,15 @@ def test_user_plugin_end_to_end_on_tiny_kjv(plugin, plugin_file, tmp_path):
     quality.perplexity(TINY, TEXT.read_text(), n_ctx=64, n_chunks=2, kl_divergence_base=base)
     s = quality.kl_divergence(out, base).statistics()
     assert 0 < s["kld_mean"] < 0.05 and s["same_top"] > 0.8
+
+
+def test_plugin_type_in_tensor_type_overrides(plugin, tmp_path):
+    """--tensor-type NAME=TYPE and --output-tensor-type take a plugin type like any ggml type."""
+    from refimpl.quantize import quantize_model
+
+    out = tmp_path / "mixed.gguf"
+    quantize_model(TINY, out, "Q4_0", allow_requantize=True, progress=False, nthread=1,
+                   tensor_types=[f"ffn_down={plugin.name}"], output_tensor_type=plugin.name)
+    types = {t.name: t.ggml_type for t in gguf.read(out).tensors.values()}
+    assert types["output.weight"] == types["blk.3.ffn_down.weight"] == plugin.name
+    assert types["blk.3.ffn_up.weight"] == "Q4_0"
