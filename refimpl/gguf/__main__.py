@@ -136,8 +136,14 @@ def main(argv: list[str] | None = None) -> int:
     df.add_argument("a")
     df.add_argument("b")
     df.add_argument("--byteorder", default="little", choices=["little", "big", "auto"])
+    for p in (d, df):
+        p.add_argument("--plugin", action="append", default=[], metavar="FILE.py",
+                       help="load a quant-type plugin first, for files with experimental types (spec/plugins.md)")
     args = ap.parse_args(argv)
     try:
+        if args.plugin:
+            from ..quant import load_plugins      # only then: the container itself never needs refimpl.quant
+            load_plugins(args.plugin)
         if args.cmd == "dump":
             with read(args.file, byteorder=args.byteorder) as f:
                 dump(f, args.json, sys.stdout)
@@ -147,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     except GGUFError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    except OSError as e:
+    except (OSError, ValueError) as e:      # ValueError: a plugin that cannot be loaded
         print(f"error: {e}", file=sys.stderr)
         return 2
 
