@@ -1,6 +1,7 @@
 """python -m refimpl.perplexity: llama-perplexity's perplexity and KL-divergence runs, with its numbers.
 
     python -m refimpl.perplexity -m MODEL.gguf -f TEXT [-c 512] [-b 2048] [--chunks N] [-t N]
+    python -m refimpl.perplexity -c 128          # tiny-kjv on held-out KJV chapters (refimpl/data)
     python -m refimpl.perplexity -m BASE.gguf -f TEXT --kl-divergence-base base.kld     # also writes the logits
     python -m refimpl.perplexity -m QUANT.gguf --kl-divergence-base base.kld --kl-divergence
 
@@ -12,14 +13,21 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
+
+DATA = Path(__file__).resolve().parent / "data"
+#: with no -m/-f: the embedded model on held-out chapters of its own corpus
+DEFAULT_MODEL = DATA / "tiny-kjv-q8_0.gguf"
+DEFAULT_TEXT = DATA / "kjv-heldout.txt"
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m refimpl.perplexity",
                                 description="Perplexity and KL-divergence exactly as the pinned llama-perplexity "
                                             "computes them (flash attention off).")
-    p.add_argument("-m", "--model", required=True, help="GGUF model")
-    p.add_argument("-f", "--file", help="text file to evaluate (one trailing newline is dropped, as llama.cpp does)")
+    p.add_argument("-m", "--model", help="GGUF model (default: the embedded tiny-kjv)")
+    p.add_argument("-f", "--file", help="text file to evaluate (one trailing newline is dropped, as llama.cpp "
+                                        "does; default with no -m: refimpl/data/kjv-heldout.txt)")
     p.add_argument("-c", "--ctx-size", type=int, default=512, help="tokens per chunk (default: 512)")
     p.add_argument("-b", "--batch-size", type=int, default=2048, help="logical batch size (default: 2048)")
     p.add_argument("--chunks", type=int, default=-1, help="max number of chunks to process (default: -1 = all)")
@@ -47,6 +55,10 @@ def main(argv=None) -> int:
     if args.ctx_size <= 0:
         print(f"{prog}: error: perplexity tool requires '--ctx-size' > 0", file=sys.stderr)
         return 2
+    if args.model is None:
+        args.model = str(DEFAULT_MODEL)
+        if args.file is None and not args.kl_divergence:
+            args.file = str(DEFAULT_TEXT)
     from . import quality, set_num_threads
     from .quality._common import read_text_file
 
