@@ -262,3 +262,49 @@ def test_plugin_type_in_tensor_type_overrides(plugin, tmp_path):
     types = {t.name: t.ggml_type for t in gguf.read(out).tensors.values()}
     assert types["output.weight"] == types["blk.3.ffn_down.weight"] == plugin.name
     assert types["blk.3.ffn_up.weight"] == "Q4_0"
+
+
+def test_plugin_with_vec_dot_runs_ggml_scheme(tmp_path):
+    """A plugin with an @njit vec_dot against Q8_0: matmul quantizes the activations to Q8_0 and calls it."""
+    source = textwrap.dedent('''
+        import numpy as np
+        from numba import njit
+        from refimpl.floats import F16_TO_F32
+        from refimpl.quant import QuantFormat
+
+        BLOCK = np.dtype([("d", "<f4"), ("qs", "i1", (32,))])
+
+        def quantize(x, imatrix, blocks):
+            g = x.reshape(len(x), -1, 32)
+            d = (np.abs(g).max(axis=-1) / 127).astype(np.float32)
+            out = np.empty(blocks.shape, BLOCK)
+            out["d"] = d
+            out["qs"] = np.rint(g / np.where(d > 0, d, 1)[..., None]).astype(np.int8)
+            return out
+
+        def dequantize(blocks, y):
+            return (blocks["qs"] * blocks["d"][:, None]).reshape(-1).astype(np.float32)
+
+        @njit(cache=False)
+        def vec_dot(n, x, y):                      # x: this format's blocks, y: Q8_0 blocks (F16 scale bits)
+            s = np.float32(0)
+            for b in range(n // 32):
+                acc = 0
+                for j in range(32):
+                    acc += np.int32(x[b].qs[j]) * np.int32(y[b].qs[j])
+                s += np.float32(acc) * x[b].d * F16_TO_F32[y[b].d]
+            return s
+
+        FORMATS = [QuantFormat(name="test-vd-q8", type_id=None, block_size=32, block_dtype=BLOCK,
+                               vec_dot_type="Q8_0", quantize=quantize, dequantize=dequantize, vec_dot=vec_dot)]
+    ''')
+    path = tmp_path / "vd_plugin.py"
+    path.write_text(source)
+    (fmt,) = quant.load_plugin(path)
+    rng = np.random.default_rng(3)
+    w, a = rng.standard_normal((8, 64)).astype(np.float32), rng.standard_normal((3, 64)).astype(np.float32)
+    raw = quant.quantize(w, fmt.name)
+    # the reference: the plugin's vec_dot on Q8_0 activations, output by output
+    a_q8 = quant.quantize_activations(a, "Q8_0")
+    expected = np.array([[quant.vec_dot(fmt.name, raw[r], a_q8[t]) for r in range(8)] for t in range(3)])
+    np.testing.assert_array_equal(quant.matmul(raw, fmt.name, a), expected)
