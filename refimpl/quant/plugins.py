@@ -148,14 +148,16 @@ def _checked_quantize(fmt: QuantFormat, block_dtype: np.dtype, origin: str):
                 raise _fail(name, origin, f"quantize returned {result.dtype} {result.shape}, expected "
                                           f"{block_dtype} {blocks.shape} (rows x blocks per row of block_dtype)")
             blocks[...] = result
-        # the round trip must be finite wherever the input was: a corrupt scale never reaches a file
+        # the round trip must be finite in every block whose input was: a corrupt scale never reaches a file
         y = np.empty(blocks.size * fmt.block_size, dtype=np.float32)
         _dequantize_into(user_dequantize, name, origin, blocks.reshape(-1), y)
-        bad = ~np.isfinite(y.reshape(x.shape)) & np.isfinite(x)
+        y = y.reshape(x.shape)
+        finite_in = np.isfinite(x).reshape(blocks.shape + (fmt.block_size,)).all(axis=-1)
+        bad = ~np.isfinite(y) & np.repeat(finite_in, fmt.block_size, axis=-1)
         if bad.any():
             row, col = (int(i[0]) for i in np.nonzero(bad))
             raise _fail(name, origin, f"the round trip quantize -> dequantize is not finite: element [{row}, {col}] "
-                                      f"is {x[row, col]!r} in and {y.reshape(x.shape)[row, col]!r} out")
+                                      f"is {x[row, col]!r} in and {y[row, col]!r} out")
 
     return quantize
 
