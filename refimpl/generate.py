@@ -126,8 +126,18 @@ class Generator:
         self._template_source = chat_template
         self._use_jinja = use_jinja
         self._template = None
-        self.cached: list[int] = []       # the tokens whose K/V are in the cache, in order
         self.last = GenerationStats()
+
+    @property
+    def cached(self) -> list[int]:
+        """The tokens whose K/V are in the model's cache, in order.  Kept on the model, so that Generators sharing
+        a model agree; never more than the model says it holds (new_context empties it)."""
+        toks = getattr(self.model, "_cached_tokens", [])
+        return toks[:self.model.n_past]
+
+    @cached.setter
+    def cached(self, tokens) -> None:
+        self.model._cached_tokens = list(tokens)
 
     # ------------------------------------------------------------------------------------------------ basics
     @property
@@ -195,10 +205,11 @@ class Generator:
         """Evaluate what the cache lacks of ``tokens`` and return the last position's logits.  At least the last
         token is evaluated, for its logits (llama-server does the same)."""
         common = 0
-        limit = min(len(self.cached), len(tokens) - 1)
-        while common < limit and self.cached[common] == tokens[common]:
+        cached = self.cached
+        limit = min(len(cached), len(tokens) - 1)
+        while common < limit and cached[common] == tokens[common]:
             common += 1
-        self.cached = self.cached[:common]             # what stays valid, whatever happens next
+        self.cached = cached[:common]             # what stays valid, whatever happens next
         logits = self.model.eval(tokens[common:], n_past=common, logits="last")[-1]
         self.cached = list(tokens)
         self.last.n_prompt_evaluated = len(tokens) - common
@@ -249,8 +260,9 @@ class Generator:
                 if len(self.cached) >= self.n_ctx:    # context full: llama-server ends the reply here too
                     break
                 t1 = time.perf_counter()
-                logits = self.model.eval([nxt], n_past=len(self.cached), logits="last")[-1]
-                self.cached.append(nxt)
+                n_past = len(self.cached)
+                logits = self.model.eval([nxt], n_past=n_past, logits="last")[-1]
+                self.cached = self.cached[:n_past] + [nxt]
                 stats.t_gen += time.perf_counter() - t1
                 stats.n_eval += 1
             else:
@@ -388,7 +400,6 @@ def main(argv=None) -> int:
         args.prompt = ""
 
     from . import model as model_mod
-    from .chat_template import ChatTemplateError
     from .quant import load_plugins, set_num_threads
 
     if args.threads:
