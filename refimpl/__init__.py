@@ -4,7 +4,7 @@ import os as _os
 __version__ = "0.1.0"
 
 # numba's OpenMP threads spin for GOMP_SPINCOUNT (default 300000) iterations after each parallel loop before they
-# sleep.  refimpl alternates numba loops with BLAS calls in its own worker threads (refimpl.quant.intdot), and the
+# sleep.  refimpl alternates numba loops with BLAS calls in its own worker threads (refimpl.kernels.intdot), and the
 # spinning took a core from them: 128-token prompts ran 1.4x slower (tools/bench_generate.py).  10000 keeps the
 # quick wake-up that back-to-back numba loops (decoding) rely on.  Read by libgomp when it loads, so it only
 # applies if nothing loaded OpenMP earlier; a value the user set wins.

@@ -2,7 +2,7 @@
 
 The ggml table mirrors ``ggml_get_type_traits`` for every id below ``GGML_TYPE_COUNT`` (43), including the ids
 whose support was removed: they keep a slot with block size 0, which is exactly why gguf.cpp rejects them
-("not a multiple of block size (0)").  It is a fact table, checked against the oracle in tests/test_gguf_types.py,
+("not a multiple of block size (0)").  It is a fact table, checked against the oracle in tests/test_gguf.py,
 so that the container reader does not depend on any quantization format being implemented.
 """
 from __future__ import annotations

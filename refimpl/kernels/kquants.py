@@ -26,8 +26,8 @@ i64 = np.int64
 # Speed of the vec_dot kernels below (what a decode step spends its time in).  numba types arithmetic on small
 # integers as int64, so level arithmetic is cast back to the C's widths, and inner loop lengths come from a run-time
 # value (the scratch arrays' sizes): a constant length such as 32 gets fully unrolled into scalar code instead of
-# vectorized.  The eight lanes of the integer sums are one vector step each (refimpl._jit.lanes8_madd*).  Scratch
-# arrays come from _work_k (one set per thread in matmul, see QuantFormat.make_work), not from an allocation per call.
+# vectorized.  The eight lanes of the integer sums are one vector step each (refimpl.kernels.lanes.lanes8_madd*).  Scratch
+# arrays come from _work_k (one set per thread in matmul, see FastKernels.make_work), not from an allocation per call.
 
 @njit
 def _work_k(n):
