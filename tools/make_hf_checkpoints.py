@@ -9,8 +9,9 @@ Writes
       files), exactly as ``save_pretrained`` wrote them.  xz keeps the archive small: the three BPE checkpoints
       share one 50257-token tokenizer.json, and rows >= 1024 of their 50257-row embeddings are zero (rows a random
       model never needs to be random for a conversion test).
-  ``transformers_logits.npz`` — ``<name>.tokens`` (int64) and ``<name>.logits`` (float32 (n_tokens, n_vocab[:1024]))
-      of transformers' float32 eager forward pass on each checkpoint (weights upcast to float32).
+  ``transformers_logits.npz`` — ``<name>.tokens`` (int64) and ``<name>.logits`` (float32 (n_tokens, 1024): the
+      first 1024 vocabulary columns) of transformers' float32 eager forward pass on each checkpoint, loaded with
+      ``from_pretrained(torch_dtype=float32)`` (``--logits-only`` recomputes just this file from the archive).
 
 The checkpoints cover the six architectures refimpl runs, SPM (tokenizer.model) and BPE (tokenizer.json, the GPT-2
 vocabulary rebuilt from llama.cpp's models/ggml-vocab-gpt-2.gguf so that convert_hf_to_gguf.py recognises its
@@ -157,27 +158,47 @@ def build(name: str, spec, spm_model: Path, out_root: Path):
     model.generation_config = transformers.GenerationConfig(bos_token_id=extra["bos_token_id"],
                                                             eos_token_id=extra["eos_token_id"], **gen_extra)
     model.save_pretrained(str(out), safe_serialization=True, **({"max_shard_size": shard} if shard else {}))
-    # transformers' float32 forward pass (eager attention) on the same weights
-    model = model.float().eval()
-    model.config._attn_implementation = "eager"
+
+
+def transformers_logits(model_dir: Path) -> np.ndarray:
+    """transformers' float32 forward pass on the checkpoint as a user loads it (``from_pretrained`` with
+    ``torch_dtype=float32``, eager attention): logits (n_tokens, N_LOGIT_COLS) for ``TOKENS``."""
+    import torch
+    import transformers
+    model = transformers.AutoModelForCausalLM.from_pretrained(str(model_dir), torch_dtype=torch.float32,
+                                                              attn_implementation="eager").eval()
     with torch.no_grad():
-        logits = model(torch.tensor([TOKENS])).logits[0, :, :N_LOGIT_COLS].numpy().astype(np.float32)
-    return logits
+        return model(torch.tensor([TOKENS])).logits[0, :, :N_LOGIT_COLS].numpy().astype(np.float32)
+
+
+def write_logits(ck: Path, out: Path) -> None:
+    logits = {}
+    for name in CHECKPOINTS:
+        logits[f"{name}.logits"] = transformers_logits(ck / name)
+        logits[f"{name}.tokens"] = np.array(TOKENS, dtype=np.int64)
+    sys.path.insert(0, str(ROOT / "tools"))
+    from goldens._io import npz_bytes
+    (out / "transformers_logits.npz").write_bytes(npz_bytes(logits))
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", type=Path, default=ROOT / "tests" / "data" / "convert")
+    ap.add_argument("--logits-only", action="store_true",
+                    help="recompute transformers_logits.npz from the committed checkpoints.tar.xz only")
     args = ap.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        spm_model = train_spm(tmp)
         ck = tmp / "checkpoints"
-        logits = {}
+        if args.logits_only:
+            with tarfile.open(args.out / "checkpoints.tar.xz", "r:xz") as tar:
+                tar.extractall(ck, filter="data")
+            write_logits(ck, args.out)
+            return 0
+        spm_model = train_spm(tmp)
         for name, spec in CHECKPOINTS.items():
-            logits[f"{name}.logits"] = build(name, spec, spm_model, ck)
-            logits[f"{name}.tokens"] = np.array(TOKENS, dtype=np.int64)
+            build(name, spec, spm_model, ck)
             print(name, "ok", file=sys.stderr)
         buf = io.BytesIO()
         with tarfile.open(fileobj=buf, mode="w:xz", preset=9) as tar:
@@ -191,9 +212,7 @@ def main(argv=None) -> int:
                 else:
                     tar.addfile(info)
         (args.out / "checkpoints.tar.xz").write_bytes(buf.getvalue())
-        sys.path.insert(0, str(ROOT / "tools"))
-        from goldens._io import npz_bytes
-        (args.out / "transformers_logits.npz").write_bytes(npz_bytes(logits))
+        write_logits(ck, args.out)
     print(f"wrote {args.out}/checkpoints.tar.xz ({(args.out / 'checkpoints.tar.xz').stat().st_size} bytes)",
           file=sys.stderr)
     return 0

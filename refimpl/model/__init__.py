@@ -18,6 +18,7 @@ See spec/model.md.
 from __future__ import annotations
 
 import importlib
+import os
 import pkgutil
 
 from .base import Layer, Model, ModelFile, Weight
@@ -72,8 +73,14 @@ def model_class(mf: ModelFile) -> type:
 
 def load(path, n_ctx: int | None = None, type_k: str = "f16", type_v: str = "f16") -> Model:
     """Open a GGUF model (mmap), build the Model for its architecture and give it an empty KV cache of ``n_ctx``
-    cells (default: the training context, at most 4096) of types ``type_k``/``type_v`` ("f16", "f32", "q8_0")."""
-    mf = ModelFile(path)
+    cells (default: the training context, at most 4096) of types ``type_k``/``type_v`` ("f16", "f32", "q8_0").
+    A folder is a Hugging Face checkpoint: converted in memory by refimpl.convert (as convert_hf_to_gguf.py
+    --outtype auto would), no file written."""
+    if os.path.isdir(path):
+        from ..convert import model_file
+        mf = model_file(path)
+    else:
+        mf = ModelFile(path)
     m = model_class(mf)(mf)
     m.new_context(n_ctx, type_k, type_v)
     return m
