@@ -219,6 +219,13 @@ def _sorted_names(imatrix: Imatrix) -> list[str]:
     return sorted(imatrix.entries, key=lambda n: n.encode("utf-8", "surrogateescape"))
 
 
+def _default_mode(path) -> None:
+    """mkstemp makes 0600 files; llama-imatrix's std::ofstream makes 0666 less the umask."""
+    mask = os.umask(0)
+    os.umask(mask)
+    os.chmod(path, 0o666 & ~mask)
+
+
 def _write_gguf(path, imatrix: Imatrix) -> None:
     from .gguf import GGUFValue, GGUFValueType, Tensor, write
 
@@ -238,6 +245,13 @@ def _write_gguf(path, imatrix: Imatrix) -> None:
         tensors.append((name + SUFFIX_SUMS, Tensor("F32", (n_mat, n_col), np.ascontiguousarray(e.sums, "<f4"))))
         tensors.append((name + SUFFIX_COUNTS, Tensor("F32", (n_mat, 1), np.ascontiguousarray(e.counts, "<f4"))))
     write(path, metadata, tensors)
+    os.chmod(path, 0o666 & ~_umask())
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def _legacy_bytes(imatrix: Imatrix) -> bytes:
@@ -281,6 +295,7 @@ def _atomic_write(path, data: bytes) -> None:
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
+        _default_mode(tmp)
         os.replace(tmp, path)
     except BaseException:
         try:

@@ -581,6 +581,7 @@ def _write(plan: _Plan, dst: str, nthread: int, progress: bool, emit) -> None:
             pool.close()
             pool.join()
             pool = None
+        _default_mode(tmp)
         os.replace(tmp, dst)
     except BaseException:
         if pool is not None:
@@ -594,6 +595,13 @@ def _write(plan: _Plan, dst: str, nthread: int, progress: bool, emit) -> None:
     finally:
         if bar is not None:
             bar.close()
+
+
+def _default_mode(path: str) -> None:
+    """mkstemp makes 0600 files; a model written by llama-quantize (std::ofstream) gets 0666 less the umask."""
+    mask = os.umask(0)
+    os.umask(mask)
+    os.chmod(path, 0o666 & ~mask)
 
 
 def _progress_bar(n: int, enabled: bool):
