@@ -149,3 +149,15 @@ def test_no_trace_no_trace_calls(monkeypatch):
     assert names[0] == "embd" and names[-1] == "result_output" and "kq_soft_max-1" in names
     with pytest.raises(ValueError, match="callable"):
         m.eval([1], n_past=0, trace="yes")
+
+
+def test_trace_of_a_decode_step():
+    from refimpl.trace import trace
+
+    m = model.load(LLAMA, n_ctx=64)
+    m.eval([1, 2, 3])
+    ts = {t.key: t for t in trace(m, [4], n_past=3)}
+    assert ts[("kq-0", 0)].ne == [256, 1, 4, 1]                     # all n_kv cells, one token, 4 heads
+    p = ts[("kq_soft_max-1", 0)].array
+    assert np.all(p[:, :, 4:] == 0) and np.all(p[:, :, :4] > 0)      # cells 0..3 visible, the rest masked
+    assert ts[("result_output", 0)].ne == [m.n_vocab, 1, 1, 1]
