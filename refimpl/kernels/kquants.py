@@ -70,7 +70,7 @@ def _vec_dot_q3_K(n, x, y, work):
     for i in range(x.shape[0]):
         q3 = x[i]["qs"]
         hm = x[i]["hmask"]
-        ref._q3_K_unpack_scales(x[i]["scales"], scales)  # the kmask1/kmask2 shuffle
+        _q3_K_unpack_scales(x[i]["scales"], scales)  # the kmask1/kmask2 shuffle
         for j in range(QK_K // 16):
             scales[j] -= 32
         for k in range(8):
@@ -336,12 +336,175 @@ INTDOT_Q6_K = IntDot(_q6_K_weight_ints, _q8_K_lanes16, lambda b: fp16_to_fp32_ro
                       _q8_K_scales, _fold_q6_K, acc_size=8)
 
 
+# ------------------------------------------------------------------------------------------------ dequantizers
+# The reference's C loops on sub-views with uint8 arithmetic and run-time inner lengths, so that LLVM vectorizes
+# (indices from range() need no wraparound checks; a constant 32 is unrolled, not vectorized).  Each element is
+# computed on its own by the same float operations, so the bits are the reference's.
+
+@njit
+def _q3_K_unpack_scales(sc, out):
+    # dequantize_row_q3_K's kmask shuffle of the 12 scale bytes into 16 int8 scales (before the -32)
+    for j in range(QK_K // 16):
+        low = (i64(sc[j]) & 0xF) if j < 8 else (i64(sc[j - 8]) >> 4)
+        out[j] = low | (((i64(sc[8 + j % 4]) >> (2 * (j // 4))) & 3) << 4)
+
+
+@njit
+def dequantize_row_q2_K(blocks, y):
+    """Equals refimpl.quant.formats.kquants.dequantize_row_q2_K."""
+    u3 = np.uint8(3)
+    for i in range(blocks.shape[0]):
+        d = F16_TO_F32[blocks[i]["d"]]
+        dmin = F16_TO_F32[blocks[i]["dmin"]]
+        sc = blocks[i]["scales"]
+        q = blocks[i]["qs"]
+        yb = y[i * QK_K:(i + 1) * QK_K]
+        for k in range(16):
+            # sub-block k: 128-half n, shift group g, low or high 16 of the 32 bytes of that half
+            n = k >> 3
+            g = (k >> 1) & 3
+            half = k & 1
+            scb = sc[k]
+            dl = d * f32(scb & np.uint8(0xF))
+            ml = dmin * f32(scb >> np.uint8(4))
+            shift = np.uint8(2 * g)
+            qq = q[32 * n + 16 * half:32 * n + 16 * half + 16]
+            yo = yb[16 * k:16 * k + 16]
+            for l in range(16):
+                yo[l] = dl * f32((qq[l] >> shift) & u3) - ml
+
+
+@njit
+def dequantize_row_q3_K(blocks, y):
+    """Equals refimpl.quant.formats.kquants.dequantize_row_q3_K."""
+    scales = np.zeros(QK_K // 16, np.int64)
+    u1 = np.uint8(1)
+    u3 = np.uint8(3)
+    for i in range(blocks.shape[0]):
+        d_all = F16_TO_F32[blocks[i]["d"]]
+        q = blocks[i]["qs"]
+        hm = blocks[i]["hmask"]
+        _q3_K_unpack_scales(blocks[i]["scales"], scales)
+        yb = y[i * QK_K:(i + 1) * QK_K]
+        for k in range(16):
+            n = k >> 3
+            half = k & 1
+            shift = np.uint8(2 * ((k >> 1) & 3))
+            hshift = np.uint8(k >> 1)
+            dl = d_all * f32(scales[k] - 32)
+            qq = q[32 * n + 16 * half:32 * n + 16 * half + 16]
+            hh = hm[16 * half:16 * half + 16]
+            yo = yb[16 * k:16 * k + 16]
+            for l in range(16):
+                v = ((qq[l] >> shift) & u3) | (((hh[l] >> hshift) & u1) << np.uint8(2))
+                yo[l] = dl * f32(np.int32(v) - np.int32(4))
+
+
+@njit
+def dequantize_row_q4_K(blocks, y):
+    """Equals refimpl.quant.formats.kquants.dequantize_row_q4_K."""
+    u15 = np.uint8(0xF)
+    u240 = np.uint8(0xF0)
+    for i in range(blocks.shape[0]):
+        d = F16_TO_F32[blocks[i]["d"]]
+        dmin = F16_TO_F32[blocks[i]["dmin"]]
+        sc = blocks[i]["scales"]
+        q = blocks[i]["qs"]
+        yb = y[i * QK_K:(i + 1) * QK_K]
+        for j in range(QK_K // 64):
+            s1, m1i = get_scale_min_k4(2 * j, sc)
+            s2, m2i = get_scale_min_k4(2 * j + 1, sc)
+            d1 = d * f32(s1)
+            m1 = dmin * f32(m1i)
+            d2 = d * f32(s2)
+            m2 = dmin * f32(m2i)
+            qq = q[32 * j:32 * j + 32]
+            y1 = yb[64 * j:64 * j + 32]
+            y2 = yb[64 * j + 32:64 * j + 64]
+            for l in range(32):
+                v = qq[l]
+                y1[l] = d1 * f32(v & u15) - m1
+                y2[l] = d2 * (f32(v & u240) * f32(0.0625)) - m2  # (float)(v >> 4), exactly (vectorizes better)
+
+
+@njit
+def dequantize_row_q5_K(blocks, y):
+    """Equals refimpl.quant.formats.kquants.dequantize_row_q5_K."""
+    u15 = u8(0xF)
+    u4 = u8(4)
+    u1 = u8(1)
+    if blocks.shape[0] == 0:
+        return
+    m = y.size // blocks.shape[0] // 8             # 32, at run time: a constant length is unrolled, not vectorized
+    for i in range(blocks.shape[0]):
+        d = F16_TO_F32[blocks[i]["d"]]
+        dmin = F16_TO_F32[blocks[i]["dmin"]]
+        sc = blocks[i]["scales"]
+        ql = blocks[i]["qs"]
+        qh = blocks[i]["qh"]
+        yb = y[8 * m * i:8 * m * (i + 1)]
+        for j in range(QK_K // 64):
+            s1, m1i = get_scale_min_k4(2 * j, sc)
+            s2, m2i = get_scale_min_k4(2 * j + 1, sc)
+            d1 = d * f32(s1)
+            m1 = dmin * f32(m1i)
+            d2 = d * f32(s2)
+            m2 = dmin * f32(m2i)
+            # (ql & 0xF) + (qh & u1 ? 16 : 0), in uint8 lanes: bit 2j (2j + 1) of qh[l] is the fifth bit
+            s1 = u8(2 * j)
+            s2 = u8(2 * j + 1)
+            qq = ql[m * j:m * j + m]
+            y1 = yb[2 * m * j:2 * m * j + m]
+            y2 = yb[2 * m * j + m:2 * m * (j + 1)]
+            for l in range(m):
+                y1[l] = d1 * f32(u8(u8(qq[l] & u15) | u8(u8(u8(qh[l] >> s1) & u1) << u4))) - m1
+            for l in range(m):
+                y2[l] = d2 * f32(u8(u8(qq[l] >> u4) | u8(u8(u8(qh[l] >> s2) & u1) << u4))) - m2
+
+
+@njit
+def dequantize_row_q6_K(blocks, y):
+    """Equals refimpl.quant.formats.kquants.dequantize_row_q6_K."""
+    u15 = np.uint8(0xF)
+    u3 = np.uint8(3)
+    u4 = np.uint8(4)
+    for i in range(blocks.shape[0]):
+        d = F16_TO_F32[blocks[i]["d"]]
+        ql = blocks[i]["ql"]
+        qh = blocks[i]["qh"]
+        sc = blocks[i]["scales"]
+        for n in range(QK_K // 128):
+            yb = y[i * QK_K + 128 * n:i * QK_K + 128 * n + 128]
+            qa = ql[64 * n:64 * n + 32]
+            qb = ql[64 * n + 32:64 * n + 64]
+            hh = qh[32 * n:32 * n + 32]
+            for half in range(2):
+                s = 8 * n + half
+                ds1 = d * f32(sc[s])
+                ds2 = d * f32(sc[s + 2])
+                ds3 = d * f32(sc[s + 4])
+                ds4 = d * f32(sc[s + 6])
+                for l in range(16 * half, 16 * half + 16):
+                    a = qa[l]
+                    b = qb[l]
+                    h = hh[l]
+                    q1 = np.int32((a & u15) | ((h & u3) << u4)) - np.int32(32)
+                    q2 = np.int32((b & u15) | (((h >> np.uint8(2)) & u3) << u4)) - np.int32(32)
+                    q3 = np.int32((a >> u4) | (((h >> u4) & u3) << u4)) - np.int32(32)
+                    q4 = np.int32((b >> u4) | (((h >> np.uint8(6)) & u3) << u4)) - np.int32(32)
+                    yb[l] = ds1 * f32(q1)
+                    yb[l + 32] = ds2 * f32(q2)
+                    yb[l + 64] = ds3 * f32(q3)
+                    yb[l + 96] = ds4 * f32(q4)
+
+
 KERNELS = {
-    "Q3_K": FastKernels(vec_dot=vec_dot_q3_K_q8_K, make_work=_work_k, vec_dot_work=_vec_dot_q3_K),
-    "Q4_K": FastKernels(vec_dot=vec_dot_q4_K_q8_K, make_work=_work_k, vec_dot_work=_vec_dot_q4_K,
+    "Q2_K": FastKernels(dequantize=dequantize_row_q2_K),
+    "Q3_K": FastKernels(dequantize=dequantize_row_q3_K, vec_dot=vec_dot_q3_K_q8_K, make_work=_work_k, vec_dot_work=_vec_dot_q3_K),
+    "Q4_K": FastKernels(dequantize=dequantize_row_q4_K, vec_dot=vec_dot_q4_K_q8_K, make_work=_work_k, vec_dot_work=_vec_dot_q4_K,
                         intdot=INTDOT_Q4_K),
-    "Q5_K": FastKernels(vec_dot=vec_dot_q5_K_q8_K, make_work=_work_k, vec_dot_work=_vec_dot_q5_K,
+    "Q5_K": FastKernels(dequantize=dequantize_row_q5_K, vec_dot=vec_dot_q5_K_q8_K, make_work=_work_k, vec_dot_work=_vec_dot_q5_K,
                         intdot=INTDOT_Q5_K),
-    "Q6_K": FastKernels(vec_dot=vec_dot_q6_K_q8_K, make_work=_work_k, vec_dot_work=_vec_dot_q6_K,
+    "Q6_K": FastKernels(dequantize=dequantize_row_q6_K, vec_dot=vec_dot_q6_K_q8_K, make_work=_work_k, vec_dot_work=_vec_dot_q6_K,
                         intdot=INTDOT_Q6_K),
 }

@@ -46,7 +46,6 @@ BLOCK_Q6_K = np.dtype([("ql", "u1", (QK_K // 2,)), ("qh", "u1", (QK_K // 4,)),
 BLOCK_Q8_K = np.dtype([("d", "<f4"), ("qs", "i1", (QK_K,)), ("bsums", "<i2", (QK_K // 16,))])     # 292 bytes
 
 
-
 # ---------------------------------------------------------------------------------------------------------------
 # shared packing steps
 
@@ -322,28 +321,33 @@ def quantize_q2_K(x, imatrix, blocks):
 
 @njit
 def dequantize_row_q2_K(blocks, y):
-    # mirrors dequantize_row_q2_K (ggml-quants.c).  Written on 16-element sub-views with uint8 arithmetic so that
-    # LLVM vectorizes the inner loop (indices from range() need no wraparound checks)
-    u3 = np.uint8(3)
+    """dequantize_row_q2_K (ggml-quants.c): 16 sub-blocks of 16, y = d*(scale & 15) * level - dmin*(scale >> 4)."""
+    yo = 0
     for i in range(blocks.shape[0]):
         d = F16_TO_F32[blocks[i]["d"]]
-        dmin = F16_TO_F32[blocks[i]["dmin"]]
-        sc = blocks[i]["scales"]
+        mn = F16_TO_F32[blocks[i]["dmin"]]
         q = blocks[i]["qs"]
-        yb = y[i * QK_K:(i + 1) * QK_K]
-        for k in range(16):
-            # sub-block k: 128-half n, shift group g, low or high 16 of the 32 bytes of that half
-            n = k >> 3
-            g = (k >> 1) & 3
-            half = k & 1
-            scb = sc[k]
-            dl = d * f32(scb & np.uint8(0xF))
-            ml = dmin * f32(scb >> np.uint8(4))
-            shift = np.uint8(2 * g)
-            qq = q[32 * n + 16 * half:32 * n + 16 * half + 16]
-            yo = yb[16 * k:16 * k + 16]
-            for l in range(16):
-                yo[l] = dl * f32((qq[l] >> shift) & u3) - ml
+        qo = 0
+        is_ = 0
+        for n in range(0, QK_K, 128):
+            shift = 0
+            for j in range(4):
+                sc = i64(blocks[i]["scales"][is_])
+                is_ += 1
+                dl = d * f32(sc & 0xF)
+                ml = mn * f32(sc >> 4)
+                for l in range(16):
+                    y[yo] = dl * f32((i64(q[qo + l]) >> shift) & 3) - ml
+                    yo += 1
+                sc = i64(blocks[i]["scales"][is_])
+                is_ += 1
+                dl = d * f32(sc & 0xF)
+                ml = mn * f32(sc >> 4)
+                for l in range(16):
+                    y[yo] = dl * f32((i64(q[qo + l + 16]) >> shift) & 3) - ml
+                    yo += 1
+                shift += 2
+            qo += 32
 
 # ---------------------------------------------------------------------------------------------------------------
 # Q3_K
@@ -429,39 +433,34 @@ def quantize_q3_K(x, imatrix, blocks):
 
 
 @njit
-def _q3_K_unpack_scales(sc, out):
-    # dequantize_row_q3_K's kmask shuffle of the 12 scale bytes into 16 int8 scales (before the -32)
-    for j in range(QK_K // 16):
-        low = (i64(sc[j]) & 0xF) if j < 8 else (i64(sc[j - 8]) >> 4)
-        out[j] = low | (((i64(sc[8 + j % 4]) >> (2 * (j // 4))) & 3) << 4)
-
-
-@njit
 def dequantize_row_q3_K(blocks, y):
-    # mirrors dequantize_row_q3_K (ggml-quants.c); sub-block k covers output 16k..16k+15 and reads byte
-    # 32*(k >> 3) + 16*(k & 1) + l of qs (2 bits at 2*((k >> 1) & 3)) and byte 16*(k & 1) + l of hmask (bit k >> 1).
-    # (L & 3) - (hbit ? 0 : 4) is written ((L & 3) | hbit << 2) - 4.
-    scales = np.zeros(QK_K // 16, np.int64)
-    u1 = np.uint8(1)
-    u3 = np.uint8(3)
+    """dequantize_row_q3_K (ggml-quants.c): y = d * (scale - 32) * (2-bit level - (hmask bit ? 0 : 4))."""
+    scales = np.zeros(16, np.int8)
+    yo = 0
     for i in range(blocks.shape[0]):
         d_all = F16_TO_F32[blocks[i]["d"]]
         q = blocks[i]["qs"]
         hm = blocks[i]["hmask"]
-        _q3_K_unpack_scales(blocks[i]["scales"], scales)
-        yb = y[i * QK_K:(i + 1) * QK_K]
-        for k in range(16):
-            n = k >> 3
-            half = k & 1
-            shift = np.uint8(2 * ((k >> 1) & 3))
-            hshift = np.uint8(k >> 1)
-            dl = d_all * f32(scales[k] - 32)
-            qq = q[32 * n + 16 * half:32 * n + 16 * half + 16]
-            hh = hm[16 * half:16 * half + 16]
-            yo = yb[16 * k:16 * k + 16]
-            for l in range(16):
-                v = ((qq[l] >> shift) & u3) | (((hh[l] >> hshift) & u1) << np.uint8(2))
-                yo[l] = dl * f32(np.int32(v) - np.int32(4))
+        m = 1
+        _q3_K_scales(blocks[i]["scales"], scales)
+        qo = 0
+        is_ = 0
+        for n in range(0, QK_K, 128):
+            shift = 0
+            for j in range(4):
+                dl = d_all * f32(i64(scales[is_]) - 32)
+                is_ += 1
+                for l in range(16):
+                    y[yo] = dl * f32(((i64(q[qo + l]) >> shift) & 3) - (0 if (i64(hm[l]) & m) else 4))
+                    yo += 1
+                dl = d_all * f32(i64(scales[is_]) - 32)
+                is_ += 1
+                for l in range(16):
+                    y[yo] = dl * f32(((i64(q[qo + l + 16]) >> shift) & 3) - (0 if (i64(hm[l + 16]) & m) else 4))
+                    yo += 1
+                shift += 2
+                m <<= 1
+            qo += 32
 
 # ---------------------------------------------------------------------------------------------------------------
 # Q4_K
@@ -583,29 +582,30 @@ def quantize_q4_K(x, imatrix, blocks):
 
 @njit
 def dequantize_row_q4_K(blocks, y):
-    # mirrors dequantize_row_q4_K (ggml-quants.c); sub-views + uint8 arithmetic so that LLVM vectorizes
-    u15 = np.uint8(0xF)
-    u240 = np.uint8(0xF0)
+    """dequantize_row_q4_K (ggml-quants.c): 8 sub-blocks of 32, y = d*scale * level - dmin*min, the 6-bit scale and
+    min from get_scale_min_k4; a sub-block pair shares 32 bytes (low nibbles, then high nibbles)."""
+    yo = 0
     for i in range(blocks.shape[0]):
-        d = F16_TO_F32[blocks[i]["d"]]
-        dmin = F16_TO_F32[blocks[i]["dmin"]]
-        sc = blocks[i]["scales"]
         q = blocks[i]["qs"]
-        yb = y[i * QK_K:(i + 1) * QK_K]
-        for j in range(QK_K // 64):
-            s1, m1i = get_scale_min_k4(2 * j, sc)
-            s2, m2i = get_scale_min_k4(2 * j + 1, sc)
-            d1 = d * f32(s1)
-            m1 = dmin * f32(m1i)
-            d2 = d * f32(s2)
-            m2 = dmin * f32(m2i)
-            qq = q[32 * j:32 * j + 32]
-            y1 = yb[64 * j:64 * j + 32]
-            y2 = yb[64 * j + 32:64 * j + 64]
+        d = F16_TO_F32[blocks[i]["d"]]
+        mn = F16_TO_F32[blocks[i]["dmin"]]
+        qo = 0
+        is_ = 0
+        for j in range(0, QK_K, 64):
+            sc, m = get_scale_min_k4(is_ + 0, blocks[i]["scales"])
+            d1 = d * f32(sc)
+            m1 = mn * f32(m)
+            sc, m = get_scale_min_k4(is_ + 1, blocks[i]["scales"])
+            d2 = d * f32(sc)
+            m2 = mn * f32(m)
             for l in range(32):
-                v = qq[l]
-                y1[l] = d1 * f32(v & u15) - m1
-                y2[l] = d2 * (f32(v & u240) * f32(0.0625)) - m2  # (float)(v >> 4), exactly (vectorizes better)
+                y[yo] = d1 * f32(i64(q[qo + l]) & 0xF) - m1
+                yo += 1
+            for l in range(32):
+                y[yo] = d2 * f32(i64(q[qo + l]) >> 4) - m2
+                yo += 1
+            qo += 32
+            is_ += 2
 
 # ---------------------------------------------------------------------------------------------------------------
 # Q5_K
@@ -681,37 +681,35 @@ def quantize_q5_K(x, imatrix, blocks):
 
 @njit
 def dequantize_row_q5_K(blocks, y):
-    # mirrors dequantize_row_q5_K (ggml-quants.c), on sub-views with uint8 arithmetic so that LLVM vectorizes
-    u15 = u8(0xF)
-    u4 = u8(4)
-    u1 = u8(1)
-    if blocks.shape[0] == 0:
-        return
-    m = y.size // blocks.shape[0] // 8             # 32, at run time: a constant length is unrolled, not vectorized
+    """dequantize_row_q5_K (ggml-quants.c): dequantize_row_q4_K with 16 added to a level where its bit of qh is
+    set (bits 2j and 2j + 1 of qh[l] for the sub-block pair j)."""
+    yo = 0
     for i in range(blocks.shape[0]):
-        d = F16_TO_F32[blocks[i]["d"]]
-        dmin = F16_TO_F32[blocks[i]["dmin"]]
-        sc = blocks[i]["scales"]
         ql = blocks[i]["qs"]
         qh = blocks[i]["qh"]
-        yb = y[8 * m * i:8 * m * (i + 1)]
-        for j in range(QK_K // 64):
-            s1, m1i = get_scale_min_k4(2 * j, sc)
-            s2, m2i = get_scale_min_k4(2 * j + 1, sc)
-            d1 = d * f32(s1)
-            m1 = dmin * f32(m1i)
-            d2 = d * f32(s2)
-            m2 = dmin * f32(m2i)
-            # (ql & 0xF) + (qh & u1 ? 16 : 0), in uint8 lanes: bit 2j (2j + 1) of qh[l] is the fifth bit
-            s1 = u8(2 * j)
-            s2 = u8(2 * j + 1)
-            qq = ql[m * j:m * j + m]
-            y1 = yb[2 * m * j:2 * m * j + m]
-            y2 = yb[2 * m * j + m:2 * m * (j + 1)]
-            for l in range(m):
-                y1[l] = d1 * f32(u8(u8(qq[l] & u15) | u8(u8(u8(qh[l] >> s1) & u1) << u4))) - m1
-            for l in range(m):
-                y2[l] = d2 * f32(u8(u8(qq[l] >> u4) | u8(u8(u8(qh[l] >> s2) & u1) << u4))) - m2
+        d = F16_TO_F32[blocks[i]["d"]]
+        mn = F16_TO_F32[blocks[i]["dmin"]]
+        qo = 0
+        is_ = 0
+        u1 = 1
+        u2 = 2
+        for j in range(0, QK_K, 64):
+            sc, m = get_scale_min_k4(is_ + 0, blocks[i]["scales"])
+            d1 = d * f32(sc)
+            m1 = mn * f32(m)
+            sc, m = get_scale_min_k4(is_ + 1, blocks[i]["scales"])
+            d2 = d * f32(sc)
+            m2 = mn * f32(m)
+            for l in range(32):
+                y[yo] = d1 * f32((i64(ql[qo + l]) & 0xF) + (16 if (i64(qh[l]) & u1) else 0)) - m1
+                yo += 1
+            for l in range(32):
+                y[yo] = d2 * f32((i64(ql[qo + l]) >> 4) + (16 if (i64(qh[l]) & u2) else 0)) - m2
+                yo += 1
+            qo += 32
+            is_ += 2
+            u1 <<= 2
+            u2 <<= 2
 
 # ---------------------------------------------------------------------------------------------------------------
 # Q6_K
@@ -755,38 +753,33 @@ def quantize_q6_K(x, imatrix, blocks):
 
 @njit
 def dequantize_row_q6_K(blocks, y):
-    # mirrors dequantize_row_q6_K (ggml-quants.c): y = (d * sc) * q, on sub-views so that LLVM vectorizes
-    u15 = np.uint8(0xF)
-    u3 = np.uint8(3)
-    u4 = np.uint8(4)
+    """dequantize_row_q6_K (ggml-quants.c): 16 sub-blocks of 16, y = d * scale * (6-bit level - 32), the level's low
+    4 bits in ql and high 2 bits in qh."""
     for i in range(blocks.shape[0]):
         d = F16_TO_F32[blocks[i]["d"]]
         ql = blocks[i]["ql"]
         qh = blocks[i]["qh"]
         sc = blocks[i]["scales"]
-        for n in range(QK_K // 128):
-            yb = y[i * QK_K + 128 * n:i * QK_K + 128 * n + 128]
-            qa = ql[64 * n:64 * n + 32]
-            qb = ql[64 * n + 32:64 * n + 64]
-            hh = qh[32 * n:32 * n + 32]
-            for half in range(2):
-                s = 8 * n + half
-                ds1 = d * f32(sc[s])
-                ds2 = d * f32(sc[s + 2])
-                ds3 = d * f32(sc[s + 4])
-                ds4 = d * f32(sc[s + 6])
-                for l in range(16 * half, 16 * half + 16):
-                    a = qa[l]
-                    b = qb[l]
-                    h = hh[l]
-                    q1 = np.int32((a & u15) | ((h & u3) << u4)) - np.int32(32)
-                    q2 = np.int32((b & u15) | (((h >> np.uint8(2)) & u3) << u4)) - np.int32(32)
-                    q3 = np.int32((a >> u4) | (((h >> u4) & u3) << u4)) - np.int32(32)
-                    q4 = np.int32((b >> u4) | (((h >> np.uint8(6)) & u3) << u4)) - np.int32(32)
-                    yb[l] = ds1 * f32(q1)
-                    yb[l + 32] = ds2 * f32(q2)
-                    yb[l + 64] = ds3 * f32(q3)
-                    yb[l + 96] = ds4 * f32(q4)
+        yo = i * QK_K
+        qlo = 0
+        qho = 0
+        so = 0
+        for n in range(0, QK_K, 128):
+            for l in range(32):
+                is_ = l // 16
+                h = i64(qh[qho + l])
+                q1 = to_int8((i64(ql[qlo + l]) & 0xF) | (((h >> 0) & 3) << 4)) - 32
+                q2 = to_int8((i64(ql[qlo + l + 32]) & 0xF) | (((h >> 2) & 3) << 4)) - 32
+                q3 = to_int8((i64(ql[qlo + l]) >> 4) | (((h >> 4) & 3) << 4)) - 32
+                q4 = to_int8((i64(ql[qlo + l + 32]) >> 4) | (((h >> 6) & 3) << 4)) - 32
+                y[yo + l] = d * f32(sc[so + is_]) * f32(q1)
+                y[yo + l + 32] = d * f32(sc[so + is_ + 2]) * f32(q2)
+                y[yo + l + 64] = d * f32(sc[so + is_ + 4]) * f32(q3)
+                y[yo + l + 96] = d * f32(sc[so + is_ + 6]) * f32(q4)
+            yo += 128
+            qlo += 64
+            qho += 32
+            so += 8
 
 # ---------------------------------------------------------------------------------------------------------------
 # Q8_K
@@ -844,9 +837,6 @@ def dequantize_row_q8_K(blocks, y):
 # the float accumulations) are pinned with mul_nan_first / add_nan_first, in the operand order read from the
 # disassembly of the oracle's libggml-cpu.so (gcc, scalar build).  E.g. q4_K/q5_K compute dmin as y.d * x.dmin
 # and gcc commuted one add of the final sum.
-
-
-
 
 
 
