@@ -86,7 +86,7 @@ def tensor_array(t: GGMLTensor) -> np.ndarray:
     return a.reshape(ne[:n_dims][::-1])
 
 
-def _run(path: str, tokens: list[int], conn, keep_all: bool = False) -> None:
+def _run(path: str, tokens: list[int], conn, keep_all: bool = False, overrides: dict | None = None) -> None:
     try:
         import llama_cpp
 
@@ -119,7 +119,7 @@ def _run(path: str, tokens: list[int], conn, keep_all: bool = False) -> None:
 
         llama_cpp.llama_context_default_params = params_with_callback
         llama_cpp.llama.llama_cpp.llama_context_default_params = params_with_callback
-        llm = llama_cpp.Llama(model_path=path, **SETTINGS)
+        llm = llama_cpp.Llama(model_path=path, **{**SETTINGS, **(overrides or {})})
         llm.eval(tokens)
         conn.send(("ok", records))
     except BaseException as e:  # pragma: no cover - reported to the parent
@@ -128,10 +128,12 @@ def _run(path: str, tokens: list[int], conn, keep_all: bool = False) -> None:
         conn.close()
 
 
-def run_llama(path: str, tokens, keep_all: bool = False) -> list:
+def run_llama(path: str, tokens, keep_all: bool = False, overrides: dict | None = None) -> list:
+    """[(name, occurrence, op, ne, float32 array)] of one llama_decode of ``tokens``, in graph order;
+    ``overrides``: llama_cpp.Llama arguments replacing tools/goldens/model.py SETTINGS (n_ctx, type_k ...)."""
     ctx = multiprocessing.get_context("fork")
     parent, child = ctx.Pipe(duplex=False)
-    p = ctx.Process(target=_run, args=(path, [int(t) for t in tokens], child, keep_all))
+    p = ctx.Process(target=_run, args=(path, [int(t) for t in tokens], child, keep_all, overrides))
     p.start()
     child.close()
     try:
