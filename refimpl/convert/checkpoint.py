@@ -135,7 +135,12 @@ def load_tensor(ref: TensorRef) -> np.ndarray:
     if ref.dtype in ("F16", "F32"):
         return raw
     if ref.dtype == "BF16":
-        return (raw.astype(np.uint32) << 16).view(np.float32)
+        # in slices of 1M elements: no full-size uint32 temporaries next to the float32 result
+        out = np.empty(ref.shape, dtype=np.float32)
+        src, dst = raw.reshape(-1), out.reshape(-1).view(np.uint32)
+        for s in range(0, src.size, 1 << 20):
+            np.left_shift(src[s:s + (1 << 20)], 16, out=dst[s:s + (1 << 20)], dtype=np.uint32)
+        return out
     return raw.astype(np.float32)
 
 
