@@ -259,22 +259,22 @@ def plot_report(rows: list[TypeReport], path: Path) -> None:
     ok = [r for r in rows[1:] if r.error is None and r.kld_mean > 0 and not math.isnan(r.kld_mean)]
     ggml = sorted((r for r in ok if not r.plugin), key=lambda r: r.bpw)
     plugins = [r for r in ok if r.plugin]
-    fig, ax = plt.subplots(figsize=(8, 5), dpi=100)
+    fig, ax = plt.subplots(figsize=(9, 5.5), dpi=100)
     if ggml:
         ax.plot([r.bpw for r in ggml], [r.kld_mean for r in ggml], "o-", color="tab:blue", label="ggml types")
-        for r in ggml:
-            ax.annotate(r.type, (r.bpw, r.kld_mean), textcoords="offset points", xytext=(4, 4), fontsize=7)
-    if plugins:
-        ax.plot([r.bpw for r in plugins], [r.kld_mean for r in plugins], "^", color="tab:red", markersize=8,
-                linestyle="none", label="plugin types")
-        for r in plugins:
-            ax.annotate(r.type, (r.bpw, r.kld_mean), textcoords="offset points", xytext=(4, -10), fontsize=7,
-                        color="tab:red")
+        for k, r in enumerate(ggml):        # labels alternate above/below the line so neighbours do not overlap
+            ax.annotate(r.type, (r.bpw, r.kld_mean), textcoords="offset points", fontsize=7,
+                        xytext=(4, 5) if k % 2 == 0 else (4, -11))
+    markers = "^sDvP*X<>hp"
+    for k, r in enumerate(plugins):         # one marker per plugin type, named in the legend
+        ax.plot([r.bpw], [r.kld_mean], markers[k % len(markers)], color=plt.cm.tab10((k + 1) % 10), markersize=8,
+                linestyle="none", label=f"{r.type} (plugin)")
     ax.set_yscale("log")
     ax.set_xlabel("bits per weight")
     ax.set_ylabel(f"mean KL-divergence vs {rows[0].type}")
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend()
+    ax.legend(fontsize=7, loc="best")
+    ax.set_title("KL-divergence against bits per weight", fontsize=10)
     fig.tight_layout()
     fd, tmp = tempfile.mkstemp(prefix="." + path.name + ".", suffix=".png", dir=path.parent)
     os.close(fd)
