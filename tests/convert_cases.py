@@ -18,7 +18,10 @@ LONG = 16
 
 def extract_checkpoints(dest: Path) -> Path:
     with tarfile.open(CHECKPOINTS, "r:xz") as tar:
-        tar.extractall(dest, filter="data")
+        try:
+            tar.extractall(dest, filter="data")
+        except TypeError:                  # Python without extraction filters (< 3.10.12 / 3.11.4)
+            tar.extractall(dest)
     return dest
 
 
