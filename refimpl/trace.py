@@ -11,7 +11,7 @@ sizes, ne[0] the contiguous one), dtype, file and sha256.  Write the same from a
 ``--compare`` names the first op where it leaves refimpl (or llama.cpp: golden/trace holds llama.cpp's own).
 
 Python API: ``trace(model, tokens)`` -> [TraceTensor]; ``write_dump(dir, tensors, **meta)``; ``read_dump(dir)``;
-``compare(a, b)``.  Reading order: ``trace``, ``TraceTensor.ne``, ``write_dump``, ``compare``, ``main``.
+``read_golden(golden_dir, name)`` (llama.cpp's trace from golden/trace); ``compare(a, b)``.  Reading order: ``trace``, ``TraceTensor.ne``, ``write_dump``, ``compare``, ``main``.
 """
 from __future__ import annotations
 
@@ -151,6 +151,21 @@ def read_dump(directory) -> tuple[dict, list[TraceTensor]]:
         tensors.append(TraceTensor(name, occ, a, order=int(e.get("order", i)), sha256=digest))
     meta = {k: v for k, v in doc.items() if k != "tensors"}
     return meta, tensors
+
+
+def read_golden(golden_dir, name: str) -> tuple[dict, list[TraceTensor]]:
+    """llama.cpp's trace of golden model ``name`` ("llama-F32", ...) from a checkout's golden/ directory
+    (golden/trace/index.json + <name>.npz, written by tools/goldens/trace.py): (index entry, tensors in graph
+    order).  ``write_dump(dir, tensors)`` turns it into a dump another implementation can be compared with."""
+    d = Path(golden_dir) / "trace"
+    index = json.loads((d / "index.json").read_text())
+    if name not in index["models"]:
+        raise ValueError(f"no golden trace {name!r} (have: {', '.join(sorted(index['models']))})")
+    info = index["models"][name]
+    with np.load(d / f"{name}.npz", allow_pickle=False) as z:
+        tensors = [TraceTensor(e["name"], e["occurrence"], z[e["key"]], order=i)
+                   for i, e in enumerate(info["tensors"])]
+    return info, tensors
 
 
 # ----------------------------------------------------------------------------------------------- comparison

@@ -12,7 +12,7 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import ROOT, golden_path, load_golden, load_golden_json
+from conftest import ROOT, golden_path, load_golden_json
 from refimpl import trace as tr
 
 INDEX = load_golden_json("trace/index.json")
@@ -31,10 +31,9 @@ def run(*args):
 
 def golden_dump(path):
     """llama.cpp's trace of NAME (golden/trace) written in the dump layout."""
-    g = load_golden(f"trace/{NAME}.npz")
-    tensors = [tr.TraceTensor(e["name"], e["occurrence"], g[e["key"]].reshape(e["ne"][::-1]))
-               for e in INFO["tensors"]]
-    return tr.write_dump(path, tensors, producer="llama.cpp (golden/trace)", tokens=INFO["tokens"])
+    info, tensors = tr.read_golden(ROOT / "golden", NAME)
+    assert [t.ne for t in tensors] == [e["ne"] for e in INFO["tensors"]]
+    return tr.write_dump(path, tensors, producer="llama.cpp (golden/trace)", tokens=info["tokens"])
 
 
 @pytest.fixture(scope="module")
@@ -113,3 +112,5 @@ def test_bad_input_is_a_clear_error(refimpl_dump, tmp_path):
     assert r.returncode == 2 and "token ids" in r.stderr
     assert not (tmp_path / "t" / "trace.json").exists()
     assert run().returncode == 2
+    with pytest.raises(ValueError, match="no golden trace"):
+        tr.read_golden(ROOT / "golden", "mamba-F32")
