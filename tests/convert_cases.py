@@ -70,7 +70,7 @@ def describe(path: Path) -> dict:
         start = g.data_offset + t.offset
         raw = data[start:start + t.nbytes]
         tensors.append({"name": t.name, "type": t.ggml_type.name if hasattr(t.ggml_type, "name") else str(t.ggml_type),
-                        "shape": [int(n) for n in t.ne] if hasattr(t, "ne") else list(reversed(t.shape)),
+                        "shape": [int(n) for n in reversed(t.shape)],      # ggml order, as gguf-py reports
                         "sha256": hashlib.sha256(raw).hexdigest()})
     return {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data), "metadata": kvs, "tensors": tensors}
 
