@@ -1,7 +1,9 @@
-"""The branch-free best_index_mxfp4 in refimpl.quant.formats.fp4 picks the same code as ggml's literal 16-code
-scan (best_index_mxfp4_all_codes) for every MXFP4 and NVFP4 scale, on rounding ties and on special values."""
+"""The fast layer's branch-free best_index_mxfp4 (refimpl.kernels.fp4) picks the same code as ggml's literal 16-code
+scan (the reference, refimpl.quant.formats.fp4) for every MXFP4 and NVFP4 scale, on rounding ties and on special
+values."""
 import numpy as np
 
+from refimpl.kernels import fp4 as fast_fp4
 from refimpl.quant.formats import fp4
 
 
@@ -16,4 +18,4 @@ def test_best_index_shortcut_matches_literal_scan():
         xs = np.concatenate([specials, ties, spread])
         xs = np.concatenate([xs, np.nextafter(xs, np.float32(np.inf)), np.nextafter(xs, np.float32(-np.inf))])
         for x in xs:
-            assert fp4.best_index_mxfp4(x, e) == fp4.best_index_mxfp4_all_codes(x, e), (x, e)
+            assert fast_fp4.best_index_mxfp4(x, e) == fp4.best_index_mxfp4(x, e), (x, e)

@@ -113,41 +113,12 @@ def fp32_to_ue4m3(x):
     return (ue4m3_exp << 3) | ue4m3_man
 
 
-_KVALUES_POSITIVE = KVALUES_MXFP4[:8].astype(np.float32)  # codes 0..7 as floats: 0, 1, 2, 3, 4, 6, 8, 12
 
 
 @njit
 def best_index_mxfp4(x, e):
-    """best_index_mxfp4 (ggml-quants.c): the code whose doubled value times ``e`` is nearest to ``x``.
-
-    ggml scans all 16 codes with a strict ``<``, so the first minimum wins: 0 beats "-0" (code 8), and a tie
-    between two neighbours goes to the lower code.  This returns the same index from a branch-free scan of the
-    8 non-negative codes against |x| (8x faster than the literal scan, which mispredicts on every element):
-      * x < 0: the error of code 8+i is |-(k_i*e) - x| = |k_i*e - |x||, bit for bit (rounding to nearest is
-        symmetric in sign), and codes 8+i are met in the same order as i, so the winner is 8 + (winner for |x|)
-        -- except that a winning 0 stays code 0, which precedes code 8 with the same error;
-      * x > 0: a negative value -k is never strictly closer than +k (|-k*e - x| >= |k*e - x| after rounding too,
-        rounding being monotonic), and +k is met first; symmetrically for x < 0 and the positive codes;
-      * x = +-0 or NaN: nothing is strictly below an error of 0 or NaN: code 0.
-    e is finite and >= 0 here (E8M0 half >= 2^-128, UE4M3 half in [0, 240]).  best_index_mxfp4_all_codes is the
-    literal scan; tests/test_fp4_best_index.py checks the two agree on every scale and on the rounding ties.
-    """
-    ax = abs(x)
-    best_index = 0
-    best_err = abs(f32(0.0) * e - ax)
-    for i in range(1, 8):
-        err = abs(_KVALUES_POSITIVE[i] * e - ax)
-        take = err < best_err
-        best_index = i if take else best_index
-        best_err = err if take else best_err
-    if x < f32(0.0) and best_index != 0:
-        best_index += 8
-    return best_index
-
-
-@njit
-def best_index_mxfp4_all_codes(x, e):
-    """The literal 16-code scan of best_index_mxfp4 (ggml-quants.c), to check the branch-free version against."""
+    """best_index_mxfp4 (ggml-quants.c): the code whose doubled value times ``e`` is nearest to ``x``, by a scan of
+    all 16 codes with a strict ``<`` (the first minimum wins: 0 beats "-0", a tie goes to the lower code)."""
     best_index = 0
     best_err = abs(f32(KVALUES_MXFP4[0]) * e - x)
     for i in range(1, 16):
