@@ -51,8 +51,10 @@ COMMON = ["-t", "1", "-fa", "off"]
 SHIM_C = r"""
 #define _GNU_SOURCE
 #include <dlfcn.h>
+#ifdef ONE_CPU
 int get_nprocs(void) { return 1; }
 int get_nprocs_conf(void) { return 1; }
+#endif
 __attribute__((destructor)) static void flush_llama_log(void) {
     void * (*log_main)(void) = (void * (*)(void)) dlsym(RTLD_DEFAULT, "_Z15common_log_mainv");
     void (*log_pause)(void *) = (void (*)(void *)) dlsym(RTLD_DEFAULT, "_Z16common_log_pauseP10common_log");
@@ -106,6 +108,19 @@ def _clean(text: str) -> str:
     return _PREFIX.sub("", _PREFIX_MIDLINE.sub("\n", text))
 
 
+def build_shim(work: Path, one_cpu: bool) -> Path:
+    """Compile SHIM_C into ``work``: the log flush at exit, and with ``one_cpu`` get_nprocs() = 1."""
+    src = work / "oracle_shim.c"
+    shim = work / ("oracle_shim_1cpu.so" if one_cpu else "oracle_shim_flush.so")
+    src.write_text(SHIM_C)
+    cc = shutil.which("cc") or shutil.which("gcc")
+    if cc is None:
+        raise SystemExit("a C compiler (cc) is needed to build the oracle shim")
+    subprocess.run([cc, "-shared", "-fPIC", "-O2", *(["-DONE_CPU"] if one_cpu else []), str(src), "-o", str(shim),
+                    "-ldl"], check=True)
+    return shim
+
+
 class Tools:
     def __init__(self, work: Path):
         sys.path.insert(0, str(ROOT / "tools"))
@@ -116,14 +131,7 @@ class Tools:
             raise SystemExit(f"{self.exe['llama-perplexity']} is not from a scalar build "
                              f"(tools/build_llama_tools.py --check)")
         self.env = tool_env(self.exe["llama-perplexity"])
-        shim = work / "oracle_shim.so"
-        src = work / "oracle_shim.c"
-        src.write_text(SHIM_C)
-        cc = shutil.which("cc") or shutil.which("gcc")
-        if cc is None:
-            raise SystemExit("a C compiler (cc) is needed to build the oracle shim")
-        subprocess.run([cc, "-shared", "-fPIC", "-O2", str(src), "-o", str(shim), "-ldl"], check=True)
-        self.env["LD_PRELOAD"] = str(shim)
+        self.env["LD_PRELOAD"] = str(build_shim(work, one_cpu=True))
 
     def run(self, tool: str, args: list[str], cwd: Path = ROOT) -> tuple[str, str]:
         r = subprocess.run([str(self.exe[tool]), *args], cwd=cwd, env=self.env, capture_output=True, text=True,
