@@ -24,10 +24,11 @@ i64 = np.int64
 
 
 # Speed of the vec_dot kernels below (what a decode step spends its time in).  numba types arithmetic on small
-# integers as int64, so level arithmetic is cast back to the C's widths, and inner loop lengths come from a run-time
-# value (the scratch arrays' sizes): a constant length such as 32 gets fully unrolled into scalar code instead of
-# vectorized.  The eight lanes of the integer sums are one vector step each (refimpl.kernels.lanes.lanes8_madd*).  Scratch
-# arrays come from _work_k (one set per thread in matmul, see FastKernels.make_work), not from an allocation per call.
+# integers as int64, so level arithmetic is cast back to the C's widths, and inner loop lengths come from a
+# run-time value (the scratch arrays' sizes): a constant length such as 32 gets fully unrolled into scalar code
+# instead of vectorized.  The eight lanes of the integer sums are one vector step each
+# (refimpl.kernels.lanes.lanes8_madd*).  Scratch arrays come from _work_k (one set per thread in matmul, see
+# FastKernels.make_work), not from an allocation per call.
 
 @njit
 def _work_k(n):
@@ -500,11 +501,12 @@ def dequantize_row_q6_K(blocks, y):
 
 KERNELS = {
     "Q2_K": FastKernels(dequantize=dequantize_row_q2_K),
-    "Q3_K": FastKernels(dequantize=dequantize_row_q3_K, vec_dot=vec_dot_q3_K_q8_K, make_work=_work_k, vec_dot_work=_vec_dot_q3_K),
-    "Q4_K": FastKernels(dequantize=dequantize_row_q4_K, vec_dot=vec_dot_q4_K_q8_K, make_work=_work_k, vec_dot_work=_vec_dot_q4_K,
-                        intdot=INTDOT_Q4_K),
-    "Q5_K": FastKernels(dequantize=dequantize_row_q5_K, vec_dot=vec_dot_q5_K_q8_K, make_work=_work_k, vec_dot_work=_vec_dot_q5_K,
-                        intdot=INTDOT_Q5_K),
-    "Q6_K": FastKernels(dequantize=dequantize_row_q6_K, vec_dot=vec_dot_q6_K_q8_K, make_work=_work_k, vec_dot_work=_vec_dot_q6_K,
-                        intdot=INTDOT_Q6_K),
+    "Q3_K": FastKernels(dequantize=dequantize_row_q3_K, vec_dot=vec_dot_q3_K_q8_K, make_work=_work_k,
+                        vec_dot_work=_vec_dot_q3_K),
+    "Q4_K": FastKernels(dequantize=dequantize_row_q4_K, vec_dot=vec_dot_q4_K_q8_K, make_work=_work_k,
+                        vec_dot_work=_vec_dot_q4_K, intdot=INTDOT_Q4_K),
+    "Q5_K": FastKernels(dequantize=dequantize_row_q5_K, vec_dot=vec_dot_q5_K_q8_K, make_work=_work_k,
+                        vec_dot_work=_vec_dot_q5_K, intdot=INTDOT_Q5_K),
+    "Q6_K": FastKernels(dequantize=dequantize_row_q6_K, vec_dot=vec_dot_q6_K_q8_K, make_work=_work_k,
+                        vec_dot_work=_vec_dot_q6_K, intdot=INTDOT_Q6_K),
 }

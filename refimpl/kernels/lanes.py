@@ -90,7 +90,8 @@ else:
         return builder.load(builder.bitcast(data, _vec(8, n).as_pointer()), align=1)
 
     def _widen16(builder, v, dtype):
-        return builder.zext(v, _vec(16, v.type.count)) if dtype == types.uint8 else builder.sext(v, _vec(16, v.type.count))
+        widen = builder.zext if dtype == types.uint8 else builder.sext
+        return widen(v, _vec(16, v.type.count))
 
     def _nibbles32(builder, q):
         # 16 bytes -> 32 levels (i8): the low nibbles, then the high nibbles (ggml's Q4/Q5/IQ4_NL order)
