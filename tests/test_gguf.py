@@ -214,3 +214,25 @@ def test_big_endian_read_with_byteorder(tmp_path):
         out = tmp_path / f"conv_{order}.gguf"
         f.save(out)
         assert out.read_bytes() == le       # saved little-endian, as llama.cpp writes
+
+
+def test_experimental_type_range_is_separate_from_ggml(tmp_path):
+    """ids 43..0xfff stay invalid as in llama.cpp; 0x1000..0x1fff are refimpl's plugin range (spec/plugins.md)."""
+    from refimpl.gguf import EXPERIMENTAL_TYPE_BASE, GGUFError, read_bytes, write
+    from refimpl.gguf.types import EXPERIMENTAL_TYPE_LIMIT, ggml_type
+
+    assert (EXPERIMENTAL_TYPE_BASE, EXPERIMENTAL_TYPE_LIMIT) == (0x1000, 0x2000)
+    assert EXPERIMENTAL_TYPE_BASE > len(GGML_TYPES)
+    with pytest.raises(ValueError, match="experimental range but no plugin type has it"):
+        ggml_type(EXPERIMENTAL_TYPE_LIMIT - 1)
+    write(tmp_path / "a.gguf", {}, {"t": np.ones(32, np.float32)})
+    data = (tmp_path / "a.gguf").read_bytes()
+    at = data.index(b"t\x01\x00\x00\x00") + 1 + 4 + 8                # name, n_dims, ne[0], then the type
+    for type_id, message in ((43, r"invalid ggml type 43, should be in \[0, 43\)"),
+                             (EXPERIMENTAL_TYPE_BASE - 1, "invalid ggml type 4095"),
+                             (EXPERIMENTAL_TYPE_BASE, "experimental range .* does not describe it"),
+                             (EXPERIMENTAL_TYPE_LIMIT, "invalid ggml type 8192")):
+        bad = data[:at] + np.int32(type_id).tobytes() + data[at + 4:]
+        with pytest.raises(GGUFError, match=message) as e:
+            read_bytes(bad)
+        assert e.value.offset == at
