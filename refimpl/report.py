@@ -124,6 +124,11 @@ def _base_type(path) -> str:
     return max(quant, key=quant.get)
 
 
+def default_output_dir(model) -> Path:
+    """MODEL-report/ in the current directory (not beside the model: the embedded one lives inside the package)."""
+    return Path.cwd() / (Path(model).stem + "-report")
+
+
 def run_report(model, text_path, types, *, out_dir=None, imatrix=None, n_ctx: int = 512, n_chunks: int = -1,
                n_prompt: int = 128, n_gen: int = 32, threads: int | None = None, force: bool = False,
                progress: bool = True, plot_path: bool = True) -> list[TypeReport]:
@@ -142,7 +147,7 @@ def run_report(model, text_path, types, *, out_dir=None, imatrix=None, n_ctx: in
     if not types:
         raise ValueError("--types: give at least one type")
     ftypes = [resolve_ftype(t) for t in types]          # every name checked before any work
-    out_dir = Path(out_dir or (Path(model).parent / (Path(model).stem + "-report")))
+    out_dir = Path(out_dir or default_output_dir(model))
     out_dir.mkdir(parents=True, exist_ok=True)
     if threads:
         set_num_threads(threads)
@@ -301,8 +306,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--types", nargs="+", required=True, metavar="TYPE",
                    help="llama-quantize types (Q4_K_M, IQ4_XS, ...) and registered plugin types (mlx-q4-g64, ...)")
     p.add_argument("--imatrix", help="importance matrix for quantizing (llama-imatrix GGUF or .dat)")
-    p.add_argument("-o", "--output-dir", help="where the models and the report go (default: MODEL-report/ beside "
-                                              "the model)")
+    p.add_argument("-o", "--output-dir", help="where the models and the report go (default: ./MODEL-report/)")
     p.add_argument("--plugin", action="append", default=[], metavar="FILE.py",
                    help="load a quant-type plugin (a file or module name; repeatable), see spec/plugins.md")
     p.add_argument("-c", "--ctx-size", type=int, default=512, help="perplexity context (default 512)")
@@ -329,7 +333,7 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("refimpl.report: interrupted", file=sys.stderr)
         return 130
-    out_dir = Path(args.output_dir or (Path(args.model).parent / (Path(args.model).stem + "-report")))
+    out_dir = Path(args.output_dir or default_output_dir(args.model))
     sys.stdout.write((out_dir / "report.md").read_text())
     print(f"\nwritten: {out_dir / 'report.md'}, {out_dir / 'report.json'}"
           + (f", {out_dir / 'report.png'}" if (out_dir / "report.png").exists() else ""), file=sys.stderr)
