@@ -5,6 +5,7 @@ points of ``do_integer_quantization`` exactly, and the stored blocks decoding to
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -14,6 +15,9 @@ import pytest
 from refimpl import quant
 
 logging.getLogger("nncf").setLevel(logging.CRITICAL)      # "Neither PyTorch, ONNX or OpenVINO ..." on import
+# the definition followed is NNCF's reference numpy implementation; with OpenVINO installed NNCF would switch large
+# inputs to its OpenVINO-compiled path
+os.environ.setdefault("NNCF_DISABLE_OPTIMIZED_COMPRESSION", "1")
 pytest.importorskip("nncf", reason="nncf is not installed (pip install 'refimpl[nncf]'): the NNCF plugin cannot be "
                                    "checked against nncf's weight_lowering")
 from nncf.parameters import CompressWeightsMode  # noqa: E402
