@@ -149,6 +149,7 @@ class Checkpoint:
 
     def __init__(self, path):
         self.dir = Path(path)
+        self._json: dict[str, object] = {}
         if not self.dir.is_dir():
             raise ValueError(f"{self.dir} is not a directory (expected a Hugging Face checkpoint folder)")
         config_path = self.dir / "config.json"
@@ -163,11 +164,19 @@ class Checkpoint:
         return self.dir / name
 
     def json(self, name: str) -> dict | None:
-        p = self.dir / name
-        if not p.is_file():
-            return None
-        with open(p, encoding="utf-8") as f:
-            return json.load(f)
+        """A JSON file of the checkpoint, parsed once (tokenizer.json is read by several steps); None if absent.
+        Callers must not modify the result."""
+        if name not in self._json:
+            p = self.dir / name
+            if not p.is_file():
+                self._json[name] = None
+            else:
+                try:
+                    with open(p, encoding="utf-8") as f:
+                        self._json[name] = json.load(f)
+                except (UnicodeDecodeError, json.JSONDecodeError) as e:
+                    raise ValueError(f"{p}: not valid JSON ({e})") from None
+        return self._json[name]
 
     def _index_tensors(self) -> dict[str, TensorRef]:
         parts = sorted(f for f in os.listdir(self.dir) if f.startswith("model") and f.endswith(".safetensors"))

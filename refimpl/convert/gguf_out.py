@@ -32,6 +32,9 @@ _PACK = {GGUFValueType.UINT8: "<B", GGUFValueType.INT8: "<b", GGUFValueType.UINT
          GGUFValueType.BOOL: "?"}
 
 
+_U64 = struct.Struct("<Q").pack
+
+
 def _pad(n: int) -> int:
     return (n + ALIGNMENT - 1) // ALIGNMENT * ALIGNMENT
 
@@ -70,7 +73,12 @@ def pack_value(value, vtype: GGUFValueType) -> bytes:
             raise ValueError("all items in a GGUF array must have the same type")
         head = struct.pack("<IQ", int(etype), len(value))
         if etype == GGUFValueType.STRING:
-            return head + b"".join(_string(v) for v in value)
+            parts = []
+            for v in value:
+                raw = v.encode("utf-8") if isinstance(v, str) else bytes(v)
+                parts.append(_U64(len(raw)))
+                parts.append(raw)
+            return head + b"".join(parts)
         if etype == GGUFValueType.INT32:
             return head + np.asarray(value, dtype="<i4").tobytes()
         if etype == GGUFValueType.FLOAT32:

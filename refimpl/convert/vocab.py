@@ -329,14 +329,16 @@ class SpecialVocab:
                         self.merges = merges
                     elif isinstance(merges[0], list) and len(merges[0]) == 2 and isinstance(merges[0][0], str):
                         # [a, b] pairs (transformers >= 4.45): spaces inside a part are written as U+0120
-                        self.merges = [" ".join("".join(chr(ord(c) + 256) if c == " " else c for c in part)
-                                                for part in pair) for pair in merges]
+                        # (chr(ord(" ") + 256)), so that the space can separate the pair
+                        self.merges = [a.replace(" ", "\u0120") + " " + b.replace(" ", "\u0120") for a, b in merges]
                     else:
                         raise ValueError(f"{self.ckpt.dir}/tokenizer.json: unknown merges format")
             if normalizer := tokenizer.get("normalizer"):
                 self._parse_normalizer(normalizer)
             added_tokens = tokenizer.get("added_tokens", {})
         config = self.ckpt.json("tokenizer_config.json")
+        if config is not None:
+            config = dict(config)             # the post-processor reading fills in missing special tokens
         if tokenizer:
             self._post_processor(tokenizer, config)
         if not config:
