@@ -358,6 +358,14 @@ class Runner:
             if types and t not in types and op != "gguf":
                 continue
             plan.setdefault((t, op), []).append(case)
+        # every file the selected cases name is checked against its sha256 before the program runs: a corrupt or
+        # edited vectors directory is an error, not a string of failures
+        for cases in plan.values():
+            for case in cases:
+                for group in ("inputs", "expected"):
+                    for ref in case.get(group, {}).values():
+                        if isinstance(ref, dict) and ref.get("file"):
+                            self.v._file(ref["file"])
         outcomes = []
         keys = sorted(plan, key=lambda k: (OPS.index(k[1]), self._type_order(k[0])))
         it = keys
