@@ -171,36 +171,60 @@ def parse_prompt(body: dict):
 
 @dataclass
 class Job:
-    """One request for the worker: its prompt (text or token ids) and parameters; pieces come back through
-    ``emit`` (called in the worker thread); ``cancel`` is set by the HTTP side when the client has gone."""
+    """One request for the worker.  ``prompt`` is text or token ids, or None with ``messages`` (a chat, rendered
+    by the worker).  The worker calls ``started(error or None)`` once the prompt is checked, then ``emit(piece)``
+    per piece; ``cancel`` is set by the HTTP side when the client has gone."""
 
     prompt: object
     params: dict
+    messages: list | None = None
     emit: object = None
+    started: object = None
     cancel: threading.Event = field(default_factory=threading.Event)
     tokens: list = field(default_factory=list)
+    error: RequestError | None = None
+    seconds_generating: float = 0.0     # inside Generator.stream: the generation itself (bench_serve.py) ...
+    cpu_generating: float = 0.0         # ... and the worker thread's CPU time there
 
 
 class Worker:
+    """The one thread that owns the Generator: every request is a single hop to it (render, tokenize, check,
+    generate), so a request costs one thread switch each way, however it is answered."""
+
     def __init__(self, gen: Generator, queue_size: int):
         self.gen = gen
         self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="refimpl-worker")
         self.slots = threading.BoundedSemaphore(queue_size)
-        self.busy = False
 
     def prepare(self, job: Job) -> None:
-        """Tokenize and check the prompt (in the worker thread: the tokenizer belongs to it)."""
+        """Render the chat, tokenize and check the prompt (raises RequestError)."""
         gen = self.gen
+        if job.messages is not None:
+            try:
+                job.prompt = gen.apply_chat_template(job.messages, add_generation_prompt=True)
+            except ValueError as e:                     # ChatTemplateError: the template refused these messages
+                raise RequestError(str(e), param="messages") from None
         job.tokens = gen.tokenize(job.prompt) if isinstance(job.prompt, str) else list(job.prompt)
         if any(t < 0 or t >= gen.model.n_vocab for t in job.tokens):
             raise RequestError(f"token ids must be in [0, {gen.model.n_vocab})", param="prompt")
         try:
             gen.check_prompt(job.tokens)
         except ValueError as e:
-            raise RequestError(str(e), param="prompt", code="context_length_exceeded") from None
+            raise RequestError(str(e), param="messages" if job.messages is not None else "prompt",
+                               code="context_length_exceeded") from None
 
-    def run(self, job: Job):
-        """Generate: emit(piece) per piece; returns the GenerationStats.  Stops early when job.cancel is set."""
+    def execute(self, job: Job):
+        """prepare, then generate: emit(piece) per piece; returns the GenerationStats (None after an error, which
+        is in job.error).  Stops early when job.cancel is set."""
+        try:
+            self.prepare(job)
+        except RequestError as e:
+            job.error = e
+        if job.started is not None:
+            job.started(job.error)
+        if job.error is not None:
+            return None
+        t0, c0 = time.perf_counter(), time.thread_time()
         stream = self.gen.stream(job.tokens, **job.params)
         try:
             for piece in stream:
@@ -209,6 +233,8 @@ class Worker:
                 job.emit(piece)
         finally:
             stream.close()
+            job.seconds_generating = time.perf_counter() - t0
+            job.cpu_generating = time.thread_time() - c0
         return self.gen.last
 
     async def submit(self, fn, *args):
@@ -283,30 +309,16 @@ def build_app(gen: Generator, model_id: str, api_key: str | None = None, queue_s
             params = parse_params(body, None if chat else 16, gen.n_ctx)
             if "seed" not in params:
                 params["seed"] = default_seed if default_seed is not None else secrets.randbits(32)
-            if chat:
-                messages = parse_messages(body)
-                try:
-                    prompt = await worker.submit(gen.apply_chat_template, messages, True)
-                except ValueError as e:         # ChatTemplateError: the template refused these messages
-                    raise RequestError(str(e), param="messages") from None
-            else:
-                prompt = parse_prompt(body)
-            job = Job(prompt, params)
+            job = Job(None, params, messages=parse_messages(body)) if chat else Job(parse_prompt(body), params)
             if not worker.slots.acquire(blocking=False):
                 raise RequestError("the server is busy: too many queued requests", status=503,
                                    type_="server_error")
         except RequestError as e:
             return error_response(e)
-        try:
-            await worker.submit(worker.prepare, job)
-        except RequestError as e:
-            worker.slots.release()
-            return error_response(e)
         stream = bool(body.get("stream"))
         include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
-        rid = _chunk_id("chatcmpl" if chat else "cmpl")
-        now = int(time.time())
-        base = {"id": rid, "created": now, "model": model_id, "system_fingerprint": "refimpl"}
+        base = {"id": _chunk_id("chatcmpl" if chat else "cmpl"), "created": int(time.time()), "model": model_id,
+                "system_fingerprint": "refimpl"}
 
         def usage(st):
             return {"prompt_tokens": st.n_prompt, "completion_tokens": st.n_generated,
@@ -316,9 +328,11 @@ def build_app(gen: Generator, model_id: str, api_key: str | None = None, queue_s
             pieces = []
             job.emit = pieces.append
             try:
-                st = await worker.submit(worker.run, job)
+                st = await worker.submit(worker.execute, job)
             finally:
                 worker.slots.release()
+            if job.error is not None:
+                return error_response(job.error)
             text = "".join(pieces)
             if chat:
                 choice = {"index": 0, "message": {"role": "assistant", "content": text}, "logprobs": None,
@@ -331,8 +345,23 @@ def build_app(gen: Generator, model_id: str, api_key: str | None = None, queue_s
 
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue = asyncio.Queue()
+        started: asyncio.Future = loop.create_future()
         DONE = object()
         job.emit = lambda piece: loop.call_soon_threadsafe(queue.put_nowait, piece)
+        job.started = lambda err: loop.call_soon_threadsafe(started.set_result, err)
+
+        async def run_job():
+            try:
+                return await worker.submit(worker.execute, job)
+            finally:
+                worker.slots.release()
+                loop.call_soon_threadsafe(queue.put_nowait, DONE)
+
+        task = asyncio.ensure_future(run_job())
+        err = await started                              # the prompt is checked before any byte is sent
+        if err is not None:
+            await task
+            return error_response(err)
         obj = "chat.completion.chunk" if chat else "text_completion"
 
         def event(choice=None, usage_=None, empty_choices=False) -> str:
@@ -351,23 +380,26 @@ def build_app(gen: Generator, model_id: str, api_key: str | None = None, queue_s
                 return {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
             return {"index": 0, "text": text or "", "logprobs": None, "finish_reason": finish}
 
-        async def run_job():
-            try:
-                return await worker.submit(worker.run, job)
-            finally:
-                worker.slots.release()
-                loop.call_soon_threadsafe(queue.put_nowait, DONE)
+        # a piece's event is a constant frame around the JSON string of its text: built once per request
+        frame = event(piece_choice("\x00")).split(json.dumps("\x00"))
+
+        def piece_event(text: str) -> str:
+            return frame[0] + json.dumps(text, ensure_ascii=False) + frame[1]
 
         async def events():
-            task = asyncio.ensure_future(run_job())
             try:
                 if chat:
                     yield event(piece_choice("", first=True))
-                while True:
-                    piece = await queue.get()
-                    if piece is DONE:
-                        break
-                    yield event(piece_choice(piece))
+                done = False
+                while not done:
+                    batch = [await queue.get()]
+                    while not queue.empty():               # pieces that arrived meanwhile: one write
+                        batch.append(queue.get_nowait())
+                    if batch[-1] is DONE:
+                        batch.pop()
+                        done = True
+                    if batch:
+                        yield "".join(piece_event(p) for p in batch)
                 st = await task
                 yield event(piece_choice(None if chat else "", finish=st.finish_reason))
                 if include_usage:
