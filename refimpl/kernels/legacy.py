@@ -48,7 +48,7 @@ def _block_codes(x, o, n, offset, scale, bias, hi, L):
             L[j] = min(hi, to_int8(c_float_to_int32(v))) & 0xFF
 
 
-@njit
+@njit(inline="always")
 def _amax_max(x, o):
     # the value of largest magnitude (first one wins), as the _0 reference quantizers find it
     amax = f32(0.0)
@@ -61,7 +61,7 @@ def _amax_max(x, o):
     return mx
 
 
-@njit
+@njit(inline="always")
 def _min_max(x, o):
     mn = ref.FLT_MAX
     mx = -ref.FLT_MAX
