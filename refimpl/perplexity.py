@@ -72,7 +72,7 @@ def main(argv=None) -> int:
                 print(f"{prog}: error: you must provide a name of a file containing the log probabilities of the "
                       "base model (--kl-divergence-base FNAME)", file=sys.stderr)
                 return 2
-            quality.kl_divergence(args.model, args.kl_divergence_base, n_batch=args.batch_size,
+            quality.kl_divergence(args.model, args.kl_divergence_base, n_batch=args.batch_size, n_ctx=args.ctx_size,
                                   progress=not args.no_progress, out=sys.stdout)
             print()
             return 0

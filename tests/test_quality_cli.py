@@ -77,6 +77,13 @@ def test_base_from_another_vocabulary(small_base, capsys):
     assert "inconsistent vocabulary (2048 vs 264" in _err(capsys)
 
 
+def test_base_from_a_larger_context(small_base, capsys):
+    # made with -c 32; -c 16 -b 16 gives one sequence of 16 cells
+    assert ppl_cli.main(["-m", TINY, "--kl-divergence-base", str(small_base), "--kl-divergence", "-c", "16",
+                         "-b", "16"]) == 1
+    assert "has been computed with 32, while the current context is 16" in _err(capsys)
+
+
 @pytest.mark.parametrize("damage", ["magic", "truncated", "header", "token"])
 def test_corrupt_base_file(small_base, tmp_path, damage):
     data = bytearray(small_base.read_bytes())

@@ -385,14 +385,21 @@ def _chunk_line(i: int, sums: dict, n_same_top: int, count: int) -> str:
             f"    {cfmt('%6.3f', 100.0 * top)} ± {cfmt('%6.3f', 100.0 * top_unc)} %")
 
 
-def kl_divergence(model, base, *, n_batch: int = 2048, progress: bool = False, out=None,
+def kl_divergence(model, base, *, n_batch: int = 2048, n_ctx: int | None = None, progress: bool = False, out=None,
                   on_chunk=None) -> KLDivergenceResult:
     """llama-perplexity --kl-divergence (``kl_divergence()`` in perplexity.cpp): evaluate ``model`` on the tokens of
     the base-logits file ``base`` (a path or a ``BaseLogits``) chunk by chunk, and compare its distribution at
     each scored token with the base model's.  ``out`` gets the running table as llama-perplexity prints it; the
-    final report is ``result.report()``.  ValueError for a file from another vocabulary, or a corrupt one."""
+    final report is ``result.report()``.  ``n_ctx``: the context asked for (``-c``); like llama.cpp, a file made
+    with a larger chunk than the n_parallel * n_ctx cells it gives is refused (None: the file's).  ValueError for a
+    file from another vocabulary, or a corrupt one."""
     if not isinstance(base, BaseLogits):
         base = read_base_logits(base)
+    if n_ctx is not None:
+        n_seq, _ = batch_layout(n_ctx, n_batch)
+        if base.n_ctx > n_seq * n_ctx:
+            raise ValueError(f"{base.path} has been computed with {base.n_ctx}, while the current context is "
+                             f"{n_ctx}. Increase it with -c and retry")
     n_ctx = base.n_ctx
     m, tok = open_model(model, n_ctx)
     if base.n_vocab != tok.n_tokens:
