@@ -37,6 +37,7 @@ KEY_IMATRIX_DATASET = "quantize.imatrix.dataset"
 KEY_IMATRIX_N_ENTRIES = "quantize.imatrix.entries_count"
 KEY_IMATRIX_N_CHUNKS = "quantize.imatrix.chunks_count"
 TASK_ELEMENTS = 1 << 20            # rows per parallel task: about this many weights (whole rows, one expert)
+POOL_MIN_ELEMENTS = 1 << 22        # below this many weights to convert, forking workers costs more than it saves
 
 
 # ---------------------------------------------------------------------------------------------------- options
@@ -376,40 +377,42 @@ def _plan(f, ft, imat_data, overrides, override_by_key, allow_requantize, leave_
                                  f"would be {new_type}")
         nrows = t.n_elements // ne[0] if ne[0] else 0
         new_size = nrows * quant.row_size(new_type, ne[0]) if new_type != t.ggml_type else t.nbytes
-        tp = TensorPlan(new, t, ne, t.ggml_type, new_type, t.nbytes, new_size)
-        plan.tensors.append(tp)
-        if dry_run or not tp.convert:
-            continue
-        # the checks of the main loop, made before anything is written
-        if imat_data:
-            key = _remap_imatrix(new, mapped)
-            v = imat_data.get(key)
-            if v is None:
-                state.warnings.append(f"did not find weights for {new}")
-            elif v.size == ne[0] * ne[2]:
-                tp.imatrix = v
-            elif not mix.tensor_name_match_token_embd(new):
-                raise ValueError(f"imatrix size {v.size} is different from tensor size {ne[0] * ne[2]} for {new}")
-            else:
-                state.warnings.append(f"imatrix size {v.size} is different from tensor size {ne[0] * ne[2]} "
-                                      f"for {new}")
-        if tp.imatrix is None and requires:
-            raise ValueError(f"Missing importance matrix for tensor {new} in a very low-bit quantization "
-                             f"(the imatrix has no entry for it)")
-        if mix.is_quantized(t.ggml_type) and not allow_requantize:
-            raise ValueError(f"requantizing from type {t.ggml_type} is disabled (tensor {new}); pass "
-                             f"--allow-requantize (allow_requantize=True) to requantize")
-        src_fmt = quant.get_type(t.ggml_type)
-        if mix.is_quantized(t.ggml_type):
-            if src_fmt.dequantize is None:
-                raise ValueError(f"type {t.ggml_type} unsupported for integer quantization: no dequantization "
-                                 f"available")
-        elif t.ggml_type not in ("F32", "F16", "BF16"):
-            raise ValueError(f"cannot dequantize/convert tensor type {t.ggml_type} (tensor {new})")
-        dst_fmt = quant.get_type(new_type)
-        if dst_fmt.quantize is None:
-            raise ValueError(f"refimpl cannot quantize to {new_type} (tensor {new})")
+        plan.tensors.append(TensorPlan(new, t, ne, t.ggml_type, new_type, t.nbytes, new_size))
+    if not dry_run:
+        # the checks of the main loop, in its order, made before anything is written
+        for tp in plan.tensors:
+            if tp.convert:
+                _main_loop_checks(tp, imat_data, mapped, state, ft, allow_requantize, quant)
     return plan
+
+
+def _main_loop_checks(tp: TensorPlan, imat_data: dict, mapped: dict, state, ft, allow_requantize: bool,
+                      quant) -> None:
+    """What llama_model_quantize_impl's main loop checks before converting a tensor (and attaches its imatrix)."""
+    name, ne = tp.name, tp.ne
+    if imat_data:
+        v = imat_data.get(_remap_imatrix(name, mapped))
+        if v is None:
+            state.warnings.append(f"did not find weights for {name}")
+        elif v.size == ne[0] * ne[2]:
+            tp.imatrix = v
+        elif not mix.tensor_name_match_token_embd(name):
+            raise ValueError(f"imatrix size {v.size} is different from tensor size {ne[0] * ne[2]} for {name}")
+        else:
+            state.warnings.append(f"imatrix size {v.size} is different from tensor size {ne[0] * ne[2]} for {name}")
+    if tp.imatrix is None and mix.tensor_requires_imatrix(name, tp.new_type, ft.ftype):
+        raise ValueError(f"Missing importance matrix for tensor {name} in a very low-bit quantization (the imatrix "
+                         f"has no entry for it)")
+    if mix.is_quantized(tp.src_type) and not allow_requantize:
+        raise ValueError(f"requantizing from type {tp.src_type} is disabled (tensor {name}); pass "
+                         f"--allow-requantize (allow_requantize=True) to requantize")
+    if mix.is_quantized(tp.src_type):
+        if quant.get_type(tp.src_type).dequantize is None:
+            raise ValueError(f"type {tp.src_type} unsupported for integer quantization: no dequantization available")
+    elif tp.src_type not in ("F32", "F16", "BF16"):
+        raise ValueError(f"cannot dequantize/convert tensor type {tp.src_type} (tensor {name})")
+    if quant.get_type(tp.new_type).quantize is None:
+        raise ValueError(f"refimpl cannot quantize to {tp.new_type} (tensor {name})")
 
 
 def _tensor_type_pairs(tensor_types):
@@ -555,7 +558,8 @@ def _write(plan: _Plan, dst: str, nthread: int, progress: bool, emit) -> None:
         with os.fdopen(fd, "wb") as out:
             out.write(header)
             tasks = _tasks(plan)
-            if nthread > 1 and any(tp.convert for tp in plan.tensors) and _can_fork():
+            n_convert = sum(tp.source.n_elements for tp in plan.tensors if tp.convert)
+            if nthread > 1 and n_convert >= POOL_MIN_ELEMENTS and _can_fork():
                 pool = _start_pool(plan, nthread)
                 results = pool.imap(_run_task, range(len(tasks)), chunksize=1)
             else:
