@@ -65,20 +65,26 @@ def batch_layout(n_ctx: int, n_batch: int) -> tuple[int, int]:
     return n_seq, n_batch
 
 
-def eval_chunk(m, chunk: np.ndarray, n_batch: int, bos: int | None) -> np.ndarray:
-    """The logits (n_ctx, n_vocab) of one chunk, its first token replaced by BOS (``bos``; None: kept), evaluated
-    from an empty cache in pieces of ``n_batch`` tokens as the tools' batch loop does (the KV cache carries the
-    earlier pieces; every row's logits are the same either way)."""
+def eval_chunk(m, chunk: np.ndarray, n_batch: int, bos: int | None, first: int = 0) -> np.ndarray:
+    """The logits (n_ctx - first, n_vocab) of rows ``first..n_ctx-1`` of one chunk, its first token replaced by BOS
+    (``bos``; None: kept), evaluated from an empty cache in pieces of ``n_batch`` tokens as the tools' batch loop
+    does (the KV cache carries the earlier pieces; every row's logits are the same either way).
+
+    Rows before ``first`` get no logits, as in perplexity.cpp's batches (``need_logits = pos >= first``): they are
+    evaluated in their own pieces with ``logits="last"``, which also skips the last layer's work after attention
+    for them (llama.cpp's ``inp_out_ids``)."""
     chunk = np.array(chunk, dtype=np.int64)
     if bos is not None:
         chunk[0] = bos
     n_ctx = chunk.size
-    if n_batch >= n_ctx:
-        return m.eval(chunk, n_past=0, logits="all")
+    cuts = sorted(set(range(0, n_ctx, n_batch)) | ({first} if 0 < first < n_ctx else set()) | {n_ctx})
     parts = []
-    for j in range(0, n_ctx, n_batch):
-        parts.append(m.eval(chunk[j:j + n_batch], n_past=j, logits="all"))
-    return np.concatenate(parts)
+    for b, e in zip(cuts[:-1], cuts[1:]):
+        if e <= first:
+            m.eval(chunk[b:e], n_past=b, logits="last")
+        else:
+            parts.append(m.eval(chunk[b:e], n_past=b, logits="all"))
+    return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
 
 # ----------------------------------------------------------------------------------------------- C formatting

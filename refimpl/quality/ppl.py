@@ -134,8 +134,8 @@ def _run(m, toks, n_ctx, n_batch, n_chunk, n_vocab, first, n_scored, bos, base_f
     try:
         for i in range(n_chunk):
             start = i * n_ctx
-            logits = eval_chunk(m, toks[start:start + n_ctx], n_batch, bos)
-            rows = np.ascontiguousarray(logits[first:n_ctx - 1, :n_vocab], dtype=np.float32)
+            logits = eval_chunk(m, toks[start:start + n_ctx], n_batch, bos, first)
+            rows = np.ascontiguousarray(logits[:n_ctx - 1 - first, :n_vocab], dtype=np.float32)
             targets = toks[start + first + 1:start + n_ctx].astype(np.int64)
             if base_file is None:
                 s, s2, lh, ph = logprobs.nll_rows(rows, targets)
@@ -421,8 +421,8 @@ def kl_divergence(model, base, *, n_batch: int = 2048, n_ctx: int | None = None,
             f.seek(base.data_offset)
             for i in range(base.n_chunk):
                 start = i * n_ctx
-                logits = eval_chunk(m, base.tokens[start:start + n_ctx], n_batch, bos)
-                rows = np.ascontiguousarray(logits[first:n_ctx - 1, :base.n_vocab], dtype=np.float32)
+                logits = eval_chunk(m, base.tokens[start:start + n_ctx], n_batch, bos, first)
+                rows = np.ascontiguousarray(logits[:n_ctx - 1 - first, :base.n_vocab], dtype=np.float32)
                 targets = base.tokens[start + first + 1:start + n_ctx].astype(np.int64)
                 chunk_lp = np.frombuffer(f.read(n_scored * base.nv * 2), "<u2").reshape(n_scored, base.nv)
                 sl = slice(i * n_scored, (i + 1) * n_scored)
