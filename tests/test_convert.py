@@ -14,11 +14,12 @@ import pytest
 from convert_cases import DATA, extract_checkpoints
 
 #: bound on max |refimpl - transformers| over the logits (first 1024 vocabulary columns, 8 positions), F32
-#: conversion, F32 KV cache.  Measured (spec/convert.md): <= 1.3e-5 for the SiLU architectures (float32 sums in
+#: conversion, F32 KV cache.  Measured (spec/convert.md): <= 2.5e-5 for the SiLU architectures (float32 sums in
 #: another order), 1.3e-3 / 2.6e-3 for gemma3 / gpt2, whose GELU ggml computes through an F16 table (inputs
-#: rounded to F16, 2^-11 relative).  Bounds: about 8x and 4x the measurement.
+#: rounded to F16, 2^-11 relative).  Bounds: about 4x the largest measurement of each group.
 LOGIT_BOUND = {"tiny-llama2-spm": 1e-4, "tiny-llama3-bpe": 1e-4, "tiny-mistral-spm": 1e-4, "tiny-qwen2-bpe": 1e-4,
-               "tiny-qwen3-spm": 1e-4, "tiny-phi3-spm": 1e-4, "tiny-gemma3-spm": 1e-2, "tiny-gpt2-bpe": 1e-2}
+               "tiny-qwen3-spm": 1e-4, "tiny-phi3-spm": 1e-4, "tiny-llama-tq-spm": 1e-4, "tiny-gemma3-spm": 1e-2,
+               "tiny-gpt2-bpe": 1e-2}
 SPM = "tiny-qwen3-spm"
 
 

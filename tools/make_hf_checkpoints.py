@@ -69,6 +69,10 @@ CHECKPOINTS = {
                                    num_key_value_heads=4, max_position_embeddings=256,
                                    original_max_position_embeddings=256, tie_word_embeddings=False),
                       "float32", "spm", None, {}),
+    # rows of 256 so that TQ1_0 / TQ2_0 (256-element blocks) really quantize (the others fall back to F16)
+    "tiny-llama-tq-spm": ("llama", dict(hidden_size=256, intermediate_size=256, num_hidden_layers=1,
+                                        num_attention_heads=4, num_key_value_heads=1, max_position_embeddings=256,
+                                        rms_norm_eps=1e-5, tie_word_embeddings=False), "bfloat16", "spm", None, {}),
     "tiny-gpt2-bpe": ("gpt2", dict(n_embd=64, n_layer=2, n_head=4, n_positions=128, n_ctx=128),
                       "float32", "bpe", None, {}),
 }
@@ -165,7 +169,7 @@ def transformers_logits(model_dir: Path) -> np.ndarray:
     ``torch_dtype=float32``, eager attention): logits (n_tokens, N_LOGIT_COLS) for ``TOKENS``."""
     import torch
     import transformers
-    model = transformers.AutoModelForCausalLM.from_pretrained(str(model_dir), torch_dtype=torch.float32,
+    model = transformers.AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=torch.float32,
                                                               attn_implementation="eager").eval()
     with torch.no_grad():
         return model(torch.tensor([TOKENS])).logits[0, :, :N_LOGIT_COLS].numpy().astype(np.float32)
@@ -184,6 +188,9 @@ def write_logits(ck: Path, out: Path) -> None:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", type=Path, default=ROOT / "tests" / "data" / "convert")
+    ap.add_argument("--add", nargs="+", metavar="NAME",
+                    help="build only these checkpoints and add them to the existing archive (the others stay "
+                         "byte for byte), then recompute the logits")
     ap.add_argument("--logits-only", action="store_true",
                     help="recompute transformers_logits.npz from the committed checkpoints.tar.xz only")
     args = ap.parse_args(argv)
@@ -197,7 +204,14 @@ def main(argv=None) -> int:
             write_logits(ck, args.out)
             return 0
         spm_model = train_spm(tmp)
-        for name, spec in CHECKPOINTS.items():
+        todo = CHECKPOINTS
+        if args.add:
+            with tarfile.open(args.out / "checkpoints.tar.xz", "r:xz") as tar:
+                tar.extractall(ck, filter="data")
+            todo = {n: CHECKPOINTS[n] for n in args.add}
+            for n in todo:
+                shutil.rmtree(ck / n, ignore_errors=True)
+        for name, spec in todo.items():
             build(name, spec, spm_model, ck)
             print(name, "ok", file=sys.stderr)
         buf = io.BytesIO()

@@ -28,7 +28,8 @@ OUTTYPES = ("f32", "f16", "bf16", "q8_0")
 #: extra cases: (checkpoint, outtype, extra CLI flags)
 EXTRA = (("tiny-llama3-bpe", "auto", ()), ("tiny-mistral-spm", "auto", ()), ("tiny-llama2-spm", "tq2_0", ()),
          ("tiny-qwen2-bpe", "tq1_0", ()), ("tiny-llama2-spm", "f16", ("--vocab-only",)),
-         ("tiny-qwen3-spm", "f16", ("--model-name", "Tiny Qwen3 Test")))
+         ("tiny-qwen3-spm", "f16", ("--model-name", "Tiny Qwen3 Test")),
+         ("tiny-llama-tq-spm", "tq1_0", ()), ("tiny-llama-tq-spm", "tq2_0", ()))
 LONG = 16         # arrays longer than this are described by length + sha256
 
 
