@@ -18,13 +18,14 @@ from numba import prange
 
 from . import get as fast_kernels
 from . import intdot
+from .jitcache import cached_closure
 
 INTDOT_MIN_TOKENS = 8
 
 # One compiled driver per kernel (vec_dot, from_float), the kernel bound as a constant of the closure.  Passing the
 # kernel as an argument instead makes numba work out the argument's type on every call (~0.1 ms: half of the
-# time of a decode step).  Not cached on disk: numba cannot pickle the closure; one compilation per type and
-# process is the price.
+# time of a decode step).  Cached on disk like every other kernel: refimpl.kernels.jitcache gives the closures a
+# cache key that is the same in every process.
 _DRIVERS: dict = {}
 
 
@@ -38,7 +39,7 @@ def _cached(key, make):
 def convert_rows(conv):
     """A compiled ``convert_rows(x (tokens, n) float32, out_blocks (tokens, nb))``: ``conv`` on every row."""
     def make():
-        @numba.njit(cache=False)
+        @cached_closure
         def convert_rows(x, out_blocks):
             for t in range(x.shape[0]):
                 conv(x[t], out_blocks[t])
@@ -51,14 +52,14 @@ def matmul_rows(vec_dot, make_work=None):
     with ``make_work``, ``vec_dot`` is a ``vec_dot_work`` and each chunk of rows gets its own scratch arrays."""
     def make():
         if make_work is None:
-            @numba.njit(parallel=True, cache=False)
+            @cached_closure(parallel=True)
             def matmul_rows(n, w_blocks, x_blocks, out):
                 # one output row per task: each (token, row) sum is computed start to end by a single thread
                 for r in prange(w_blocks.shape[0]):
                     for t in range(x_blocks.shape[0]):
                         out[t, r] = vec_dot(n, w_blocks[r], x_blocks[t])
         else:
-            @numba.njit(parallel=True, cache=False)
+            @cached_closure(parallel=True)
             def matmul_rows(n, w_blocks, x_blocks, out):
                 # as above, in a few chunks of rows per thread, each with its own scratch arrays
                 rows = w_blocks.shape[0]
@@ -76,7 +77,7 @@ def matmul_rows(vec_dot, make_work=None):
 def quantize_and_multiply(convert, rows):
     """``convert`` then ``rows`` in one compiled call (each call from Python into numba costs microseconds)."""
     def make():
-        @numba.njit(cache=False)
+        @cached_closure
         def quantize_and_multiply(x, x_blocks, n, w_blocks, out):
             convert(x, x_blocks)
             rows(n, w_blocks, x_blocks, out)
@@ -112,19 +113,30 @@ def prepare(blocks: np.ndarray, fmt) -> intdot.PreparedWeights | None:
     return None if idot is None else intdot.PreparedWeights(blocks, fmt, idot)
 
 
+def _runner_parts(fmt, vfmt):
+    # the compiled drivers of one weight format, looked up once per format (quant.matmul makes a runner per call)
+    # keyed by identity (hashing a frozen dataclass hashes every field)
+    key = ("runner", id(fmt), id(vfmt))
+    hit = _DRIVERS.get(key)
+    if hit is not None and hit[0] is fmt and hit[1] is vfmt:
+        return hit[2]
+    fk = fast_kernels(fmt.name)
+    if fk is not None and fk.vec_dot_work is not None:
+        rows = matmul_rows(fk.vec_dot_work, fk.make_work)
+    else:
+        rows = matmul_rows(fast_op(fmt, "vec_dot"))
+    convert = convert_rows(activation_converter(vfmt))
+    parts = (convert, quantize_and_multiply(convert, rows), fk.intdot if fk is not None else None)
+    _DRIVERS[key] = (fmt, vfmt, parts)
+    return parts
+
+
 class FastRunner:
     """WeightMatrix's fast layer: its compiled drivers looked up once."""
 
     def __init__(self, fmt, vfmt, blocks: np.ndarray):
         self.fmt, self.vfmt, self.blocks = fmt, vfmt, blocks
-        fk = fast_kernels(fmt.name)
-        if fk is not None and fk.vec_dot_work is not None:
-            rows = matmul_rows(fk.vec_dot_work, fk.make_work)
-        else:
-            rows = matmul_rows(fast_op(fmt, "vec_dot"))
-        self.convert = convert_rows(activation_converter(vfmt))
-        self.quantize_and_multiply = quantize_and_multiply(self.convert, rows)
-        self.intdot = fk.intdot if fk is not None else None
+        self.convert, self.quantize_and_multiply, self.intdot = _runner_parts(fmt, vfmt)
 
     def matmul(self, x2: np.ndarray, path: str, prepared) -> np.ndarray:
         fmt, vfmt = self.fmt, self.vfmt

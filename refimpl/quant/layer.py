@@ -41,10 +41,16 @@ def get_kernels() -> str:
     return _active
 
 
+_FAST_OPS: dict = {}
+
+
 def kernel(fmt, op: str):
     """The kernel of operation ``op`` ("quantize", "dequantize", "vec_dot", …) of ``fmt`` in the active layer
     (None if the format has no such operation)."""
     if _active == "fast":
-        from ..kernels.drivers import fast_op
-        return fast_op(fmt, op)
+        hit = _FAST_OPS.get((id(fmt), op))     # by identity: hashing a frozen dataclass hashes every field
+        if hit is None or hit[0] is not fmt:
+            from ..kernels.drivers import fast_op
+            hit = _FAST_OPS[(id(fmt), op)] = (fmt, fast_op(fmt, op))
+        return hit[1]
     return getattr(fmt, op)
