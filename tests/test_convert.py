@@ -165,3 +165,12 @@ def test_sharded_checkpoint_with_a_missing_part(checkpoints, tmp_path):
 def test_not_a_checkpoint(tmp_path):
     (tmp_path / "empty").mkdir()
     _fails(tmp_path / "empty", tmp_path, "no config.json")
+
+
+def test_bf16_rounding_is_ggmls():
+    """--outtype bf16 rounds as ggml_compute_fp32_to_bf16 (gguf-py's BF16 class copies it): checked against the
+    library's own ggml_fp32_to_bf16_row_ref on the floats golden (ties, NaN payloads, Inf, subnormals)."""
+    from conftest import GOLDEN
+    from refimpl.convert.tensors import fp32_to_bf16
+    case = np.load(GOLDEN / "floats" / "f32_to_bf16.npz")
+    np.testing.assert_array_equal(fp32_to_bf16(case["x"]), case["y"])

@@ -187,12 +187,12 @@ class TextModel:
                 w.add_string("{arch}.rope.scaling.type", "yarn")
                 w.add_float32("{arch}.rope.scaling.factor", factor)
                 w.add_uint32("{arch}.rope.scaling.original_context_length", rope["original_max_position_embeddings"])
-                for key, gkey in (("extrapolation_factor", "yarn_ext_factor"), ("beta_fast", "yarn_beta_fast"),
-                                  ("beta_slow", "yarn_beta_slow")):
-                    if key == "beta_fast" and (af := rope.get("attention_factor", rope.get("attn_factor"))) is not None:
-                        w.add_float32("{arch}.rope.scaling.yarn_attn_factor", af)
-                    if (v := rope.get(key)) is not None:
-                        w.add_float32("{arch}.rope.scaling." + gkey, v)
+                yarn = (("yarn_ext_factor", rope.get("extrapolation_factor")),
+                        ("yarn_attn_factor", rope.get("attention_factor", rope.get("attn_factor"))),
+                        ("yarn_beta_fast", rope.get("beta_fast")), ("yarn_beta_slow", rope.get("beta_slow")))
+                for key, value in yarn:
+                    if value is not None:
+                        w.add_float32("{arch}.rope.scaling." + key, value)
             elif rope_type in ("su", "longrope"):
                 w.add_string("{arch}.rope.scaling.type", "longrope")
         if "mrope_section" in self.rope_parameters:
