@@ -48,6 +48,8 @@ def field_at(fmt, byte: int) -> str:
 
 
 def _value_str(name: str, base: np.dtype, v) -> str:
+    if name == "value":   # a plain F16/BF16/F32/int element: its bits
+        return f"0x{int(np.asarray(v).view(f'<u{base.itemsize}')):0{2 * base.itemsize}x}"
     if base == np.dtype("<u2") and name in ("d", "m", "dmin", "s"):
         return f"0x{int(v):04x} (F16 {float(f16(int(v)))!r})"
     if base.kind == "f":
@@ -71,8 +73,10 @@ def decode_block(fmt, block: bytes, highlight: set[str] | None = None, max_items
     return lines
 
 
-def _fields(fmt, block: bytes) -> dict:
+def _fields(fmt, block: bytes):
     rec = np.frombuffer(bytes(block), dtype=fmt.block_dtype)[0]
+    if not fmt.block_dtype.names:   # plain F16 / BF16: the value's bits
+        return np.frombuffer(bytes(block), "<u2")[0]
     return {name: rec[name] for name in fmt.block_dtype.names}
 
 
@@ -258,9 +262,18 @@ def _q2_0(b, j):
     return f"y[{j}] = (q - 1) * d with q = (qs[{j // 4}] >> {2 * (j % 4)}) & 3 = {q}, d = {float(d)!r}", f32(q - 1) * d
 
 
+def _f16_plain(b, j):
+    return f"y = (float) x with x the F16 0x{int(b):04x} (ggml_fp16_to_fp32)", f16(int(b))
+
+
+def _bf16_plain(b, j):
+    v = np.array([int(b) << 16], "<u4").view("<f4")[0]
+    return f"y = (float) x with x the BF16 0x{int(b):04x}: its bits << 16 (ggml_bf16_to_fp32)", v
+
+
 _EXPLAIN = {
     "Q4_0": _legacy(4, False), "Q4_1": _legacy(4, True), "Q5_0": _legacy(5, False), "Q5_1": _legacy(5, True),
     "Q8_0": _legacy(8, False), "Q2_K": _q2_K, "Q3_K": _q3_K, "Q4_K": _q45_K(False), "Q5_K": _q45_K(True),
     "Q6_K": _q6_K, "Q8_K": _q8_K, "IQ4_NL": _iq4_nl, "IQ4_XS": _iq4_xs, "TQ2_0": _tq2_0, "MXFP4": _mxfp4,
-    "Q1_0": _q1_0, "Q2_0": _q2_0,
+    "Q1_0": _q1_0, "Q2_0": _q2_0, "F16": _f16_plain, "BF16": _bf16_plain,
 }

@@ -55,12 +55,13 @@ class Outcome:
     first_failure: str | None = None
     first_failure_case: str | None = None
     unsupported_detail: str = ""     # the first refusal: case id and why
+    kinds: dict = field(default_factory=dict)   # failure kind -> number of cases (e.g. GGUF verdict mismatches)
     report: list[str] = field(default_factory=list)
 
     def as_json(self) -> dict:
         return {"type": self.type, "op": self.op, "status": self.status, "cases": self.n_cases,
                 "passed": self.n_pass, "failed": self.n_fail, "unsupported": self.n_unsupported,
-                "skipped": self.n_skipped, "first_failure_case": self.first_failure_case,
+                "skipped": self.n_skipped, "failure_kinds": self.kinds, "first_failure_case": self.first_failure_case,
                 "first_failure": self.first_failure, "report": self.report}
 
 
@@ -145,6 +146,10 @@ class Runner:
         if problem is None:
             outcome.n_pass += 1
         else:
+            kind = "differs"
+            if isinstance(problem, tuple):
+                problem, kind = problem
+            outcome.kinds[kind] = outcome.kinds.get(kind, 0) + 1
             outcome.n_fail += 1
             if outcome.first_failure is None:
                 outcome.first_failure_case = case["id"]
@@ -314,13 +319,14 @@ class Runner:
             return [f"{case['id']} ({name}): the answer has no 'accepted' key"]
         if bool(got["accepted"]) != exp["accepted"]:
             verdict = "accepts" if got["accepted"] else "rejects"
-            return [f"{case['id']} ({name}): the implementation {verdict} a file llama.cpp "
-                    f"{'accepts' if exp['accepted'] else 'rejects'}"
-                    + (f" (its error: {str(got.get('error'))[:160]})" if got.get("error") else "")]
+            return ([f"{case['id']} ({name}): the implementation {verdict} a file llama.cpp "
+                     f"{'accepts' if exp['accepted'] else 'rejects'}"
+                     + (f" (its error: {str(got.get('error'))[:160]})" if got.get("error") else "")],
+                    f"{verdict} what llama.cpp {'accepts' if exp['accepted'] else 'rejects'}")
         facts = exp.get("facts", {})
         for key, want in facts.items():
             if key in got and got[key] is not None and got[key] != want:
-                return [f"{case['id']} ({name}): {key} = {got[key]!r}, llama.cpp says {want!r}"]
+                return [f"{case['id']} ({name}): {key} = {got[key]!r}, llama.cpp says {want!r}"], f"{key} differs"
         if "tensors" in got and "tensor_nbytes" in facts and "tensor_nbytes" not in got:
             # tensor infos as (type id, shape): their byte sizes by llama.cpp's type table (ggml_types.json)
             table = self._ggml_types()
@@ -333,8 +339,8 @@ class Runner:
                 n = int(np.prod([int(s) for s in t["shape"]], dtype=object))
                 sizes.append(n // tt["blck_size"] * tt["type_size"])
             if sizes != facts["tensor_nbytes"]:
-                return [f"{case['id']} ({name}): tensor sizes from its tensor infos {sizes[:8]}, llama.cpp's "
-                        f"{facts['tensor_nbytes'][:8]}"]
+                return ([f"{case['id']} ({name}): tensor sizes from its tensor infos {sizes[:8]}, llama.cpp's "
+                         f"{facts['tensor_nbytes'][:8]}"], "tensor sizes differ")
         return None
 
     def _ggml_types(self) -> dict[int, dict]:
@@ -461,6 +467,9 @@ def run(vectors_dir: Path, impl_command: str, ops=None, types=None, as_json: boo
                                                                         f"aborts)" if o.n_skipped else "")
             out.write(f"{o.type:<{width}}  {o.op:<16} {o.status.upper():<11}{extra}\n")
             if o.status == "fail" and verbose:
+                if len(o.kinds) > 1 or o.op == "gguf":
+                    out.write("    failing cases by kind: " + ", ".join(f"{k}: {v}" for k, v in
+                                                                     sorted(o.kinds.items())) + "\n")
                 for line in o.report:
                     out.write(f"    {line}\n")
         if not outcomes:
