@@ -16,8 +16,9 @@ INPUTS (not committed; rebuilt bit for bit by ``build_inputs`` from fixed seeds,
 
 GOLDENS: for every case (model x ftype x options) the pinned llama-quantize (scalar build,
 tools/build_llama_tools.py) is run with one thread, and its output is described in cases.json:
-``file_sha256``, ``file_size``, ``header_sha256`` (everything before the tensor data), ``kv`` (key, type and
-value -- sha256 for arrays -- in file order) and ``tensors`` (name, ggml type, ne, offset, sha256 of the data);
+``file_sha256``, ``file_size``, ``header_sha256`` (everything before the tensor data), ``kv`` ("key type value" strings in file order: the
+value as JSON, ``bits:`` for f32, ``sha256:`` of the encoded value for arrays) and ``tensors`` ("name type
+ne0,ne1,ne2,ne3 offset sha256-of-the-data" strings, in file order);
 or, when llama-quantize refuses the case, ``error`` (its exit code and last log line).  ``imatrix_roundtrip``:
 sha256 of what llama-imatrix writes when it loads each input imatrix and saves it again (GGUF and .dat).
 """
@@ -275,13 +276,14 @@ def describe(path: Path) -> dict:
         for k, v in f.metadata.items():
             if v.type_name.startswith("arr"):
                 from refimpl.gguf.writer import encode_value
-                kv.append([k, v.type_name, "sha256:" + hashlib.sha256(encode_value(v)).hexdigest()])
+                value = "sha256:" + hashlib.sha256(encode_value(v)).hexdigest()
             elif v.type_name == "f32":
-                kv.append([k, v.type_name, f"bits:{v.f32_bits():08x}"])
+                value = f"bits:{v.f32_bits():08x}"
             else:
-                kv.append([k, v.type_name, v.value])
-        tensors = [[t.name, t.ggml_type, list(t.ne), t.offset,
-                    hashlib.sha256(data[f.data_offset + t.offset:f.data_offset + t.offset + t.nbytes]).hexdigest()]
+                value = json.dumps(v.value, ensure_ascii=False)
+            kv.append(f"{k} {v.type_name} {value}")
+        tensors = [f"{t.name} {t.ggml_type} {','.join(map(str, t.ne))} {t.offset} "
+                   + hashlib.sha256(data[f.data_offset + t.offset:f.data_offset + t.offset + t.nbytes]).hexdigest()
                    for t in f.tensors.list()]
         header = data[:f.data_offset]
     return {"file_sha256": hashlib.sha256(data).hexdigest(), "file_size": len(data),
@@ -304,7 +306,8 @@ def run_llama_quantize(case: Case, folder: Path, outputs: dict) -> dict:
 
 
 def imatrix_roundtrip(folder: Path) -> dict:
-    """llama-imatrix --in-file X -o Y (no model, no prompt): it loads X and saves it again, as GGUF and as .dat."""
+    """llama-imatrix -m MODEL --in-file X -o Y (no prompt: the model is never loaded): it loads X and saves it
+    again, as GGUF and as .dat."""
     sys.path.insert(0, str(ROOT / "tools"))
     from build_llama_tools import tool_env, tool_path
 
@@ -314,7 +317,9 @@ def imatrix_roundtrip(folder: Path) -> dict:
         entry = {}
         for fmt in ("gguf", "dat"):
             dst = folder / f"{p.name}.resaved.{fmt}"
-            r = subprocess.run([str(exe), "--in-file", p.name, "-o", dst.name, "--output-format", fmt], cwd=folder,
+            model = p.name.replace(".imatrix.gguf", ".gguf")
+            r = subprocess.run([str(exe), "-m", model, "--in-file", p.name, "-o", dst.name, "--output-format", fmt],
+                               cwd=folder,
                                env=tool_env(exe), capture_output=True, text=True, errors="replace")
             if r.returncode != 0:
                 raise RuntimeError(f"llama-imatrix failed on {p.name}: {r.stderr[-2000:]}")
