@@ -149,6 +149,13 @@ def test_shapes_disagreeing_with_config(checkpoints, tmp_path):
     _fails(ck, tmp_path, r"has shape \(514, 64\), but config.json implies \(514, 96\)")
 
 
+def test_layer_shapes_disagreeing_with_config(checkpoints, tmp_path):
+    ck = _copy(checkpoints, SPM, tmp_path)
+    _edit_config(ck, num_key_value_heads=1)
+    _fails(ck, tmp_path, r"k_proj.weight' \(blk.0.attn_k.weight\) has shape \(32, 64\), which does not fit "
+                         r"config.json \(expected \(16, 64\)")
+
+
 def test_truncated_safetensors(checkpoints, tmp_path):
     ck = _copy(checkpoints, SPM, tmp_path)
     st = ck / "model.safetensors"

@@ -137,6 +137,11 @@ class TextModel:
             bid = next((int(p) for p in name.split(".") if p.isdecimal()), None)
             self.validate_tensor(name, ref.shape)
             for p in self.plan(name, ref.shape, bid):
+                kind = re.sub(r"^blk\.\d+\.", "", p.gguf_name)
+                expected = self.expected_shapes().get(kind)
+                if expected is not None and tuple(p.shape) != expected:
+                    raise ValueError(f"{self.dir}: tensor {hf_name!r} ({p.gguf_name}) has shape {tuple(ref.shape)}, "
+                                     f"which does not fit config.json (expected {expected} for {kind})")
                 out.append((p.gguf_name, p.shape, (lambda r=ref, f=p.transform: f(_load(r))), hf_name))
         return out
 
@@ -151,6 +156,32 @@ class TextModel:
             self.check_shape(name, shape, (vocab, hidden))
         elif re.search(r"(input_layernorm|post_attention_layernorm|ln_1|ln_2|ln_f|model\.norm)\.weight$", name):
             self.check_shape(name, shape, (hidden,))
+
+    def expected_shapes(self) -> dict[str, tuple[int, ...]]:
+        """Output shape (numpy order) of each per-block tensor kind and of the global tensors, from config.json,
+        for the llama-style layout (separate Q/K/V, gated FFN); architectures with another layout override it.
+        Tensors not listed are not checked."""
+        if getattr(self, "_expected", None) is None:
+            hp = self.hparams
+            n_embd = self.find_hparam(["hidden_size", "n_embd"], optional=True)
+            n_head = self.find_hparam(["num_attention_heads", "n_head"], optional=True)
+            n_ff = self.find_hparam(["intermediate_size"], optional=True)
+            if None in (n_embd, n_head, n_ff):
+                self._expected = {}
+                return self._expected
+            n_kv = hp.get("num_key_value_heads") or n_head
+            hd = hp.get("head_dim") or n_embd // n_head
+            q, kv = n_head * hd, n_kv * hd
+            self._expected = {
+                "attn_norm.weight": (n_embd,), "ffn_norm.weight": (n_embd,), "output_norm.weight": (n_embd,),
+                "attn_q.weight": (q, n_embd), "attn_k.weight": (kv, n_embd), "attn_v.weight": (kv, n_embd),
+                "attn_q.bias": (q,), "attn_k.bias": (kv,), "attn_v.bias": (kv,),
+                "attn_output.weight": (n_embd, q), "attn_q_norm.weight": (hd,), "attn_k_norm.weight": (hd,),
+                "ffn_gate.weight": (n_ff, n_embd), "ffn_up.weight": (n_ff, n_embd), "ffn_down.weight": (n_embd, n_ff),
+                "output.weight": (hp["vocab_size"], n_embd) if "vocab_size" in hp else None,
+            }
+            self._expected = {k: v for k, v in self._expected.items() if v is not None}
+        return self._expected
 
     def tensor_is_always_f32(self, gguf_name: str) -> bool:
         return gguf_name in ("position_embd.weight",)

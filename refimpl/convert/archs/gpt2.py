@@ -38,6 +38,18 @@ class GPT2Model(TextModel):
         w.add_float32("{arch}.attention.layer_norm_epsilon", hp["layer_norm_epsilon"])
         w.add_uint32("general.file_type", self.file_type)
 
+    def expected_shapes(self):
+        hp = self.hparams
+        n = hp.get("n_embd")
+        ff = hp.get("n_inner") or 4 * (n or 0)   # the file says 4 * n_embd regardless, as the script writes it
+        if n is None:
+            return {}
+        return {"attn_norm.weight": (n,), "attn_norm.bias": (n,), "ffn_norm.weight": (n,), "ffn_norm.bias": (n,),
+                "output_norm.weight": (n,), "output_norm.bias": (n,), "attn_qkv.weight": (3 * n, n),
+                "attn_qkv.bias": (3 * n,), "attn_output.weight": (n, n), "attn_output.bias": (n,),
+                "ffn_up.weight": (ff, n), "ffn_up.bias": (ff,), "ffn_down.weight": (n, ff), "ffn_down.bias": (n,),
+                "position_embd.weight": (hp.get("n_positions", 1024), n), "token_embd.weight": (hp["vocab_size"], n)}
+
     def plan(self, name, shape, bid):
         if name.endswith((".attn.bias", ".attn.masked_bias")):
             return super().plan(name, shape, bid)

@@ -40,6 +40,14 @@ class Phi3Model(TextModel):
             raise ValueError(f"{self.dir}: missing tokenizer.model (Phi-3 needs its SentencePiece model)")
         vocab_mod.set_vocab_phi3(self, w)
 
+    def expected_shapes(self):
+        shapes = dict(super().expected_shapes())
+        if shapes:
+            n_embd, n_ff = self.hparams["hidden_size"], self.hparams["intermediate_size"]
+            q, kv = shapes["attn_q.weight"][0], shapes["attn_k.weight"][0]
+            shapes.update({"attn_qkv.weight": (q + 2 * kv, n_embd), "ffn_up.weight": (2 * n_ff, n_embd)})
+        return shapes
+
     def _rope_dims(self):
         n_embd = self.find_hparam(["hidden_size", "n_embd"])
         n_head = self.find_hparam(["num_attention_heads", "n_head"])
