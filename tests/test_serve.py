@@ -3,8 +3,8 @@
 installed by .ci/run); skipped with that reason otherwise."""
 from __future__ import annotations
 
+import gc
 import json
-import os
 import socket
 import threading
 import time
@@ -186,25 +186,28 @@ def test_load_16_clients_x_4_requests(server):
                                                                seed=seed).choices[0].text
             expected[("chat", p, seed)] = solo.chat.completions.create(
                 model="m", messages=[{"role": "user", "content": p}], max_tokens=4, seed=seed).choices[0].message.content
+    solo.close()
+    gc.collect()
     rss0 = _rss_mb()
 
     def client_run(i):
-        client = openai.OpenAI(base_url=base + "/v1", api_key=API_KEY, max_retries=0, timeout=600)
-        return [request(client, i, j) for j in range(4)]
+        with openai.OpenAI(base_url=base + "/v1", api_key=API_KEY, max_retries=0, timeout=600) as client:
+            return [request(client, i, j) for j in range(4)]
 
     t0 = time.perf_counter()
     with ThreadPoolExecutor(16) as ex:
         results = [r for rs in ex.map(client_run, range(16)) for r in rs]
     elapsed = time.perf_counter() - t0
+    gc.collect()
     rss1 = _rss_mb()
     assert len(results) == 64
     for key, text, n in results:
         assert text == expected[key], key
-        assert n in (None, 4) or text.endswith("")
+        assert n is None or 0 <= n <= 4
     print(f"\nload: 64 requests from 16 clients in {elapsed:.1f} s ({64 / elapsed:.1f} req/s)"
           + (f", RSS {rss0:.0f} -> {rss1:.0f} MB" if rss0 else ""))
     if rss0 is not None:
-        assert rss1 - rss0 < 64, f"RSS grew {rss1 - rss0:.0f} MB over 64 requests"
+        assert rss1 - rss0 < 32, f"RSS grew {rss1 - rss0:.0f} MB over 64 requests"
     assert server["app"].state.worker.slots._value == QUEUE
 
 
