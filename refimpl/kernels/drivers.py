@@ -18,14 +18,13 @@ from numba import prange
 
 from . import get as fast_kernels
 from . import intdot
-from .jitcache import cached_closure
 
 INTDOT_MIN_TOKENS = 8
 
 # One compiled driver per kernel (vec_dot, from_float), the kernel bound as a constant of the closure.  Passing the
 # kernel as an argument instead makes numba work out the argument's type on every call (~0.1 ms: half of the
-# time of a decode step).  Cached on disk like every other kernel: refimpl.kernels.jitcache gives the closures a
-# cache key that is the same in every process.
+# time of a decode step).  Not cached on disk: numba cannot pickle the closure; one compilation per type and
+# process is the price.
 _DRIVERS: dict = {}
 
 
@@ -39,7 +38,7 @@ def _cached(key, make):
 def convert_rows(conv):
     """A compiled ``convert_rows(x (tokens, n) float32, out_blocks (tokens, nb))``: ``conv`` on every row."""
     def make():
-        @cached_closure
+        @numba.njit(cache=False)
         def convert_rows(x, out_blocks):
             for t in range(x.shape[0]):
                 conv(x[t], out_blocks[t])
@@ -52,14 +51,14 @@ def matmul_rows(vec_dot, make_work=None):
     with ``make_work``, ``vec_dot`` is a ``vec_dot_work`` and each chunk of rows gets its own scratch arrays."""
     def make():
         if make_work is None:
-            @cached_closure(parallel=True)
+            @numba.njit(parallel=True, cache=False)
             def matmul_rows(n, w_blocks, x_blocks, out):
                 # one output row per task: each (token, row) sum is computed start to end by a single thread
                 for r in prange(w_blocks.shape[0]):
                     for t in range(x_blocks.shape[0]):
                         out[t, r] = vec_dot(n, w_blocks[r], x_blocks[t])
         else:
-            @cached_closure(parallel=True)
+            @numba.njit(parallel=True, cache=False)
             def matmul_rows(n, w_blocks, x_blocks, out):
                 # as above, in a few chunks of rows per thread, each with its own scratch arrays
                 rows = w_blocks.shape[0]
@@ -77,7 +76,7 @@ def matmul_rows(vec_dot, make_work=None):
 def quantize_and_multiply(convert, rows):
     """``convert`` then ``rows`` in one compiled call (each call from Python into numba costs microseconds)."""
     def make():
-        @cached_closure
+        @numba.njit(cache=False)
         def quantize_and_multiply(x, x_blocks, n, w_blocks, out):
             convert(x, x_blocks)
             rows(n, w_blocks, x_blocks, out)
