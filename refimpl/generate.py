@@ -325,7 +325,7 @@ def _parser() -> argparse.ArgumentParser:
                          "the first user turn")
     ap.add_argument("-f", "--file", default=None, metavar="FILE", help="read the prompt from FILE")
     ap.add_argument("-n", "--n-predict", type=int, default=64,
-                    help="tokens to generate (default 64; per reply with --chat, -1 = until the context is full)")
+                    help="tokens to generate (default 64, per reply with --chat; -1 = until the context is full)")
     ap.add_argument("--temp", type=float, default=0.8, help="temperature; 0 = greedy (default 0.8)")
     ap.add_argument("--top-k", type=int, default=40)
     ap.add_argument("--top-p", type=float, default=0.95)
@@ -429,6 +429,8 @@ def main(argv=None) -> int:
         return _error("the prompt is empty after tokenization")
     if len(prompt) + args.n_predict > m.cache.size:
         return _error(f"prompt ({len(prompt)} tokens) + {args.n_predict} do not fit the context of {m.cache.size}")
+    if args.n_predict < 0:                              # llama.cpp's -n -1: until the context is full
+        gen.defaults.max_tokens = m.cache.size - len(prompt)
 
     out = sys.stdout
     out.write(args.prompt)
