@@ -56,12 +56,14 @@ class Outcome:
     first_failure_case: str | None = None
     unsupported_detail: str = ""     # the first refusal: case id and why
     kinds: dict = field(default_factory=dict)   # failure kind -> number of cases (e.g. GGUF verdict mismatches)
+    examples: dict = field(default_factory=dict)  # failure kind -> the first case's first report line
     report: list[str] = field(default_factory=list)
 
     def as_json(self) -> dict:
         return {"type": self.type, "op": self.op, "status": self.status, "cases": self.n_cases,
                 "passed": self.n_pass, "failed": self.n_fail, "unsupported": self.n_unsupported,
-                "skipped": self.n_skipped, "failure_kinds": self.kinds, "first_failure_case": self.first_failure_case,
+                "skipped": self.n_skipped, "failure_kinds": self.kinds,
+                "failure_examples": self.examples, "first_failure_case": self.first_failure_case,
                 "first_failure": self.first_failure, "report": self.report}
 
 
@@ -150,6 +152,7 @@ class Runner:
             if isinstance(problem, tuple):
                 problem, kind = problem
             outcome.kinds[kind] = outcome.kinds.get(kind, 0) + 1
+            outcome.examples.setdefault(kind, problem[0])
             outcome.n_fail += 1
             if outcome.first_failure is None:
                 outcome.first_failure_case = case["id"]
