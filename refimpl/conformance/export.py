@@ -306,24 +306,32 @@ class Exporter:
                                                              g["greedy_logits"])})
 
     def export_trace(self) -> None:
-        """golden/trace (llama.cpp's cb_eval dumps): copied file for file, their trace.json kept as the case's
-        description; each dump folder becomes one ``trace`` case."""
+        """golden/trace (llama.cpp's cb_eval intermediates, tools/goldens/trace.py) in the dump layout of
+        ``python -m refimpl.trace --dump`` (one raw float32 .bin per tensor + trace.json), one case per model, with
+        the model and the prompt tokens as inputs: an implementer dumps theirs the same way and runs
+        ``python -m refimpl.trace --compare`` (or reads trace.json) to find the first op that differs."""
         root = self.golden / "trace"
-        if not root.is_dir():
+        if not (root / "index.json").is_file():
             self.notes["trace"] = "golden/trace is absent in this checkout: no per-op trace vectors exported"
             return
-        for tj in sorted(root.rglob("trace.json")):
-            d = tj.parent
-            rel_dir = d.relative_to(self.golden).as_posix()
-            meta = json.loads(tj.read_text())
-            files = {}
-            for f in sorted(d.rglob("*")):
-                if f.is_file():
-                    r = f.relative_to(d).as_posix()
-                    files[r] = self.w.copy(f"trace/{d.relative_to(root).as_posix()}/{r}", f)
-            self.add(id=f"trace/{d.relative_to(root).as_posix()}", family="trace", type=None,
-                     operation="trace", source=self.source(f"{rel_dir}/trace.json"), params={"trace": meta},
-                     inputs={}, expected={"files": files})
+        from .. import trace as tracing   # read_golden: golden npz -> tensors; write_dump: the dump layout
+
+        index = json.loads((root / "index.json").read_text())
+        for i, name in enumerate(sorted(index["models"])):
+            if self.quick and i:
+                break
+            info, tensors = tracing.read_golden(self.golden, name)
+            dump = self.w.root / "trace" / name
+            tracing.write_dump(dump, tensors, model=name, tokens=info["tokens"], source="llama.cpp cb_eval "
+                               "(golden/trace)")
+            files = {f.name: self.w.raw(f"trace/{name}/{f.name}", f.read_bytes()) for f in sorted(dump.iterdir())}
+            tokens = np.asarray(info["tokens"], np.int32)
+            self.add(id=f"trace/{name}", family="trace", type=None, operation="trace",
+                     source=self.source(f"trace/{name}.npz"),
+                     params={"settings": index.get("settings"), "n_tensors": len(tensors)},
+                     inputs={"model": self.w.copy(f"model/{Path(info['gguf']).name}", self.golden / info["gguf"]),
+                             "tokens": self.w.array(f"trace/{name}.tokens.bin", tokens)},
+                     expected={"dump": files["trace.json"], "files": files})
 
 
 def simd_bounds(matmul_md: Path) -> dict[str, float]:
