@@ -69,6 +69,9 @@ PPL_CASES = {
     "ppl.tiny-kjv.c64.b32": (TINY, 64, 32, 3, False),       # n_batch < n_ctx: two batches per chunk
     "ppl.llama-Q4_K.c32": ("golden/model/llama-Q4_K.gguf", 32, 2048, 5, True),
     "ppl.qwen2-Q8_0.c32": ("golden/model/qwen2-Q8_0.gguf", 32, 64, 4, False),
+    # the other architectures of golden/model: base-logits files (every logit of the scored rows, quantized)
+    **{f"ppl.{m}.c32.base": (f"golden/model/{m}.gguf", 32, 2048, 3, True)
+       for m in ("gemma3-Q8_0", "phi3-Q8_0", "gpt2-Q8_0", "qwen3-Q4_K")},
 }
 #: KL-divergence: id -> (model made by llama-quantize from TINY (ftype), base-logits case)
 KLD_CASES = {"kld.tiny-kjv.Q4_K_M": ("Q4_K_M", "ppl.tiny-kjv.c128.base")}
@@ -80,6 +83,9 @@ IMATRIX_CASES = {
     # one sequence per batch, micro-batches of 48 tokens (split_simple)
     "imatrix.tiny-kjv.c96.b96.ub48": dict(model=TINY, n_ctx=96, n_batch=96, n_ubatch=48, chunks=3, formats=("gguf",)),
     "imatrix.llama-Q4_K.c32": dict(model="golden/model/llama-Q4_K.gguf", n_ctx=32, chunks=6, formats=("gguf",)),
+    # tied output (gemma3, gpt2: not collected), fused QKV (phi3, gpt2), per-head norms (qwen3)
+    **{f"imatrix.{m}.c32": dict(model=f"golden/model/{m}.gguf", n_ctx=32, chunks=4, process_output=True,
+                                formats=("gguf",)) for m in ("gemma3-Q8_0", "phi3-Q8_0", "gpt2-Q8_0", "qwen3-Q4_K")},
     # merge two files, then merge a legacy file into a new computation
     "imatrix.merge": dict(in_files=("imatrix.tiny-kjv.c128.x5.gguf", "imatrix.tiny-kjv.c96.b96.ub48.gguf"),
                           formats=("gguf",)),
