@@ -39,6 +39,12 @@ def is_quantized(type_name: str) -> bool:
     return quant.get_type(type_name).is_quantized
 
 
+def _is_plugin(type_name: str) -> bool:
+    """A type registered with refimpl.quant outside ggml's own ids (0 .. GGML_TYPE_COUNT-1)."""
+    from .. import quant
+    return quant.get_type(type_name).type_id >= F.GGML_TYPE_COUNT
+
+
 def block_size(type_name: str) -> int:
     """ggml_blck_size."""
     from .. import quant
@@ -289,6 +295,10 @@ class MixState:
         elif qk_k <= 32:
             # already a 32-block type: no smaller block to demote to; the check below makes it F16
             ret = target
+        elif _is_plugin(target):
+            # refimpl's rule for a registered (plugin) type, which llama.cpp does not know: Q8_0, the closest
+            # 32-block type in size and quality to what a plugin is usually compared with (F16 if even 32 fails)
+            ret = "Q8_0"
         else:
             raise ValueError(f"no tensor type fallback is defined for type {target} (tensor {name} has rows of "
                              f"{ncols}, not a multiple of {qk_k})")
