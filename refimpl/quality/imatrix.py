@@ -242,6 +242,8 @@ def compute_imatrix(model, text: str | None = None, *, tokens=None, n_ctx: int =
                          f"the data file you provided tokenizes to only {toks.size} tokens")
     n_chunk_max = toks.size // n_ctx
     n_chunk = n_chunk_max if n_chunks < 0 else min(n_chunks, n_chunk_max)
+    if n_chunk == 0:
+        raise ValueError("--chunks 0: no chunk to evaluate")
     n_vocab = tok.n_tokens
     first = n_ctx // 2
     bos = tok.bos_id if tok.add_bos else None

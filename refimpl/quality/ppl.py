@@ -107,6 +107,8 @@ def perplexity(model, text: str | None = None, *, tokens=None, n_ctx: int = 512,
         raise ValueError(f"token ids must be in [0, {m.n_vocab})")
     n_chunk_max = toks.size // n_ctx
     n_chunk = n_chunk_max if n_chunks < 0 else min(n_chunks, n_chunk_max)
+    if n_chunk == 0:
+        raise ValueError("--chunks 0: no chunk to evaluate")
     n_vocab = tok.n_tokens
     first = n_ctx // 2
     n_scored = n_ctx - 1 - first
