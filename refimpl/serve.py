@@ -475,13 +475,12 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     args = _parser().parse_args(argv)
     try:
-        import uvicorn  # noqa: F401
-        import starlette  # noqa: F401
+        import starlette  # noqa: F401  (build_app imports it; fail here, before loading the model)
+        import uvicorn
     except ImportError:
         print("refimpl.serve: needs the 'serve' extra: pip install 'refimpl[serve]' (starlette, uvicorn)",
               file=sys.stderr)
         return 1
-    import uvicorn
 
     template = args.chat_template
     try:

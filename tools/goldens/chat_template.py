@@ -8,8 +8,10 @@
   chat_template/jinja.json     common_chat_templates_apply with use_jinja = true (llama.cpp's own Jinja engine,
                                the path of llama-cli/llama-server) through a tiny C++ harness linked against the
                                pinned release's libllama-common (tools/chat_harness/, built here, never
-                               committed), for every template of templates.json: {"time": epoch seconds the
-                               harness started (templates that print the date use it, in UTC), "cases": {key:
+                               committed), for every template of templates.json: {"time": the epoch seconds
+                               the harness's wall clock reads (FIXED_EPOCH, through the LD_PRELOAD shim
+                               tools/chat_harness/fixed_time.c; templates that print the date use it, in
+                               UTC), "cases": {key:
                                {"template": id, "conv": i, "add_generation_prompt": b, "prompt": text} or
                                {..., "error": message}}}
   chat_template/templates.json the templates (inputs): id -> {"source": text or null (= the vocab's own template,
@@ -20,7 +22,7 @@
 Templates: every vocab GGUF of vendor/llama.cpp/models (its tokenizer.chat_template, or the ChatML fallback), and
 well-known templates taken from llama.cpp's own test templates (vendor/llama.cpp/models/templates/*.jinja):
 ChatML (Qwen2.5), Llama 3.1/3.2, Gemma 2, Phi-3.5, and more families listed in TEMPLATE_FILES.  The harness runs
-with TZ=UTC.
+with TZ=UTC and its wall clock fixed at FIXED_EPOCH (2026-01-01 00:00:00 UTC), so every run gives the same bytes.
 """
 from __future__ import annotations
 
@@ -28,7 +30,6 @@ import ctypes as C
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 DESCRIPTION = ("llama.cpp's chat-template rendering: llama_chat_apply_template (built-in templates, via ctypes) and "
@@ -37,6 +38,8 @@ DESCRIPTION = ("llama.cpp's chat-template rendering: llama_chat_apply_template (
 
 ROOT = Path(__file__).resolve().parents[2]
 HARNESS_SRC = ROOT / "tools" / "chat_harness" / "chat_harness.cpp"
+CLOCK_SHIM_SRC = ROOT / "tools" / "chat_harness" / "fixed_time.c"
+FIXED_EPOCH = 1767225600        # 2026-01-01T00:00:00Z: what the harness's time()/clock_gettime(REALTIME) return
 
 CONVERSATIONS = [
     [{"role": "user", "content": "Hello"}],
@@ -150,10 +153,10 @@ def apply_template(lib, tmpl: str | None, conv, add_ass: bool) -> str | None:
 # the Jinja path through the C++ harness
 
 
-def build_harness(libdir: Path) -> Path:
+def build_harness(libdir: Path) -> tuple[Path, Path]:
     """Compile tools/chat_harness/chat_harness.cpp against the pinned release's headers (vendor/llama.cpp) and the
-    scalar build's libllama-common / libllama (``libdir``).  One g++ call, about 2 s; the binary goes to a cache
-    directory, never into the repository."""
+    scalar build's libllama-common / libllama (``libdir``), and the fixed-clock shim fixed_time.c.  One g++ and one
+    gcc call, a few seconds; the binaries go to a cache directory, never into the repository."""
     vendor = ROOT / "vendor"
     if not (vendor / "common" / "chat.h").exists():
         raise RuntimeError("the jinja goldens need the pinned llama.cpp source as ./vendor (see README)")
@@ -170,10 +173,13 @@ def build_harness(libdir: Path) -> Path:
            f"-I{vendor / 'ggml' / 'include'}", f"-I{vendor / 'vendor'}", str(HARNESS_SRC), "-o", str(exe),
            f"-L{libdir}", "-lllama-common", "-lllama", "-lggml", "-lggml-base", f"-Wl,-rpath,{libdir}"]
     subprocess.run(cmd, check=True)
-    return exe
+    shim = out_dir / "fixed_time.so"
+    cc = shutil.which(os.environ.get("CC", "gcc")) or shutil.which("cc")
+    subprocess.run([cc, "-shared", "-fPIC", "-O1", str(CLOCK_SHIM_SRC), "-o", str(shim), "-ldl"], check=True)
+    return exe, shim
 
 
-def run_harness(exe: Path, vocab: str | None, source: str | None, convs, tmpdir: Path):
+def run_harness(exe: Path, shim: Path, vocab: str | None, source: str | None, convs, tmpdir: Path):
     """-> (epoch seconds, [("OK", prompt) | ("ERR", message)] per (conv, add_generation_prompt)), or raises with
     the init error."""
     tfile = "-"
@@ -189,7 +195,7 @@ def run_harness(exe: Path, vocab: str | None, source: str | None, convs, tmpdir:
             for m in conv:
                 fields += [m["role"].encode(), m["content"].encode()]
             stdin += US.join(fields) + RS
-    env = dict(os.environ, TZ="UTC")
+    env = dict(os.environ, TZ="UTC", LD_PRELOAD=str(shim), CHAT_HARNESS_EPOCH=str(FIXED_EPOCH))
     out = subprocess.run([str(exe), vfile, tfile], input=stdin, capture_output=True, check=True, env=env).stdout
     recs = [r for r in out.split(RS) if r]
     kind, t = recs[0].split(US, 1)
@@ -242,13 +248,14 @@ def generate(oracle, w) -> None:
     w.json("builtin.json", {"names": names, "cases": cases},
            "llama_chat_apply_template over every built-in name and template text, per conversation and add_ass")
 
-    exe = build_harness(Path(oracle.libdir))
+    exe, shim = build_harness(Path(oracle.libdir))
     jcases = {}
-    times = []
     with tempfile.TemporaryDirectory() as td:
         for tid, t in tmpls.items():
-            when, results = run_harness(exe, t["vocab"], t["source"], CONVERSATIONS, Path(td))
-            times.append(when)
+            when, results = run_harness(exe, shim, t["vocab"], t["source"], CONVERSATIONS, Path(td))
+            if when != FIXED_EPOCH:
+                raise RuntimeError(f"the harness's clock reads {when}, not {FIXED_EPOCH}: the LD_PRELOAD shim "
+                                   "did not take")
             k = 0
             for ci in range(len(CONVERSATIONS)):
                 for add in (False, True):
@@ -257,7 +264,6 @@ def generate(oracle, w) -> None:
                     case = {"template": tid, "conv": ci, "add_generation_prompt": add}
                     case["prompt" if kind == "OK" else "error"] = text
                     jcases[f"{tid}/{ci}/{int(add)}"] = case
-    # the templates that print a date read the clock; all of them must have run on the same (UTC) day
-    w.json("jinja.json", {"time": min(times), "time_max": max(times), "cases": jcases},
+    w.json("jinja.json", {"time": FIXED_EPOCH, "cases": jcases},
            "common_chat_templates_apply (use_jinja) per template, conversation and add_generation_prompt, "
            "via tools/chat_harness on libllama-common")
