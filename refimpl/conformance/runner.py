@@ -57,13 +57,14 @@ class Outcome:
     unsupported_detail: str = ""     # the first refusal: case id and why
     kinds: dict = field(default_factory=dict)   # failure kind -> number of cases (e.g. GGUF verdict mismatches)
     examples: dict = field(default_factory=dict)  # failure kind -> the first case's first report line
+    failed: list = field(default_factory=list)    # (case id, kind) of every failing case
     report: list[str] = field(default_factory=list)
 
     def as_json(self) -> dict:
         return {"type": self.type, "op": self.op, "status": self.status, "cases": self.n_cases,
                 "passed": self.n_pass, "failed": self.n_fail, "unsupported": self.n_unsupported,
                 "skipped": self.n_skipped, "failure_kinds": self.kinds,
-                "failure_examples": self.examples, "first_failure_case": self.first_failure_case,
+                "failure_examples": self.examples, "failed_cases": self.failed, "first_failure_case": self.first_failure_case,
                 "first_failure": self.first_failure, "report": self.report}
 
 
@@ -153,6 +154,7 @@ class Runner:
                 problem, kind = problem
             outcome.kinds[kind] = outcome.kinds.get(kind, 0) + 1
             outcome.examples.setdefault(kind, problem[0])
+            outcome.failed.append([case["id"], kind])
             outcome.n_fail += 1
             if outcome.first_failure is None:
                 outcome.first_failure_case = case["id"]

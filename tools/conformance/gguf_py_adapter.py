@@ -29,10 +29,13 @@ def qtype(name: str):
 
 
 def main(argv: list[str]) -> int:
+    op = argv[0] if argv else ""
+    if op == "quantize" and len(argv) > 5:
+        print("gguf-py's quantizers take no importance matrix", file=sys.stderr)
+        return UNSUPPORTED
     import gguf
     from gguf import quants
 
-    op = argv[0] if argv else ""
     try:
         if op == "dequantize":
             name, fin, fout = argv[1:4]
@@ -43,14 +46,17 @@ def main(argv: list[str]) -> int:
             np.ascontiguousarray(y, "<f4").tofile(fout)
         elif op == "quantize":
             name, n, fin, fout = argv[1:5]
-            if len(argv) > 5:
-                print("gguf-py's quantizers take no importance matrix", file=sys.stderr)
-                return UNSUPPORTED
             t = qtype(name)
             x = np.fromfile(fin, "<f4").reshape(-1, int(n))
             q = quants.quantize(x, t)
             np.ascontiguousarray(q).view(np.uint8).tofile(fout)
         elif op == "gguf":
+            # some malformed files make GGUFReader allocate gigabytes (a huge array count becomes a list of that
+            # many numpy views): cap the address space so that such a file is a MemoryError, i.e. a refusal
+            import resource
+
+            cap = 4 << 30
+            resource.setrlimit(resource.RLIMIT_AS, (cap, resource.getrlimit(resource.RLIMIT_AS)[1]))
             flist, fout = argv[1:3]
             with open(fout, "w") as out:
                 for path in open(flist).read().split("\n"):
@@ -80,7 +86,12 @@ def read_gguf(path: str) -> dict:
                    "n_kv": int(f["GGUF.kv_count"].parts[-1][0]),
                    "tensor_nbytes": [int(t.n_bytes) for t in r.tensors]}
     except Exception as e:   # the reader's refusal is the verdict
-        return {"accepted": False, "error": f"{type(e).__name__}: {e}"}
+        return {"accepted": False, "error": f"{type(e).__name__}: {str(e)[:200]}"}
+    finally:
+        r = None
+        import gc
+
+        gc.collect()
     return ans
 
 
