@@ -1,13 +1,15 @@
-"""refimpl.convert against the pinned convert_hf_to_gguf.py: every golden conversion (8 checkpoints: six
+"""refimpl.convert against the pinned convert_hf_to_gguf.py: every golden conversion (9 checkpoints: six
 architectures, SPM and BPE tokenizers, single-file and sharded safetensors; outtypes f32/f16/bf16/q8_0 plus
-auto, ternary fallbacks, --vocab-only and --model-name) must give a byte-identical file."""
+auto, tq1_0/tq2_0, --vocab-only and --model-name; and the vocabularies of two checkpoints with Llama 3's and
+Qwen2's real pre-tokenizers) must give a byte-identical file."""
 from __future__ import annotations
 
 import hashlib
 
 import pytest
 
-from convert_cases import describe, extract_checkpoints, first_difference, golden_cases
+from convert_cases import (VOCAB_CHECKPOINTS, build_vocab_checkpoint, describe, extract_checkpoints,
+                           first_difference, golden_cases)
 
 try:
     import tokenizers  # noqa: F401
@@ -18,9 +20,23 @@ except ImportError:
 CASES = golden_cases()
 
 
+class Checkpoints:
+    """The committed checkpoints, extracted once; the vocab-only ones built from the pinned release's ggml-vocab
+    files (tests/sdist.py finds or fetches them) when first asked for."""
+
+    def __init__(self, root):
+        self.root = extract_checkpoints(root)
+
+    def __truediv__(self, name):
+        if not (self.root / name).exists() and name in VOCAB_CHECKPOINTS:
+            from sdist import vocab_dir
+            build_vocab_checkpoint(self.root, name, vocab_dir())
+        return self.root / name
+
+
 @pytest.fixture(scope="module")
 def checkpoints(tmp_path_factory):
-    return extract_checkpoints(tmp_path_factory.mktemp("hf"))
+    return Checkpoints(tmp_path_factory.mktemp("hf"))
 
 
 def test_there_are_golden_cases():

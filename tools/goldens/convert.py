@@ -1,5 +1,7 @@
 """convert_hf_to_gguf.py's output on the committed tiny checkpoints (tests/data/convert/checkpoints.tar.xz, made by
-tools/make_hf_checkpoints.py), described instead of committed: whole-file sha256 and size, every metadata key in
+tools/make_hf_checkpoints.py) and, --vocab-only, on two checkpoints whose tokenizer.json is rebuilt from the
+release's ggml-vocab-llama-bpe / -qwen2 files (tests/convert_cases.build_vocab_checkpoint: Llama 3 and Qwen2
+pre-tokenizers, 128k/152k tokens), described instead of committed: whole-file sha256 and size, every metadata key in
 file order with its type and value (long arrays: element type, length and sha256 of their canonical JSON), and
 every tensor in file order with its ggml type, shape (ggml order), data offset and data sha256.
 
@@ -110,6 +112,15 @@ def generate(oracle, writer) -> None:
         cases: dict[str, list] = {}
         for name in sorted(p.name for p in ck.iterdir()):
             cases[name] = [(t, ()) for t in OUTTYPES]
+        # vocab-only checkpoints with real BPE pre-tokenizers, rebuilt from the release's ggml-vocab files
+        sys.path.insert(0, str(ROOT / "tests"))
+        try:
+            from convert_cases import VOCAB_CHECKPOINTS, build_vocab_checkpoint
+        finally:
+            sys.path.pop(0)
+        for name in VOCAB_CHECKPOINTS:
+            build_vocab_checkpoint(ck, name, VENDOR / "models")
+            cases[name] = [("f16", ("--vocab-only",))]
         for name, outtype, flags in EXTRA:
             cases[name].append((outtype, flags))
         argvs, outs = [], []
