@@ -458,8 +458,6 @@ def _conversation(gen: Generator, args, t_load: float) -> int:
     if args.system:
         messages.append({"role": "system", "content": args.system})
     max_tokens = args.n_predict if args.n_predict >= 0 else gen.n_ctx
-    t_prompt = t_gen = 0.0
-    n_prompt = n_eval = 0
     first = args.prompt
 
     def read_turn():
@@ -479,7 +477,22 @@ def _conversation(gen: Generator, args, t_load: float) -> int:
         return None if line == "" else line.rstrip("\n")
 
     # Ctrl-C while a reply streams stops that reply (KeyboardInterrupt caught below); the conversation goes on
-    signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    except ValueError:                                  # not the main thread: Ctrl-C is not ours to handle
+        previous = None
+    try:
+        return _turns(gen, t_load, read_turn, interactive, messages, max_tokens)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
+
+
+def _turns(gen: Generator, t_load: float, read_turn, interactive: bool, messages: list, max_tokens: int) -> int:
+    """The conversation loop: one user turn, one streamed reply, until /exit or the end of input."""
+    out = sys.stdout
+    t_prompt = t_gen = 0.0
+    n_prompt = n_eval = 0
     while True:
         user = read_turn()
         if user is None or user.strip() == "/exit":
