@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from typing import Callable, Optional
 
 # modules of this package that are machinery, not a format family
-_MACHINERY = ("lanes", "intdot", "drivers")
+_MACHINERY = ("lanes", "intdot", "drivers", "jitcache")
 
 
 @dataclass(frozen=True)
@@ -47,6 +47,11 @@ class FastKernels:
     vec_dot_work: Optional[Callable] = None
     # refimpl.kernels.intdot.IntDot: the BLAS integer path of matmul
     intdot: Optional[object] = None
+    # the decode (few-token) path's kernel on activations rearranged once per matmul: pack_acts(x_blocks) rearranges
+    # (tokens, nb) activation blocks in place (e.g. lane-packed levels, refimpl.kernels.lanes.LANE_ORDER), and
+    # matvec(n, x, y_packed, work) == vec_dot(n, x, y) bit for bit (tests/test_kernels_matvec.py)
+    pack_acts: Optional[Callable] = None
+    matvec: Optional[Callable] = None
 
 
 _TABLE: dict[str, FastKernels] | None = None

@@ -5,7 +5,8 @@ row, then one ``vec_dot`` per output.  The fast runner computes the same outputs
 thread in the C's order, so the result does not depend on the thread count:
 
 * the **vec_dot path**: one numba call per matmul that quantizes the activations and runs every (row, token) dot
-  product in parallel over rows, with the format's fast ``vec_dot`` (or its reference one when it has none);
+  product in parallel over rows, with the format's ``matvec`` kernel on activations it packs once per call
+  (FastKernels.pack_acts), else its fast ``vec_dot`` (or its reference one when it has none);
 * the **intdot path** (refimpl.kernels.intdot): the integer part of all dot products by float32 BLAS, the float
   part replayed in the C's order; taken when the weights were ``prepare``d or when there are at least
   ``INTDOT_MIN_TOKENS`` tokens (enough to pay for expanding the weights on the fly).
@@ -18,13 +19,14 @@ from numba import prange
 
 from . import get as fast_kernels
 from . import intdot
+from .jitcache import cached_closure
 
 INTDOT_MIN_TOKENS = 8
 
 # One compiled driver per kernel (vec_dot, from_float), the kernel bound as a constant of the closure.  Passing the
 # kernel as an argument instead makes numba work out the argument's type on every call (~0.1 ms: half of the
-# time of a decode step).  Not cached on disk: numba cannot pickle the closure; one compilation per type and
-# process is the price.
+# time of a decode step).  Cached on disk like every other kernel: refimpl.kernels.jitcache gives the closures a
+# cache key that is the same in every process.
 _DRIVERS: dict = {}
 
 
@@ -38,7 +40,7 @@ def _cached(key, make):
 def convert_rows(conv):
     """A compiled ``convert_rows(x (tokens, n) float32, out_blocks (tokens, nb))``: ``conv`` on every row."""
     def make():
-        @numba.njit(cache=False)
+        @cached_closure
         def convert_rows(x, out_blocks):
             for t in range(x.shape[0]):
                 conv(x[t], out_blocks[t])
@@ -51,14 +53,14 @@ def matmul_rows(vec_dot, make_work=None):
     with ``make_work``, ``vec_dot`` is a ``vec_dot_work`` and each chunk of rows gets its own scratch arrays."""
     def make():
         if make_work is None:
-            @numba.njit(parallel=True, cache=False)
+            @cached_closure(parallel=True)
             def matmul_rows(n, w_blocks, x_blocks, out):
                 # one output row per task: each (token, row) sum is computed start to end by a single thread
                 for r in prange(w_blocks.shape[0]):
                     for t in range(x_blocks.shape[0]):
                         out[t, r] = vec_dot(n, w_blocks[r], x_blocks[t])
         else:
-            @numba.njit(parallel=True, cache=False)
+            @cached_closure(parallel=True)
             def matmul_rows(n, w_blocks, x_blocks, out):
                 # as above, in a few chunks of rows per thread, each with its own scratch arrays
                 rows = w_blocks.shape[0]
@@ -73,15 +75,23 @@ def matmul_rows(vec_dot, make_work=None):
     return _cached(("matmul", vec_dot, make_work), make)
 
 
-def quantize_and_multiply(convert, rows):
-    """``convert`` then ``rows`` in one compiled call (each call from Python into numba costs microseconds)."""
+def quantize_and_multiply(convert, rows, pack=None):
+    """``convert`` (then ``pack``, the matvec kernel's activation layout) then ``rows`` in one compiled call (each
+    call from Python into numba costs microseconds)."""
     def make():
-        @numba.njit(cache=False)
-        def quantize_and_multiply(x, x_blocks, n, w_blocks, out):
-            convert(x, x_blocks)
-            rows(n, w_blocks, x_blocks, out)
+        if pack is None:
+            @cached_closure
+            def quantize_and_multiply(x, x_blocks, n, w_blocks, out):
+                convert(x, x_blocks)
+                rows(n, w_blocks, x_blocks, out)
+        else:
+            @cached_closure
+            def quantize_and_multiply(x, x_blocks, n, w_blocks, out):
+                convert(x, x_blocks)
+                pack(x_blocks)
+                rows(n, w_blocks, x_blocks, out)
         return quantize_and_multiply
-    return _cached(("quantize_and_multiply", convert, rows), make)
+    return _cached(("quantize_and_multiply", convert, rows, pack), make)
 
 
 def fast_op(fmt, op: str):
@@ -120,12 +130,15 @@ def _runner_parts(fmt, vfmt):
     if hit is not None and hit[0] is fmt and hit[1] is vfmt:
         return hit[2]
     fk = fast_kernels(fmt.name)
-    if fk is not None and fk.vec_dot_work is not None:
+    pack = None
+    if fk is not None and fk.matvec is not None:
+        rows, pack = matmul_rows(fk.matvec, fk.make_work), fk.pack_acts
+    elif fk is not None and fk.vec_dot_work is not None:
         rows = matmul_rows(fk.vec_dot_work, fk.make_work)
     else:
         rows = matmul_rows(fast_op(fmt, "vec_dot"))
     convert = convert_rows(activation_converter(vfmt))
-    parts = (convert, quantize_and_multiply(convert, rows), fk.intdot if fk is not None else None)
+    parts = (convert, quantize_and_multiply(convert, rows, pack), fk.intdot if fk is not None else None)
     _DRIVERS[key] = (fmt, vfmt, parts)
     return parts
 

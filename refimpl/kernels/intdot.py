@@ -49,8 +49,8 @@ import numba
 import numpy as np
 from threadpoolctl import ThreadpoolController
 
-from .._jit import njit
 from ..floats import fp16_to_fp32_row
+from .jitcache import cached_closure
 
 # Bytes of float32 temporaries (expanded weights + group sums) one chunk of rows may use.
 CHUNK_BYTES = 16 << 20
@@ -89,7 +89,7 @@ def _fold_rows(fold):
     """The row driver of one format's fold, the fold bound as a closure constant (see matmul._driver)."""
     d = _FOLDERS.get(fold)
     if d is None:
-        @numba.njit(nogil=True, cache=False)
+        @cached_closure(nogil=True)
         def d(acc_size, isum, w_scales, x_scales, out, row0):
             # isum is (rows, G, tokens) so that isum[r] is C-contiguous: numba then knows every row of it is,
             # and vectorizes the fold's loops over tokens (a strided view would make it 5x slower)
@@ -182,7 +182,7 @@ def f16_act_scales(*fields):
 
 
 def make_block_fold(step):
-    @njit
+    @cached_closure
     def fold(ws, xs, isum, out, acc):
         # ws (nb, 2) = (x.d, x.m) of one weight row, xs (nb, 2, tokens) = (y.d, y.s), isum (nb, tokens)
         sumf = acc[0]

@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._jit import f32, njit
-from ..floats import F16_TO_F32, fp16_to_fp32_row
+from .._jit import f32, mul_nan_first, njit
+from ..floats import F16_TO_F32, fp16_to_fp32, fp16_to_fp32_row
 from ..quant.formats import kquants as ref
 from ..quant.kquant_search import get_scale_min_k4
 from . import FastKernels
 from .intdot import IntDot
-from .lanes import lanes8_madd2, lanes8_madd4, lanes8_madd4_nibbles
+from .jitcache import cached_closure
+from .lanes import (LANE_ORDER, lanes8_axpy_nan_first, lanes8_madd2, lanes8_madd4, lanes8_madd4_nibbles,
+                    q4_K_block_ints, q6_K_block_ints)
 
 QK_K = ref.QK_K
 u8, i8 = np.uint8, np.int8   # the C's widths
@@ -152,6 +154,41 @@ def _vec_dot_q4_K(n, x, y, work):
 
 
 @njit
+def pack_q8_K_lanes(blocks):
+    """Q8_K activation blocks (tokens, nb), in place: each 32 levels in LANE_ORDER (refimpl.kernels.lanes), the
+    layout the matvec kernels read.  d and bsums stay."""
+    tmp = np.empty(32, np.int8)
+    for t in range(blocks.shape[0]):
+        for i in range(blocks.shape[1]):
+            qs = blocks[t, i]["qs"]
+            for g in range(qs.size // 32):
+                for p in range(32):
+                    tmp[p] = qs[32 * g + p]
+                for p in range(32):
+                    qs[32 * g + p] = tmp[LANE_ORDER[p]]
+
+
+@njit
+def matvec_q4_K(n, x, y, work):
+    """vec_dot_q4_K_q8_K with y packed by pack_q8_K_lanes: the integer part of a super-block (scales, the eight
+    lanes, the mins' sumi) in one vector step (refimpl.kernels.lanes.q4_K_block_ints: pmaddubsw/pmaddwd on x86), the
+    float part ref._q45_K_step's with its eight lanes as one vector step (lanes8_axpy_nan_first), then
+    ref._q4_K_final; equals refimpl.quant.formats.kquants.vec_dot_q4_K_q8_K.  F16 scales converted by
+    fp16_to_fp32 (a table would make the compiled drivers uncacheable: numba does not cache large global arrays)."""
+    aux32, sums = work[1], work[4]
+    for l in range(8):
+        sums[l] = f32(0.0)
+    sumf = f32(0.0)
+    for i in range(x.shape[0]):
+        xi, yi = x[i], y[i]
+        sumi = q4_K_block_ints(aux32, xi["qs"], xi["scales"], yi["qs"], yi["bsums"])
+        yd = yi["d"]
+        lanes8_axpy_nan_first(sums, mul_nan_first(fp16_to_fp32(xi["d"]), yd), aux32)
+        sumf = sumf - mul_nan_first(yd, fp16_to_fp32(xi["dmin"])) * f32(sumi)
+    return ref._q4_K_final(sums, sumf)
+
+
+@njit
 def vec_dot_q5_K_q8_K(n, x, y):
     """Equals refimpl.quant.formats.kquants.vec_dot_q5_K_q8_K."""
     return _vec_dot_q5_K(n, x, y, _work_k(n))
@@ -223,7 +260,7 @@ def _q8_K_scales(blocks):
 
 
 def _make_fold_q45_K(final):
-    @njit
+    @cached_closure
     def fold(ws, xs, isum, out, acc):
         # ws (nb, 2) = (x.d, x.dmin), xs (nb, 1, tokens) = y.d, isum (9 nb, tokens); acc[:, t] = sums[0:8], sumf
         for i in range(ws.shape[0]):
@@ -288,6 +325,21 @@ def _vec_dot_q6_K(n, x, y, work):
         _q6_K_levels(x[i]["ql"], x[i]["qh"], a)
         _lane_isums(a, y[i]["qs"], scales, 0, aux32)
         ref._lanes_step(F16_TO_F32[x[i]["d"]], y[i]["d"], aux32, sums)
+    return ref._lanes_final(sums)
+
+
+@njit
+def matvec_q6_K(n, x, y, work):
+    """vec_dot_q6_K_q8_K with y packed by pack_q8_K_lanes: the integer part of a super-block in one vector step
+    (refimpl.kernels.lanes.q6_K_block_ints), the float part ref._lanes_step's as one vector step
+    (lanes8_axpy_nan_first), then ref._lanes_final; equals refimpl.quant.formats.kquants.vec_dot_q6_K_q8_K."""
+    aux32, sums = work[1], work[4]
+    for l in range(8):
+        sums[l] = f32(0.0)
+    for i in range(x.shape[0]):
+        xi, yi = x[i], y[i]
+        q6_K_block_ints(aux32, xi["ql"], xi["qh"], xi["scales"], yi["qs"])
+        lanes8_axpy_nan_first(sums, mul_nan_first(fp16_to_fp32(xi["d"]), yi["d"]), aux32)
     return ref._lanes_final(sums)
 
 
@@ -504,9 +556,11 @@ KERNELS = {
     "Q3_K": FastKernels(dequantize=dequantize_row_q3_K, vec_dot=vec_dot_q3_K_q8_K, make_work=_work_k,
                         vec_dot_work=_vec_dot_q3_K),
     "Q4_K": FastKernels(dequantize=dequantize_row_q4_K, vec_dot=vec_dot_q4_K_q8_K, make_work=_work_k,
+                        pack_acts=pack_q8_K_lanes, matvec=matvec_q4_K,
                         vec_dot_work=_vec_dot_q4_K, intdot=INTDOT_Q4_K),
     "Q5_K": FastKernels(dequantize=dequantize_row_q5_K, vec_dot=vec_dot_q5_K_q8_K, make_work=_work_k,
                         vec_dot_work=_vec_dot_q5_K, intdot=INTDOT_Q5_K),
     "Q6_K": FastKernels(dequantize=dequantize_row_q6_K, vec_dot=vec_dot_q6_K_q8_K, make_work=_work_k,
+                        pack_acts=pack_q8_K_lanes, matvec=matvec_q6_K,
                         vec_dot_work=_vec_dot_q6_K, intdot=INTDOT_Q6_K),
 }

@@ -226,6 +226,297 @@ else:
         return dot32_lut16
 
 
+# Lane-packed activations.  x86's byte dot-product instructions (pmaddubsw + pmaddwd, VNNI's vpdpbusd) add up four
+# ADJACENT byte products into one int32; the K-quant lanes need the products of positions 8k + l (k = 0..3) added
+# into lane l.  So the activations of each 32-level group are stored once per token in LANE_ORDER (lane-packed:
+# packed[4l + k] = q8[8k + l]) and the weight levels are shuffled the same way in a register: then dword l of one
+# pmaddubsw/pmaddwd pair is exactly the C's aux32[l] contribution of that group.  Integer sums: exact in any order.
+LANE_ORDER = np.array([8 * k + l for l in range(8) for k in range(4)], dtype=np.intp)
+
+
+def _host_has(feature: str) -> bool:
+    if JIT_DISABLED:
+        return False
+    import llvmlite.binding as llvm
+    from numba.core import config
+    if config.CPU_NAME not in (None, "host") or config.CPU_FEATURES is not None:
+        return False                     # a chosen target (e.g. a portable cache): generic code
+    return bool(llvm.get_host_cpu_features().get(feature, False))
+
+
+# chosen once at import, from the CPU numba compiles for (its cache keys on the CPU and its features too)
+HOST_AVX2 = _host_has("avx2")
+
+if JIT_DISABLED:
+
+    def q4_K_lanes(acc, qs, q8p, scales):
+        """acc[0:8] = sum over the sub-blocks j < 8 of scales[j] * (the lane sums of sub-block j), the levels of
+        sub-block j being nibble (j & 1) of qs[32 (j >> 1) + p] and its activations q8p[32 j: 32 j + 32] in
+        LANE_ORDER: the integer part of one Q4_K super-block as ggml_vec_dot_q4_K_q8_K_generic's aux32."""
+        q = qs[:128].astype(np.int64).reshape(4, 32)
+        total = np.zeros(8, np.int64)
+        for j in range(8):
+            a = (q[j >> 1] >> (4 * (j & 1))) & 15
+            y = q8p[32 * j:32 * j + 32].astype(np.int64)[np.argsort(LANE_ORDER)]   # back to natural order
+            total += int(scales[j]) * (a * y).reshape(4, 8).sum(axis=0)
+        acc[:8] = total.astype(np.int32)
+
+else:
+
+    def _lane_dots(builder, levels_u8, acts_i8, scale16):
+        # <8 x i32>: dword l = scale * sum_k levels[LANE_ORDER[4l + k]] * acts[4l + k]; levels in [0, 15], so a
+        # pair of products fits an int16 (|2 * 15 * 128| < 2^15: pmaddubsw never saturates)
+        shuffled = builder.shuffle_vector(levels_u8, levels_u8, ir.Constant(_vec(32), [int(i) for i in LANE_ORDER]))
+        if HOST_AVX2:
+            mod = builder.module
+            maddubs = cgutils.get_or_insert_function(
+                mod, ir.FunctionType(_vec(16, 16), [_vec(8), _vec(8)]), "llvm.x86.avx2.pmadd.ub.sw")
+            maddwd = cgutils.get_or_insert_function(
+                mod, ir.FunctionType(_vec(32, 8), [_vec(16, 16), _vec(16, 16)]), "llvm.x86.avx2.pmadd.wd")
+            pairs = builder.call(maddubs, [shuffled, acts_i8])
+            return builder.call(maddwd, [pairs, scale16])
+        prod = builder.mul(builder.zext(shuffled, _vec(32)), builder.sext(acts_i8, _vec(32)))
+        quads = None
+        for k in range(4):
+            part = builder.shuffle_vector(prod, prod, ir.Constant(_vec(32, 8), [4 * l + k for l in range(8)]))
+            quads = part if quads is None else builder.add(quads, part)
+        scale32 = builder.sext(builder.shuffle_vector(scale16, scale16, ir.Constant(_vec(32, 8), list(range(8)))),
+                               _vec(32, 8))
+        return builder.mul(quads, scale32)
+
+    @intrinsic
+    def q4_K_lanes(typingctx, acc, qs, q8p, scales):
+        """acc[0:8] = sum over the sub-blocks j < 8 of scales[j] * (the lane sums of sub-block j), the levels of
+        sub-block j being nibble (j & 1) of qs[32 (j >> 1) + p] and its activations q8p[32 j: 32 j + 32] in
+        LANE_ORDER: the integer part of one Q4_K super-block as ggml_vec_dot_q4_K_q8_K_generic's aux32.
+        scales: int32 (8,), each in [0, 63]."""
+        if not (_is_array(acc, (types.int32,)) and _is_array(qs, (types.uint8,)) and _is_array(q8p, (types.int8,))
+                and _is_array(scales, (types.int32,))):
+            return None
+
+        def codegen(context, builder, sig, args):
+            i32 = ir.IntType(32)
+            qs_ptr = _array_data(context, builder, sig.args[1], args[1])
+            q8_ptr = _array_data(context, builder, sig.args[2], args[2])
+            sc_ptr = _array_data(context, builder, sig.args[3], args[3])
+            total = ir.Constant(_vec(32, 8), [0] * 8)
+            for p in range(4):
+                q = builder.load(builder.bitcast(builder.gep(qs_ptr, [ir.Constant(i32, 32 * p)]),
+                                                 _vec(8).as_pointer()), align=1)
+                lo = builder.and_(q, ir.Constant(_vec(8), [15] * 32))
+                hi = builder.lshr(q, ir.Constant(_vec(8), [4] * 32))
+                for levels, j in ((lo, 2 * p), (hi, 2 * p + 1)):
+                    y = builder.load(builder.bitcast(builder.gep(q8_ptr, [ir.Constant(i32, 32 * j)]),
+                                                     _vec(8).as_pointer()), align=1)
+                    sc = builder.trunc(builder.load(builder.gep(sc_ptr, [ir.Constant(i32, j)])), ir.IntType(16))
+                    total = builder.add(total, _lane_dots(builder, levels, y, _splat(builder, sc, 16, 16)))
+            acc_ptr = builder.bitcast(_array_data(context, builder, sig.args[0], args[0]), _vec(32, 8).as_pointer())
+            builder.store(total, acc_ptr, align=4)
+            return context.get_dummy_value()
+
+        return types.void(acc, qs, q8p, scales), codegen
+
+
+if JIT_DISABLED:
+
+    def q4_K_block_ints(aux32, qs, sc12, q8p, bsums):
+        """The whole integer part of one Q4_K super-block against lane-packed Q8_K activations: the 12 scale bytes
+        unpacked (get_scale_min_k4), aux32[0:8] as q4_K_lanes, and the return value sumi = sum over j < 16 of
+        bsums[j] * min[j // 2] (ggml_vec_dot_q4_K_q8_K_generic's sumi)."""
+        scales = np.zeros(8, np.int32)
+        mins = np.zeros(8, np.int64)
+        for j in range(8):
+            if j < 4:
+                scales[j], mins[j] = int(sc12[j]) & 63, int(sc12[j + 4]) & 63
+            else:
+                scales[j] = (int(sc12[j + 4]) & 0xF) | ((int(sc12[j - 4]) >> 6) << 4)
+                mins[j] = (int(sc12[j + 4]) >> 4) | ((int(sc12[j]) >> 6) << 4)
+        q4_K_lanes(aux32, qs, q8p, scales)
+        return np.int32(np.dot(bsums[:16].astype(np.int64), np.repeat(mins, 2)))
+
+    def lanes8_axpy_nan_first(sums, d, lanes):
+        """sums[l] = add_nan_first(sums[l], d * float32(lanes[l])) for l < 8 (the K-quants' per-lane float step)."""
+        for l in range(8):
+            p = np.float32(d) * np.float32(lanes[l])
+            a = sums[l]
+            sums[l] = np.float32(np.array([a]).view(np.uint32)[0] | 0x00400000).view(np.float32) if a != a \
+                else np.float32(a + p)
+
+else:
+
+    @intrinsic
+    def q4_K_block_ints(typingctx, aux32, qs, sc12, q8p, bsums):
+        """The whole integer part of one Q4_K super-block against lane-packed Q8_K activations: the 12 scale bytes
+        unpacked (get_scale_min_k4, as the kmask1..3 word shuffle of ggml's SIMD kernels), aux32[0:8] as
+        q4_K_lanes, and the return value sumi = sum over j < 16 of bsums[j] * min[j // 2]
+        (ggml_vec_dot_q4_K_q8_K_generic's sumi; |sumi| <= 16 * 32768 * 63 < 2^31)."""
+        if not (_is_array(aux32, (types.int32,)) and _is_array(qs, (types.uint8,))
+                and _is_array(sc12, (types.uint8,)) and _is_array(q8p, (types.int8,))
+                and _is_array(bsums, (types.int16,))):
+            return None
+
+        def codegen(context, builder, sig, args):
+            i32 = ir.IntType(32)
+            c32 = lambda v: ir.Constant(i32, v)  # noqa: E731
+            sc_ptr = builder.bitcast(_array_data(context, builder, sig.args[2], args[2]), i32.as_pointer())
+            u0, u1, u2 = (builder.load(builder.gep(sc_ptr, [c32(k)]), align=1) for k in range(3))
+            kmask1, kmask2, kmask3 = c32(0x3F3F3F3F), c32(0x0F0F0F0F), c32(0x03030303)
+            s_lo = builder.and_(u0, kmask1)
+            s_hi = builder.or_(builder.and_(u2, kmask2),
+                               builder.shl(builder.and_(builder.lshr(u0, c32(6)), kmask3), c32(4)))
+            m_lo = builder.and_(u1, kmask1)
+            m_hi = builder.or_(builder.and_(builder.lshr(u2, c32(4)), kmask2),
+                               builder.shl(builder.and_(builder.lshr(u1, c32(6)), kmask3), c32(4)))
+
+            def bytes8(lo, hi):
+                v = builder.insert_element(ir.Constant(_vec(32, 2), ir.Undefined), lo, c32(0))
+                return builder.bitcast(builder.insert_element(v, hi, c32(1)), _vec(8, 8))
+
+            scales, mins = bytes8(s_lo, s_hi), bytes8(m_lo, m_hi)
+            qs_ptr = _array_data(context, builder, sig.args[1], args[1])
+            q8_ptr = _array_data(context, builder, sig.args[3], args[3])
+            total = ir.Constant(_vec(32, 8), [0] * 8)
+            for p in range(4):
+                q = builder.load(builder.bitcast(builder.gep(qs_ptr, [c32(32 * p)]), _vec(8).as_pointer()), align=1)
+                lo = builder.and_(q, ir.Constant(_vec(8), [15] * 32))
+                hi = builder.lshr(q, ir.Constant(_vec(8), [4] * 32))
+                for levels, j in ((lo, 2 * p), (hi, 2 * p + 1)):
+                    y = builder.load(builder.bitcast(builder.gep(q8_ptr, [c32(32 * j)]), _vec(8).as_pointer()),
+                                     align=1)
+                    sc = builder.zext(builder.extract_element(scales, c32(j)), ir.IntType(16))
+                    total = builder.add(total, _lane_dots(builder, levels, y, _splat(builder, sc, 16, 16)))
+            acc_ptr = builder.bitcast(_array_data(context, builder, sig.args[0], args[0]), _vec(32, 8).as_pointer())
+            builder.store(total, acc_ptr, align=4)
+            bs_ptr = builder.bitcast(_array_data(context, builder, sig.args[4], args[4]), _vec(16, 16).as_pointer())
+            bs = builder.sext(builder.load(bs_ptr, align=2), _vec(32, 16))
+            mins16 = builder.zext(builder.shuffle_vector(mins, mins, ir.Constant(_vec(32, 16), [j // 2 for j in range(16)])),
+                                  _vec(32, 16))
+            fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(i32, [_vec(32, 16)]),
+                                                "llvm.vector.reduce.add.v16i32")
+            return builder.call(fn, [builder.mul(bs, mins16)])
+
+        return types.int32(aux32, qs, sc12, q8p, bsums), codegen
+
+    @intrinsic
+    def lanes8_axpy_nan_first(typingctx, sums, d, lanes):
+        """sums[l] = add_nan_first(sums[l], d * float32(lanes[l])) for l < 8, as one vector step: the K-quants'
+        per-lane float step (refimpl.quant.formats.kquants._lanes_step after its d).  Exact: an IEEE product and
+        sum per lane, no contraction into FMA (no fast-math flags), and a NaN sums[l] kept quieted as
+        add_nan_first keeps it (with only one NaN operand x86 returns that NaN, scalar or vector)."""
+        if not (_is_array(sums, (types.float32,)) and d == types.float32 and _is_array(lanes, (types.int32,))):
+            return None
+
+        def codegen(context, builder, sig, args):
+            f8 = ir.VectorType(ir.FloatType(), 8)
+            s_ptr = builder.bitcast(_array_data(context, builder, sig.args[0], args[0]), f8.as_pointer())
+            l_ptr = builder.bitcast(_array_data(context, builder, sig.args[2], args[2]), _vec(32, 8).as_pointer())
+            a = builder.load(s_ptr, align=4)
+            prod = builder.fmul(_splat_float(builder, args[1], 8), builder.sitofp(builder.load(l_ptr, align=4), f8))
+            total = builder.fadd(a, prod)
+            quieted = builder.bitcast(builder.or_(builder.bitcast(a, _vec(32, 8)),
+                                                  ir.Constant(_vec(32, 8), [0x00400000] * 8)), f8)
+            builder.store(builder.select(builder.fcmp_unordered("uno", a, a), quieted, total), s_ptr, align=4)
+            return context.get_dummy_value()
+
+        return types.void(sums, d, lanes), codegen
+
+    def _splat_float(builder, value, n):
+        fv = ir.VectorType(ir.FloatType(), n)
+        v = builder.insert_element(ir.Constant(fv, ir.Undefined), value, ir.Constant(ir.IntType(32), 0))
+        return builder.shuffle_vector(v, ir.Constant(fv, ir.Undefined), ir.Constant(_vec(32, n), [0] * n))
+
+
+if JIT_DISABLED:
+
+    def q6_K_block_ints(aux32, ql, qh, sc, q8p):
+        """The integer part of one Q6_K super-block against lane-packed Q8_K activations: aux32[l] = sum over the
+        16-level sub-blocks j of sc[j] * sum_k a[16j + 8k + l] * q8[16j + 8k + l], a the signed 6-bit levels
+        (ggml_vec_dot_q6_K_q8_K_generic's aux8/aux16/aux32)."""
+        a = np.zeros(256, np.int64)
+        for h in range(2):
+            q4, hh = ql[64 * h:64 * h + 64].astype(np.int64), qh[32 * h:32 * h + 32].astype(np.int64)
+            a[128 * h:128 * h + 32] = (q4[:32] & 15) | ((hh & 3) << 4)
+            a[128 * h + 32:128 * h + 64] = (q4[32:] & 15) | (((hh >> 2) & 3) << 4)
+            a[128 * h + 64:128 * h + 96] = (q4[:32] >> 4) | (((hh >> 4) & 3) << 4)
+            a[128 * h + 96:128 * h + 128] = (q4[32:] >> 4) | (((hh >> 6) & 3) << 4)
+        a -= 32
+        y = q8p[:256].astype(np.int64).reshape(8, 32)[:, np.argsort(LANE_ORDER)].reshape(-1)
+        prod = (a * y).reshape(16, 2, 8).sum(axis=1) * sc[:16].astype(np.int64)[:, None]
+        aux32[:8] = prod.sum(axis=0).astype(np.int32)
+
+else:
+
+    def _pair_lane_dots(builder, levels_u8, acts_i8, offset, scales16):
+        # <8 x i32>: dword l = scales16[2l] * (pair 2l) + scales16[2l + 1] * (pair 2l + 1), pair m = sum over the
+        # packed bytes 2m, 2m + 1 of (level - offset) * act; levels in [0, 63]: |pair| <= 2 * 63 * 128 < 2^15
+        shuffled = builder.shuffle_vector(levels_u8, levels_u8, ir.Constant(_vec(32), [int(i) for i in LANE_ORDER]))
+        if HOST_AVX2:
+            mod = builder.module
+            maddubs = cgutils.get_or_insert_function(
+                mod, ir.FunctionType(_vec(16, 16), [_vec(8), _vec(8)]), "llvm.x86.avx2.pmadd.ub.sw")
+            maddwd = cgutils.get_or_insert_function(
+                mod, ir.FunctionType(_vec(32, 8), [_vec(16, 16), _vec(16, 16)]), "llvm.x86.avx2.pmadd.wd")
+            pairs = builder.sub(builder.call(maddubs, [shuffled, acts_i8]),
+                                builder.call(maddubs, [ir.Constant(_vec(8), [offset] * 32), acts_i8]))
+            return builder.call(maddwd, [pairs, scales16])
+        levels = builder.sub(builder.zext(shuffled, _vec(32)), ir.Constant(_vec(32), [offset] * 32))
+        prod = builder.mul(levels, builder.sext(acts_i8, _vec(32)))
+        pairs = builder.add(builder.shuffle_vector(prod, prod, ir.Constant(_vec(32, 16), list(range(0, 32, 2)))),
+                            builder.shuffle_vector(prod, prod, ir.Constant(_vec(32, 16), list(range(1, 32, 2)))))
+        scaled = builder.mul(pairs, builder.sext(scales16, _vec(32, 16)))
+        return builder.add(builder.shuffle_vector(scaled, scaled, ir.Constant(_vec(32, 8), list(range(0, 16, 2)))),
+                           builder.shuffle_vector(scaled, scaled, ir.Constant(_vec(32, 8), list(range(1, 16, 2)))))
+
+    @intrinsic
+    def q6_K_block_ints(typingctx, aux32, ql, qh, sc, q8p):
+        """The integer part of one Q6_K super-block against lane-packed Q8_K activations: aux32[l] = sum over the
+        16-level sub-blocks j of sc[j] * sum_k a[16j + 8k + l] * q8[16j + 8k + l], a the signed 6-bit levels
+        (ggml_vec_dot_q6_K_q8_K_generic's aux8/aux16/aux32).  LANE_ORDER puts the two sub-blocks of 32 levels in
+        the alternate int16 pairs of pmaddubsw, so pmaddwd applies their two scales."""
+        if not (_is_array(aux32, (types.int32,)) and _is_array(ql, (types.uint8,)) and _is_array(qh, (types.uint8,))
+                and _is_array(sc, (types.int8,)) and _is_array(q8p, (types.int8,))):
+            return None
+
+        def codegen(context, builder, sig, args):
+            i32 = ir.IntType(32)
+            c32 = lambda v: ir.Constant(i32, v)  # noqa: E731
+            ql_ptr = _array_data(context, builder, sig.args[1], args[1])
+            qh_ptr = _array_data(context, builder, sig.args[2], args[2])
+            sc_ptr = _array_data(context, builder, sig.args[3], args[3])
+            q8_ptr = _array_data(context, builder, sig.args[4], args[4])
+
+            def load32(ptr, off):
+                return builder.load(builder.bitcast(builder.gep(ptr, [c32(off)]), _vec(8).as_pointer()), align=1)
+
+            def splat8(v):
+                return ir.Constant(_vec(8), [v] * 32)
+
+            scales = builder.sext(builder.load(builder.bitcast(sc_ptr, _vec(8, 16).as_pointer()), align=1),
+                                  _vec(16, 16))
+            total = ir.Constant(_vec(32, 8), [0] * 8)
+            for h in range(2):
+                q4a, q4b, hh = load32(ql_ptr, 64 * h), load32(ql_ptr, 64 * h + 32), load32(qh_ptr, 32 * h)
+                groups = (
+                    builder.or_(builder.and_(q4a, splat8(15)), builder.shl(builder.and_(hh, splat8(3)), splat8(4))),
+                    builder.or_(builder.and_(q4b, splat8(15)),
+                                builder.shl(builder.and_(builder.lshr(hh, splat8(2)), splat8(3)), splat8(4))),
+                    builder.or_(builder.lshr(q4a, splat8(4)),
+                                builder.shl(builder.and_(builder.lshr(hh, splat8(4)), splat8(3)), splat8(4))),
+                    builder.or_(builder.lshr(q4b, splat8(4)), builder.shl(builder.lshr(hh, splat8(6)), splat8(4))),
+                )
+                for t, levels in enumerate(groups):
+                    g = 4 * h + t                                   # 32 levels: sub-blocks 2g and 2g + 1
+                    pair_scales = builder.shuffle_vector(scales, scales,
+                                                         ir.Constant(_vec(32, 16), [2 * g, 2 * g + 1] * 8))
+                    y = load32(q8_ptr, 32 * g)
+                    total = builder.add(total, _pair_lane_dots(builder, levels, y, 32, pair_scales))
+            acc_ptr = builder.bitcast(_array_data(context, builder, sig.args[0], args[0]), _vec(32, 8).as_pointer())
+            builder.store(total, acc_ptr, align=4)
+            return context.get_dummy_value()
+
+        return types.void(aux32, ql, qh, sc, q8p), codegen
+
+
 lanes8_madd = _lanes8_madd_groups(1)
 lanes8_madd2 = _lanes8_madd_groups(2)
 lanes8_madd4 = _lanes8_madd_groups(4)

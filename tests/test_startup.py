@@ -1,0 +1,63 @@
+"""Start-up: a second process on a warm numba cache loads every kernel from the cache and saves nothing.
+
+The fast layer compiles closures over the formats' kernels (row drivers, float folds).  numba keyed their cache
+entries on a per-process random uuid, so each process compiled them again and added one more entry to the cache
+(refimpl/kernels/jitcache.py says why and how it is fixed).  Here the shipped model runs twice in fresh processes
+sharing one empty cache directory: after the second run the cache must be exactly as the first left it (no new or
+rewritten index/data file).  Besides the model (Q8_0: the vec_dot path for one token, the BLAS intdot path for a
+prompt of 8+ tokens), the script multiplies K-quant and IQ4 weights, whose folds are closures too.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+SCRIPT = r"""
+import numpy as np
+from refimpl import model, quant
+m = model.load(model.__file__.rsplit("/", 2)[0] + "/data/tiny-kjv-q8_0.gguf", n_ctx=64)
+nxt = int(np.argmax(m.eval(list(range(3, 13)), logits="last")[-1]))     # 10 tokens: the intdot path
+for _ in range(2):
+    nxt = int(np.argmax(m.eval([nxt])[-1]))                               # one token: the vec_dot path
+rng = np.random.default_rng(0)
+for qtype in ("Q4_K", "Q6_K", "IQ4_XS"):
+    fmt = quant.get_type(qtype)
+    raw = rng.integers(0, 256, (64, fmt.row_size(256)), dtype=np.uint8)
+    raw.view(np.uint16)[:, 0] = 0x3C00                                    # a finite F16 scale (d) in every row
+    for n_tok in (1, 8):
+        quant.matmul(raw, qtype, rng.standard_normal((n_tok, 256)).astype(np.float32))
+print("ok")
+"""
+
+
+def _snapshot(cache_dir: Path) -> dict:
+    return {str(p.relative_to(cache_dir)): (p.stat().st_size, p.stat().st_mtime_ns)
+            for p in cache_dir.rglob("*") if p.is_file()}
+
+
+def _run(cache_dir: Path) -> None:
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(cache_dir), REFIMPL_KERNELS="fast")
+    env.pop("NUMBA_DISABLE_JIT", None)
+    out = subprocess.run([sys.executable, "-c", SCRIPT], env=env, capture_output=True, text=True, cwd=ROOT,
+                         timeout=600)
+    assert out.returncode == 0 and out.stdout.strip().endswith("ok"), out.stderr[-3000:]
+
+
+@pytest.mark.skipif(os.environ.get("NUMBA_DISABLE_JIT") == "1", reason="tests numba's on-disk cache")
+def test_second_process_saves_nothing_to_the_numba_cache(tmp_path):
+    cache_dir = tmp_path / "numba-cache"
+    cache_dir.mkdir()
+    _run(cache_dir)
+    first = _snapshot(cache_dir)
+    assert any(name.endswith(".nbc") for name in first), "the first run cached nothing"
+    _run(cache_dir)
+    second = _snapshot(cache_dir)
+    added = sorted(set(second) - set(first))
+    changed = sorted(k for k in first if k in second and first[k] != second[k])
+    assert not added and not changed, f"the second run saved to the cache: new {added}, rewritten {changed}"
