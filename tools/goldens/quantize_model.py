@@ -10,6 +10,8 @@ INPUTS (not committed; rebuilt bit for bit by ``build_inputs`` from fixed seeds,
   ``qwen2-576``   qwen2, 8 blocks, GQA 3, tied embeddings, rows 576 wide (the 256-block types fall back),
                   ffn_down 1536 wide, q/k/v biases
   ``moe8``        llama with 8 experts (3-D ffn_*_exps, ffn_gate_inp), 4 blocks
+  ``llama-70b``   llama with 80 blocks and GQA 8 (llama.cpp's 70B model type), attn_v/attn_output/ffn_down only
+  ``falcon-qkv``, ``phi3-qkv``  8 blocks, fused attn_qkv (falcon has its own output/attn_output/ffn_down rules)
 * the six architecture models of the ``model`` family, ``golden/model/<arch>-F32.gguf`` (64 wide: every
   256-block type falls back; gpt2 and phi3 have fused attn_qkv, gpt2 a position_embd)
 * random importance matrices for them, written by refimpl.imatrix_file (GGUF, and .dat for one case).
@@ -117,6 +119,27 @@ def model_specs() -> list[ModelSpec]:
           "attention.head_count": 8, "attention.head_count_kv": 8, "expert_count": 8, "expert_used_count": 2,
           "rope.dimension_count": 32}
     specs.append(ModelSpec("moe8", "llama", 4, kv, t))
+
+    # llama-70b: 80 blocks with GQA 8: llama.cpp types it LLM_TYPE_70B (attn_v gets more bits); only the tensors
+    # the rules look at, 4 rows each
+    t = [("token_embd.weight", (4, 256)), ("output.weight", (4, 256))]
+    for i in range(80):
+        t += [(_blk(i, "attn_v.weight"), (4, 256)), (_blk(i, "attn_output.weight"), (4, 256)),
+              (_blk(i, "ffn_down.weight"), (4, 256))]
+    kv = {"context_length": 256, "embedding_length": 256, "block_count": 80, "feed_forward_length": 256,
+          "attention.head_count": 64, "attention.head_count_kv": 8, "attention.layer_norm_rms_epsilon": 1e-5}
+    specs.append(ModelSpec("llama-70b", "llama", 80, kv, t))
+
+    # falcon (its own rules for output, attn_output, ffn_down) and phi3 (fused attn_qkv), 8 blocks, 256 wide
+    for arch, eps_key in (("falcon", "attention.layer_norm_epsilon"), ("phi3", "attention.layer_norm_rms_epsilon")):
+        t = [("token_embd.weight", (8, 256)), ("output_norm.weight", (256,)), ("output.weight", (8, 256))]
+        for i in range(8):
+            t += [(_blk(i, "attn_norm.weight"), (256,)), (_blk(i, "attn_qkv.weight"), (12, 256)),
+                  (_blk(i, "attn_output.weight"), (8, 256)), (_blk(i, "ffn_up.weight"), (8, 256)),
+                  (_blk(i, "ffn_down.weight"), (8, 256))]
+        kv = {"context_length": 256, "embedding_length": 256, "block_count": 8, "feed_forward_length": 256,
+              "attention.head_count": 8, "attention.head_count_kv": 2, eps_key: 1e-5}
+        specs.append(ModelSpec(f"{arch}-qkv", arch, 8, kv, t))
     return specs
 
 
@@ -128,8 +151,8 @@ def write_model(spec: ModelSpec, path: Path) -> None:
             "general.name": GGUFValue(T.STRING, f"refimpl quantizer test model {spec.name}"),
             "general.file_type": GGUFValue(T.UINT32, 1 if spec.dtype == "F16" else 0)}
     for k, v in spec.kv.items():
-        meta[f"{spec.arch}.{k}"] = GGUFValue(T.UINT32, v)
-    if spec.arch in ("llama", "qwen2"):
+        meta[f"{spec.arch}.{k}"] = GGUFValue(T.FLOAT32, v) if isinstance(v, float) else GGUFValue(T.UINT32, v)
+    if spec.arch in ("llama", "qwen2") and f"{spec.arch}.attention.layer_norm_rms_epsilon" not in meta:
         meta[f"{spec.arch}.attention.layer_norm_rms_epsilon"] = GGUFValue(T.FLOAT32, 1e-5)
     tensors = []
     for seed, (name, shape) in enumerate(spec.tensors):
@@ -177,7 +200,8 @@ def build_inputs(folder: Path) -> dict[str, str]:
         write_model(spec, folder / f"{spec.name}.gguf")
     for arch in ARCH_MODELS:
         shutil.copyfile(ROOT / "golden" / "model" / f"{arch}-F32.gguf", folder / f"{arch}-F32.gguf")
-    for seed, name in enumerate(["llama-gqa4", "qwen2-576", "moe8"] + [f"{a}-F32" for a in ARCH_MODELS]):
+    for seed, name in enumerate(["llama-gqa4", "qwen2-576", "moe8"] + [f"{a}-F32" for a in ARCH_MODELS]
+                                + ["llama-70b", "falcon-qkv", "phi3-qkv"]):
         imat = build_imatrix(folder / f"{name}.gguf", seed + 1)
         write_imatrix(folder / f"{name}.imatrix.gguf", imat)
         if name == "llama-gqa4":
@@ -222,6 +246,11 @@ def cases() -> list[Case]:
                "Q8_0"):
         out.append(Case(f"moe8/{ft}", "moe8", ft,
                         imatrix="moe8.imatrix.gguf" if ft in NEEDS_IMATRIX or ft == "IQ4_XS" else None))
+    for model, fts in (("llama-70b", ("Q2_K", "Q3_K_S", "Q3_K_M", "Q4_K_M", "IQ3_M", "Q5_K_M")),
+                       ("falcon-qkv", ("Q2_K", "Q3_K_M", "Q3_K_L", "Q4_K_S", "Q4_K_M", "Q5_K_M")),
+                       ("phi3-qkv", ("Q3_K_M", "Q3_K_L", "Q4_K_M", "Q5_K_M", "IQ3_M", "IQ2_M"))):
+        for ft in fts:
+            out.append(Case(f"{model}/{ft}", model, ft, imatrix=f"{model}.imatrix.gguf" if ft in NEEDS_IMATRIX else None))
     for arch in ARCH_MODELS:                                # every architecture on a few ftypes
         for ft in ("Q4_K_M", "Q5_K_S", "Q8_0", "IQ4_XS", "Q2_K"):
             out.append(Case(f"{arch}-F32/{ft}", f"{arch}-F32", ft,
