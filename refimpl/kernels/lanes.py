@@ -200,8 +200,9 @@ else:
 
     def make_dot32_lut16(values):
         """An intrinsic dot32_lut16(qs, b): sum over j < 16 of T[qs[j] & 15] * b[j] + T[qs[j] >> 4] * b[j + 16] as
-        an int32, T the 16 int8 ``values`` (IQ4_NL's kvalues).  The lookup is a tree of 15 vector selects on the
-        index bits: LLVM IR has no portable dynamic byte shuffle, and a gather per level is slower."""
+        an int32, T the 16 int8 ``values`` (IQ4_NL's kvalues).  The lookup is pshufb on AVX2 hosts, elsewhere a
+        tree of 15 vector selects on the index bits: LLVM IR has no portable dynamic byte shuffle, and a gather per
+        level is slower."""
         table = [int(v) for v in values]
         if len(table) != 16 or not all(-128 <= v < 128 for v in table):
             raise ValueError("make_dot32_lut16 takes 16 int8 values")
@@ -213,13 +214,21 @@ else:
 
             def codegen(context, builder, sig, args):
                 idx = _nibbles32(builder, _load(context, builder, sig.args[0], args[0], 16))
-                level = [ir.Constant(_vec(8), [v] * 32) for v in table]
-                for bit in range(4):        # halve the candidates on each index bit
-                    mask = builder.icmp_unsigned("!=", builder.and_(idx, ir.Constant(_vec(8), [1 << bit] * 32)),
-                                                 ir.Constant(_vec(8), [0] * 32))
-                    level = [builder.select(mask, level[2 * k + 1], level[2 * k]) for k in range(len(level) // 2)]
+                if HOST_AVX2:
+                    # x86 has the dynamic byte shuffle: pshufb looks up 16 bytes in each 128-bit half
+                    pshufb = cgutils.get_or_insert_function(
+                        builder.module, ir.FunctionType(_vec(8), [_vec(8), _vec(8)]), "llvm.x86.avx2.pshuf.b")
+                    looked_up = builder.call(pshufb, [ir.Constant(_vec(8), [v & 0xFF for v in table] * 2), idx])
+                else:
+                    level = [ir.Constant(_vec(8), [v] * 32) for v in table]
+                    for bit in range(4):        # halve the candidates on each index bit
+                        mask = builder.icmp_unsigned("!=", builder.and_(idx, ir.Constant(_vec(8), [1 << bit] * 32)),
+                                                     ir.Constant(_vec(8), [0] * 32))
+                        level = [builder.select(mask, level[2 * k + 1], level[2 * k])
+                                 for k in range(len(level) // 2)]
+                    looked_up = level[0]
                 vb = builder.sext(_load(context, builder, sig.args[1], args[1], 32), _vec(16))
-                prod = builder.mul(builder.sext(level[0], _vec(16)), vb)
+                prod = builder.mul(builder.sext(looked_up, _vec(16)), vb)
                 return _reduce_add32(builder, builder.sext(prod, _vec(32)))
 
             return types.int32(qs, b), codegen
