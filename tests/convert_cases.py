@@ -14,6 +14,12 @@ DATA = Path(__file__).resolve().parent / "data" / "convert"
 CHECKPOINTS = DATA / "checkpoints.tar.xz"
 GOLDEN = Path(__file__).resolve().parent.parent / "golden" / "convert"
 LONG = 16
+#: the --metadata override file of the golden case "f16+metadata" (written to a temporary file by the generator and
+#: by the test; its path does not enter the output)
+METADATA_OVERRIDE = {"general.author": "refimpl tests", "general.version": "v0.1", "general.license": "mit",
+                     "general.tags": ["test", "tiny"], "general.languages": ["en"], "general.sampling.temp": 0.7,
+                     "general.base_models": [{"name": "Base", "organization": "Org",
+                                              "repo_url": "https://example.invalid/base"}]}
 
 
 def extract_checkpoints(dest: Path) -> Path:

@@ -5,10 +5,11 @@ Qwen2's real pre-tokenizers) must give a byte-identical file."""
 from __future__ import annotations
 
 import hashlib
+import json
 
 import pytest
 
-from convert_cases import (VOCAB_CHECKPOINTS, build_vocab_checkpoint, describe, extract_checkpoints,
+from convert_cases import (METADATA_OVERRIDE, VOCAB_CHECKPOINTS, build_vocab_checkpoint, describe, extract_checkpoints,
                            first_difference, golden_cases)
 
 try:
@@ -52,6 +53,9 @@ def test_byte_identical_to_convert_hf_to_gguf(checkpoints, tmp_path, name, case,
     kwargs = {"vocab_only": "--vocab-only" in flags, "progress": False}
     if "--model-name" in flags:
         kwargs["model_name"] = flags[flags.index("--model-name") + 1]
+    if "--metadata" in flags:
+        kwargs["metadata"] = tmp_path / "metadata.json"
+        kwargs["metadata"].write_text(json.dumps(METADATA_OVERRIDE))
     out = tmp_path / "out.gguf"
     convert(checkpoints / name, out, entry["outtype"], **kwargs)
     data = out.read_bytes()

@@ -31,7 +31,8 @@ OUTTYPES = ("f32", "f16", "bf16", "q8_0")
 EXTRA = (("tiny-llama3-bpe", "auto", ()), ("tiny-mistral-spm", "auto", ()), ("tiny-llama2-spm", "tq2_0", ()),
          ("tiny-qwen2-bpe", "tq1_0", ()), ("tiny-llama2-spm", "f16", ("--vocab-only",)),
          ("tiny-qwen3-spm", "f16", ("--model-name", "Tiny Qwen3 Test")),
-         ("tiny-llama-tq-spm", "tq1_0", ()), ("tiny-llama-tq-spm", "tq2_0", ()))
+         ("tiny-llama-tq-spm", "tq1_0", ()), ("tiny-llama-tq-spm", "tq2_0", ()),
+         ("tiny-qwen3-spm", "f16", ("--metadata", "{metadata}")))
 LONG = 16         # arrays longer than this are described by length + sha256
 
 
@@ -41,6 +42,8 @@ def case_name(outtype: str, flags=()) -> str:
         name += "+vocab-only"
     if "--model-name" in flags:
         name += "+model-name"
+    if "--metadata" in flags:
+        name += "+metadata"
     return name
 
 
@@ -115,7 +118,7 @@ def generate(oracle, writer) -> None:
         # vocab-only checkpoints with real BPE pre-tokenizers, rebuilt from the release's ggml-vocab files
         sys.path.insert(0, str(ROOT / "tests"))
         try:
-            from convert_cases import VOCAB_CHECKPOINTS, build_vocab_checkpoint
+            from convert_cases import METADATA_OVERRIDE, VOCAB_CHECKPOINTS, build_vocab_checkpoint
         finally:
             sys.path.pop(0)
         for name in VOCAB_CHECKPOINTS:
@@ -123,11 +126,14 @@ def generate(oracle, writer) -> None:
             cases[name] = [("f16", ("--vocab-only",))]
         for name, outtype, flags in EXTRA:
             cases[name].append((outtype, flags))
+        metadata_file = tmp / "metadata.json"
+        metadata_file.write_text(json.dumps(METADATA_OVERRIDE))
         argvs, outs = [], []
         for name, todo in cases.items():
             for outtype, flags in todo:
                 out = tmp / f"{name}.{case_name(outtype, flags)}.gguf"
-                argvs.append([str(ck / name), "--outfile", str(out), "--outtype", outtype, *flags])
+                argv = [f.replace("{metadata}", str(metadata_file)) for f in flags]
+                argvs.append([str(ck / name), "--outfile", str(out), "--outtype", outtype, *argv])
                 outs.append((name, outtype, flags, out))
         run_script_cases(python, argvs, tmp)
         described: dict[str, dict] = {name: {} for name in cases}
