@@ -55,7 +55,7 @@ def main(argv: list[str]) -> int:
             # many numpy views): cap the address space so that such a file is a MemoryError, i.e. a refusal
             import resource
 
-            cap = 4 << 30
+            cap = 3 << 30
             resource.setrlimit(resource.RLIMIT_AS, (cap, resource.getrlimit(resource.RLIMIT_AS)[1]))
             flist, fout = argv[1:3]
             with open(fout, "w") as out:
@@ -71,11 +71,27 @@ def main(argv: list[str]) -> int:
     return 0
 
 
+class ReadTimeout(Exception):
+    pass
+
+
+def _timeout(signum, frame):
+    raise ReadTimeout(f"GGUFReader still busy after {READ_TIMEOUT} s")
+
+
+READ_TIMEOUT = 10
+
+
 def read_gguf(path: str) -> dict:
+    import signal
     import warnings
 
     import gguf
 
+    # a few malformed counts make GGUFReader loop over billions of elements: past READ_TIMEOUT seconds the file
+    # counts as refused (reported with the reason)
+    signal.signal(signal.SIGALRM, _timeout)
+    signal.alarm(READ_TIMEOUT)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -88,6 +104,7 @@ def read_gguf(path: str) -> dict:
     except Exception as e:   # the reader's refusal is the verdict
         return {"accepted": False, "error": f"{type(e).__name__}: {str(e)[:200]}"}
     finally:
+        signal.alarm(0)
         r = None
         import gc
 
