@@ -4,6 +4,11 @@ vs numpy float32 matmul on dequantized weights.
 
     REFIMPL_ORACLE_LIB=/path/to/simd-build/llama_cpp/lib python tools/bench_matmul.py [TYPES…] [-t 2]
 
+llama.cpp's figure here is NOT its repacked path: a one-node ``ggml_mul_mat`` graph on plain CPU buffers, so the
+weights stay in the file's layout.  The model loader (``llama_cpp.Llama``, use_extra_bufts on by default) puts
+Q4_0/Q4_K/IQ4_NL/... weights in REPACK buffers (rearranged for AVX2/AVX-512, e.g. Q4_0x8), which is faster; that
+path is what tools/bench_generate.py measures, on whole models.
+
 Point REFIMPL_ORACLE_LIB at the lib/ folder of a *SIMD* llama-cpp-python install (built by
 `CMAKE_ARGS="-DGGML_NATIVE=ON" pip install --no-cache-dir llama-cpp-python==0.3.36` in its own venv): that is what users run.  Shapes: matvec
 4096x4096 · 4096, matmul 4096x4096 · 4096x32.  Figures are GFLOP/s (2·rows·cols·tokens / time, best of --repeat).
@@ -56,6 +61,8 @@ def main(argv=None) -> int:
     im = rng.uniform(0.1, 2, args.cols).astype(np.float32)
     print(f"# {args.rows}x{args.cols} weights, {args.threads} threads, GFLOP/s (best of {args.repeat}); "
           f"llama.cpp = {build} build at {oracle.libdir}")
+    print("# llama.cpp column: a one-node ggml_mul_mat graph, weights in the file's layout -- NOT llama.cpp's repacked "
+          "(REPACK buffer) path, which its model loader uses; see tools/bench_generate.py for that")
     hdr = (f"{'type':8s} {'shape':7s} | {'refimpl':>8s} {'llama.cpp':>9s} {'ratio':>6s} | {'numpy f32':>9s}")
     print(hdr)
     print("-" * len(hdr))

@@ -104,6 +104,24 @@ else:
                                             "llvm.vector.reduce.add.v32i32")
         return builder.call(fn, [v])
 
+    def _reduce_add8(builder, v):
+        fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ir.IntType(32), [_vec(32, 8)]),
+                                            "llvm.vector.reduce.add.v8i32")
+        return builder.call(fn, [v])
+
+    def _maddubs(builder, a_u8, b_i8):
+        # x86 pmaddubsw: int16 m = a[2m] * b[2m] + a[2m + 1] * b[2m + 1], a unsigned, b signed (saturating: the
+        # callers keep every pair inside int16)
+        fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(_vec(16, 16), [_vec(8), _vec(8)]),
+                                            "llvm.x86.avx2.pmadd.ub.sw")
+        return builder.call(fn, [a_u8, b_i8])
+
+    def _maddwd(builder, a16, b16):
+        # x86 pmaddwd: int32 m = a[2m] * b[2m] + a[2m + 1] * b[2m + 1] (exact for |products| < 2^30)
+        fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(_vec(32, 8), [_vec(16, 16), _vec(16, 16)]),
+                                            "llvm.x86.avx2.pmadd.wd")
+        return builder.call(fn, [a16, b16])
+
     def _add_scaled_lanes(builder, acc_ptr, products, groups, scale32):
         # acc[0:8] += scale * (the groups of 8 in products, added lane by lane), all int32
         total = None
@@ -169,6 +187,14 @@ else:
         def codegen(context, builder, sig, args):
             va = builder.sext(_load(context, builder, sig.args[0], args[0], 32), _vec(16))
             vb = builder.sext(_load(context, builder, sig.args[1], args[1], 32), _vec(16))
+            if HOST_AVX2:
+                # pmaddwd on the int16 halves: |a * b| <= 2^14, a pair < 2^15 -> exact int32, 8 dwords to reduce
+                halves = []
+                for h in range(2):
+                    sel = ir.Constant(_vec(32, 16), list(range(16 * h, 16 * h + 16)))
+                    halves.append(_maddwd(builder, builder.shuffle_vector(va, va, sel),
+                                          builder.shuffle_vector(vb, vb, sel)))
+                return _reduce_add8(builder, builder.add(halves[0], halves[1]))
             return _reduce_add32(builder, builder.sext(builder.mul(va, vb), _vec(32)))
 
         return types.int32(a, b), codegen
@@ -191,6 +217,12 @@ else:
             bit = builder.and_(spread, ir.Constant(_vec(8), [1 << (j % 8) for j in range(32)]))
             fifth = builder.select(builder.icmp_unsigned("!=", bit, ir.Constant(_vec(8), [0] * 32)),
                                    ir.Constant(_vec(8), [16] * 32), ir.Constant(_vec(8), [0] * 32))
+            if HOST_AVX2:
+                # pmaddubsw(level, b) - pmaddubsw(offset, b): levels and offset in [0, 31], pairs < 2 * 31 * 128
+                y = _load(context, builder, sig.args[2], args[2], 32)
+                off8 = _splat(builder, context.cast(builder, args[3], sig.args[3], types.uint8), 8, 32)
+                pairs = builder.sub(_maddubs(builder, builder.or_(nib, fifth), y), _maddubs(builder, off8, y))
+                return _reduce_add8(builder, _maddwd(builder, pairs, ir.Constant(_vec(16, 16), [1] * 16)))
             offset16 = _splat(builder, context.cast(builder, args[3], sig.args[3], types.int16), 16, 32)
             levels = builder.sub(builder.zext(builder.or_(nib, fifth), _vec(16)), offset16)
             vb = builder.sext(_load(context, builder, sig.args[2], args[2], 32), _vec(16))
