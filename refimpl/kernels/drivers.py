@@ -29,6 +29,11 @@ INTDOT_MIN_TOKENS = 8
 # cache key that is the same in every process.
 _DRIVERS: dict = {}
 
+# Chunks of rows per matmul on the vec_dot path with scratch arrays (one set per chunk).  A constant, not
+# numba.get_num_threads() inside the driver: that call compiles to a ctypes pointer, which numba will not cache
+# (each process would compile the parallel driver again).  Only the scratch arrays' reuse depends on it.
+_MAX_CHUNKS = 4 * numba.config.NUMBA_NUM_THREADS
+
 
 def _cached(key, make):
     d = _DRIVERS.get(key)
@@ -64,7 +69,7 @@ def matmul_rows(vec_dot, make_work=None):
             def matmul_rows(n, w_blocks, x_blocks, out):
                 # as above, in a few chunks of rows per thread, each with its own scratch arrays
                 rows = w_blocks.shape[0]
-                n_chunks = min(rows, 4 * numba.get_num_threads())
+                n_chunks = min(rows, _MAX_CHUNKS)
                 per = (rows + n_chunks - 1) // n_chunks
                 for c in prange(n_chunks):
                     work = make_work(n)
