@@ -17,7 +17,11 @@ KVALUES_MXFP4 = (0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12)
 
 
 def f16(bits: int) -> np.float32:
-    return np.array([bits], "<u2").view(np.float16)[0].astype(f32)
+    # ggml's GGML_FP16_TO_FP32 (refimpl.floats mirrors its bit tricks: a signalling NaN comes out quieted, which
+    # a plain float16 -> float32 cast does not do)
+    from ..floats import F16_TO_F32
+
+    return f32(F16_TO_F32[int(bits) & 0xFFFF])
 
 
 def fmt_float(v) -> str:
