@@ -79,7 +79,7 @@ def _timeout(signum, frame):
     raise ReadTimeout(f"GGUFReader still busy after {READ_TIMEOUT} s")
 
 
-READ_TIMEOUT = 10
+READ_TIMEOUT = 2
 
 
 def read_gguf(path: str) -> dict:
@@ -105,10 +105,6 @@ def read_gguf(path: str) -> dict:
         return {"accepted": False, "error": f"{type(e).__name__}: {str(e)[:200]}"}
     finally:
         signal.alarm(0)
-        r = None
-        import gc
-
-        gc.collect()
     return ans
 
 
