@@ -228,10 +228,9 @@ class Exporter:
         step = 25 if self.quick else 1
         for i in range(0, len(corpus), step):
             c = corpus[i]
-            ref = {**blob, "offset": int(offsets[i]), "bytes": int(offsets[i + 1] - offsets[i]), "dtype": "uint8",
-                   "shape": [int(offsets[i + 1] - offsets[i])]}
-            ref.pop("sha256")
-            ref["sha256"] = sha256(data[offsets[i]:offsets[i + 1]])
+            start, end = int(offsets[i]), int(offsets[i + 1])
+            ref = {"file": blob["file"], "offset": start, "bytes": end - start, "dtype": "uint8",
+                   "shape": [end - start], "sha256": sha256(data[start:end])}
             exp = {"accepted": bool(c["accepted"])}
             if c.get("facts"):
                 exp["facts"] = {k: c["facts"][k] for k in ("version", "alignment", "data_offset", "n_kv",

@@ -139,7 +139,10 @@ class Vectors:
         n = int(ref.get("bytes", len(data) - off))
         if off < 0 or off + n > len(data):
             raise VectorsError(f"{ref['file']}: slice {off}+{n} outside the file ({len(data)} bytes)")
-        return data[off:off + n]
+        part = data[off:off + n]
+        if self.verify and "offset" in ref and ref.get("sha256") and sha256(part) != ref["sha256"]:
+            raise VectorsError(f"{ref['file']}: the slice at {off} (+{n}) does not match its sha256")
+        return part
 
     def load(self, ref: dict) -> np.ndarray:
         if ref.get("dtype") not in DTYPES:
