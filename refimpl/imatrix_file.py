@@ -23,11 +23,11 @@ from __future__ import annotations
 
 import os
 import struct
-import tempfile
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
+
+from ._atomic import atomic_write_bytes
 
 __all__ = ["Imatrix", "ImatrixEntry", "read_imatrix", "write_imatrix", "imatrix_for_quantize"]
 
@@ -211,19 +211,12 @@ def write_imatrix(path: str | os.PathLike, imatrix: Imatrix, fmt: str = "gguf") 
     if fmt == "gguf":
         _write_gguf(path, imatrix)
     else:
-        _atomic_write(path, _legacy_bytes(imatrix))
+        atomic_write_bytes(path, _legacy_bytes(imatrix))
 
 
 def _sorted_names(imatrix: Imatrix) -> list[str]:
     # std::sort of std::string: byte order
     return sorted(imatrix.entries, key=lambda n: n.encode("utf-8", "surrogateescape"))
-
-
-def _default_mode(path) -> None:
-    """mkstemp makes 0600 files; llama-imatrix's std::ofstream makes 0666 less the umask."""
-    mask = os.umask(0)
-    os.umask(mask)
-    os.chmod(path, 0o666 & ~mask)
 
 
 def _write_gguf(path, imatrix: Imatrix) -> None:
@@ -287,22 +280,6 @@ def _legacy_bytes(imatrix: Imatrix) -> bytes:
     dataset = imatrix.datasets[-1].encode("utf-8", "surrogateescape") if imatrix.datasets else b""
     parts.append(struct.pack("<i", len(dataset)) + dataset)
     return b"".join(parts)
-
-
-def _atomic_write(path, data: bytes) -> None:
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix="." + path.name + ".", suffix=".tmp", dir=path.parent or ".")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        _default_mode(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
 
 
 # ------------------------------------------------------------------------------------------ llama-quantize's view

@@ -28,12 +28,13 @@ import json
 import math
 import os
 import sys
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
+
+from ._atomic import atomic_path, atomic_write_bytes
 
 BASE_TYPES = ("F32", "F16", "BF16", "Q8_0")
 
@@ -231,23 +232,9 @@ def markdown(rows: list[TypeReport], model: str, text: str, n_ctx: int) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(prefix="." + path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-
-
 def write_outputs(rows, out_dir: Path, model, text, n_ctx, plot: bool) -> None:
-    _atomic_write(out_dir / "report.md", markdown(rows, model, text, n_ctx).encode())
-    _atomic_write(out_dir / "report.json", json.dumps([asdict(r) for r in rows], indent=1).encode())
+    atomic_write_bytes(out_dir / "report.md", markdown(rows, model, text, n_ctx).encode())
+    atomic_write_bytes(out_dir / "report.json", json.dumps([asdict(r) for r in rows], indent=1).encode())
     if plot:
         try:
             plot_report(rows, out_dir / "report.png")
@@ -281,17 +268,9 @@ def plot_report(rows: list[TypeReport], path: Path) -> None:
     ax.legend(fontsize=7, loc="best")
     ax.set_title("KL-divergence against bits per weight", fontsize=10)
     fig.tight_layout()
-    fd, tmp = tempfile.mkstemp(prefix="." + path.name + ".", suffix=".png", dir=path.parent)
-    os.close(fd)
     try:
-        fig.savefig(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+        with atomic_path(path, suffix=".png") as tmp:      # savefig picks the format from the extension
+            fig.savefig(tmp)
     finally:
         plt.close(fig)
 

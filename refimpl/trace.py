@@ -26,6 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ._atomic import atomic_write_bytes
+
 FORMAT = "refimpl-trace/1"
 MANIFEST = "trace.json"
 SHOW_ALSO = 8            # --compare lists this many differing tensors after the first
@@ -95,22 +97,14 @@ def write_dump(directory, tensors: list[TraceTensor], **meta) -> Path:
         t.order = order
         data = np.ascontiguousarray(t.array, dtype="<f4").tobytes()
         name = _file_name(t)
-        _write_atomic(d / name, data)
+        atomic_write_bytes(d / name, data)
         entries.append({"order": order, "name": t.name, "occurrence": t.occurrence, "ne": t.ne, "dtype": "f32",
                         "file": name, "nbytes": len(data), "sha256": hashlib.sha256(data).hexdigest()})
     doc = {"format": FORMAT, "byte_order": "little", **meta, "tensors": entries}
-    _write_atomic(d / MANIFEST, (json.dumps(doc, indent=1) + "\n").encode())
+    atomic_write_bytes(d / MANIFEST, (json.dumps(doc, indent=1) + "\n").encode())
     return d
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 def read_dump(directory) -> tuple[dict, list[TraceTensor]]:

@@ -13,13 +13,12 @@ What matters for identical bytes:
 """
 from __future__ import annotations
 
-import os
 import struct
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
+from .._atomic import atomic_output
 from ..gguf.types import GGUFValueType
 
 ALIGNMENT = 32
@@ -196,19 +195,9 @@ class GGUFOutput:
         data through a temporary file to save memory; here data is always streamed one tensor at a time, so the
         flag changes nothing and the output is the same.)"""
         del use_temp_file
-        path = Path(path)
-        fd, tmp = tempfile.mkstemp(prefix="." + path.name + ".", suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                for chunk in self.chunks(streamed, vocab_only):
-                    f.write(chunk)
-            os.replace(tmp, path)
-        except BaseException:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
-            raise
+        with atomic_output(path) as f:
+            for chunk in self.chunks(streamed, vocab_only):
+                f.write(chunk)
 
 
 _TYPE_NAMES = {0: "F32", 1: "F16", 8: "Q8_0", 30: "BF16", 34: "TQ1_0", 35: "TQ2_0"}

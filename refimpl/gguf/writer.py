@@ -20,13 +20,12 @@ from __future__ import annotations
 
 import os
 import struct
-import tempfile
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
 
+from .._atomic import atomic_output
 from .types import (DTYPE_TO_GGML, EXPERIMENTAL_KEYS, VALUE_TYPE_DTYPE, GGMLType, GGUFValueType, ggml_type,
                     is_experimental_id)
 from .values import GGUFValue, StringArray, encode_str
@@ -252,25 +251,14 @@ def write(path: str | os.PathLike, metadata: Mapping[str, Any] | None = None, te
     planned = [_plan_tensor(name, t) for name, t in _iter_tensors(tensors)]
     values = _describe_experimental_types(values, planned)
 
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix="." + path.name + ".", suffix=".tmp", dir=path.parent or ".")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            written = _write_meta(f, values, planned, alignment, version)
-            for p in planned:
-                data = _tensor_bytes(p)
-                for s in range(0, data.size, _CHUNK):
-                    f.write(memoryview(data[s:s + _CHUNK]))
-                written += data.size
-                written += _write_zeros(f, -written % alignment)
-            f.flush()
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    with atomic_output(path) as f:
+        written = _write_meta(f, values, planned, alignment, version)
+        for p in planned:
+            data = _tensor_bytes(p)
+            for s in range(0, data.size, _CHUNK):
+                f.write(memoryview(data[s:s + _CHUNK]))
+            written += data.size
+            written += _write_zeros(f, -written % alignment)
 
 
 def _describe_experimental_types(values: dict[str, GGUFValue], planned: list[_Planned]) -> dict[str, GGUFValue]:

@@ -1,12 +1,10 @@
 """What perplexity, KL-divergence and imatrix share: opening the model, reading and tokenizing the text, the chunk
-layout and the evaluation of one chunk, C-style number formatting, atomic output files."""
+layout and the evaluation of one chunk, C-style number formatting."""
 from __future__ import annotations
 
 import math
 import os
 import struct
-import tempfile
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -113,28 +111,6 @@ def cdiv(a: float, b: float) -> float:
 def csqrt(x: float) -> float:
     with np.errstate(all="ignore"):
         return float(np.sqrt(np.float64(x)))
-
-
-# ----------------------------------------------------------------------------------------------- output files
-@contextmanager
-def atomic_output(path):
-    """A binary file object for ``path`` written under a temporary name in the same folder and renamed into place
-    only when the block succeeds: an error or Ctrl-C never leaves a half-written file."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
-    try:
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)            # the mode a plain open() would give (mkstemp makes it 0600)
-        with os.fdopen(fd, "wb") as f:
-            yield f
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
 
 
 def pack_i32(*values: int) -> bytes:

@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import logprobs
-from ._common import (atomic_output, batch_layout, cdiv, cfmt, csqrt, eval_chunk, open_model, pack_i32,
+from .._atomic import atomic_output
+from ._common import (batch_layout, cdiv, cfmt, csqrt, eval_chunk, open_model, pack_i32,
                       read_text_file, tokenize)
 
 LOGITS_MAGIC = b"_logits_"

@@ -15,15 +15,13 @@ from __future__ import annotations
 
 import os
 import re
-import struct
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
+from .._atomic import atomic_output
 from .ftypes import Ftype, resolve_ftype, parse_ggml_type, LLAMA_FTYPE_GUESSED, GUESS_FROM_TENSOR_TYPE
 from . import mix
 
@@ -550,12 +548,10 @@ def _write(plan: _Plan, dst: str, nthread: int, progress: bool, emit) -> None:
     header = meta_bytes(plan.metadata,
                         [(tp.name, Tensor(tp.new_type, tuple(reversed(tp.ne)), None)) for tp in plan.tensors],
                         alignment=GGUF_DEFAULT_ALIGNMENT)
-    path = Path(dst)
-    fd, tmp = tempfile.mkstemp(prefix="." + path.name + ".", suffix=".tmp", dir=str(path.parent or "."))
     bar = _progress_bar(len(plan.tensors), progress)
     pool = None
     try:
-        with os.fdopen(fd, "wb") as out:
+        with atomic_output(dst) as out:
             out.write(header)
             tasks = _tasks(plan)
             n_convert = sum(tp.source.n_elements for tp in plan.tensors if tp.convert)
@@ -581,31 +577,16 @@ def _write(plan: _Plan, dst: str, nthread: int, progress: bool, emit) -> None:
                     emit(_tensor_line(i, plan.n_tensors_in, tp))
                 if bar is not None:
                     bar.update(1)
-        if pool is not None:
-            pool.close()
-            pool.join()
-            pool = None
-        _default_mode(tmp)
-        os.replace(tmp, dst)
-    except BaseException:
-        if pool is not None:
+            if pool is not None:
+                pool.close()
+                pool.join()
+                pool = None
+    finally:
+        if pool is not None:            # an error or Ctrl-C: stop the workers (the temp file is already gone)
             pool.terminate()
             pool.join()
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    finally:
         if bar is not None:
             bar.close()
-
-
-def _default_mode(path: str) -> None:
-    """mkstemp makes 0600 files; a model written by llama-quantize (std::ofstream) gets 0666 less the umask."""
-    mask = os.umask(0)
-    os.umask(mask)
-    os.chmod(path, 0o666 & ~mask)
 
 
 def _progress_bar(n: int, enabled: bool):
