@@ -50,3 +50,17 @@ def test_matmul_vec_dot_path_uses_matvec_with_the_reference_bits(name):
     finally:
         quant.set_kernels("fast")
     assert_bits_equal(fast, ref, f"{name} matmul vec_dot path")
+
+
+@pytest.mark.parametrize("name", ["Q8_0", "Q4_K"])
+def test_matmul_group_gives_each_matrix_its_own_bits(name):
+    from refimpl.kernels.drivers import matmul_group
+    rng = np.random.default_rng(3)
+    mats = [quant.WeightMatrix(quant.quantize(rng.standard_normal((rows, 256)).astype(np.float32), name), name)
+            for rows in (40, 8, 24)]
+    acts = rng.standard_normal((2, 256)).astype(np.float32)
+    outs = matmul_group(mats, acts)
+    assert outs is not None and len(outs) == 3
+    for m, out in zip(mats, outs):
+        assert_bits_equal(out, m.matmul(acts), f"{name} group output")
+    assert matmul_group(mats, rng.standard_normal((8, 256)).astype(np.float32)) is None   # a prompt: intdot path

@@ -99,6 +99,74 @@ def quantize_and_multiply(convert, rows, pack=None):
     return _cached(("quantize_and_multiply", convert, rows, pack), make)
 
 
+def matmul_group_rows(vec_dot, make_work=None):
+    """``matmul_rows`` over several weight matrices of one format in one parallel region: ``(n, w_tuple, x_blocks,
+    out_tuple)``, out_tuple[m][t, r] = vec_dot(n, w_tuple[m][r], x_blocks[t]).  Each output is still one thread's
+    start-to-end sum, so the bits are those of separate calls; one region instead of several saves a thread
+    hand-off per matrix (decode steps of small models are made of such hand-offs)."""
+    def make():
+        if make_work is None:
+            @cached_closure(parallel=True)
+            def matmul_group_rows(n, ws, x_blocks, outs):
+                for c in prange(len(ws) * _MAX_CHUNKS):
+                    w, out = ws[c // _MAX_CHUNKS], outs[c // _MAX_CHUNKS]
+                    per = (w.shape[0] + _MAX_CHUNKS - 1) // _MAX_CHUNKS
+                    r0 = (c % _MAX_CHUNKS) * per
+                    for r in range(r0, min(w.shape[0], r0 + per)):
+                        for t in range(x_blocks.shape[0]):
+                            out[t, r] = vec_dot(n, w[r], x_blocks[t])
+        else:
+            @cached_closure(parallel=True)
+            def matmul_group_rows(n, ws, x_blocks, outs):
+                for c in prange(len(ws) * _MAX_CHUNKS):
+                    w, out = ws[c // _MAX_CHUNKS], outs[c // _MAX_CHUNKS]
+                    per = (w.shape[0] + _MAX_CHUNKS - 1) // _MAX_CHUNKS
+                    r0 = (c % _MAX_CHUNKS) * per
+                    if r0 < w.shape[0]:
+                        work = make_work(n)
+                        for r in range(r0, min(w.shape[0], r0 + per)):
+                            for t in range(x_blocks.shape[0]):
+                                out[t, r] = vec_dot(n, w[r], x_blocks[t], work)
+        return matmul_group_rows
+    return _cached(("matmul_group", vec_dot, make_work), make)
+
+
+def _group_parts(fmt, vfmt):
+    key = ("group", id(fmt), id(vfmt))
+    hit = _DRIVERS.get(key)
+    if hit is not None and hit[0] is fmt and hit[1] is vfmt:
+        return hit[2]
+    fk = fast_kernels(fmt.name)
+    pack = None
+    if fk is not None and fk.matvec is not None:
+        rows, pack = matmul_group_rows(fk.matvec, fk.make_work), fk.pack_acts
+    elif fk is not None and fk.vec_dot_work is not None:
+        rows = matmul_group_rows(fk.vec_dot_work, fk.make_work)
+    else:
+        rows = matmul_group_rows(fast_op(fmt, "vec_dot"))
+    convert = convert_rows(activation_converter(vfmt))
+    parts = quantize_and_multiply(convert, rows, pack)
+    _DRIVERS[key] = (fmt, vfmt, parts)
+    return parts
+
+
+def matmul_group(matrices, x2: np.ndarray):
+    """The outputs of several WeightMatrix of one format and row length on the same few activation rows (the
+    vec_dot path: fewer than INTDOT_MIN_TOKENS rows, no prepared weights), in one compiled call; None when the
+    matrices do not qualify (the caller then multiplies them one by one: same bits)."""
+    first = matrices[0]
+    fmt, vfmt, n = first.fmt, first.vfmt, first.n
+    if (vfmt is None or x2.shape[0] >= INTDOT_MIN_TOKENS or x2.shape[1] != n or x2.dtype != np.float32
+            or not x2.flags.c_contiguous
+            or any(m.fmt is not fmt or m.n != n or m.prepared is not None for m in matrices)):
+        return None
+    xq = np.zeros((x2.shape[0], vfmt.row_size(n)), dtype=np.uint8)
+    xb = xq.reshape(-1).view(vfmt.block_dtype).reshape(x2.shape[0], -1)
+    outs = tuple(np.empty((x2.shape[0], m.blocks.shape[0]), dtype=np.float32) for m in matrices)
+    _group_parts(fmt, vfmt)(x2, xb, n, tuple(m.blocks for m in matrices), outs)
+    return list(outs)
+
+
 def fast_op(fmt, op: str):
     """The fast kernel of operation ``op`` of ``fmt`` if the fast layer has one, else the reference's."""
     fk = fast_kernels(fmt.name)

@@ -44,11 +44,14 @@ class Weight:
     def n_rows(self) -> int:
         return int(np.prod(self.shape[:-1])) if len(self.shape) > 1 else 1
 
-    def mm(self, x: np.ndarray) -> np.ndarray:
-        """ggml_mul_mat(W, x): x (n_tokens, n_cols) -> (n_tokens, n_rows)."""
+    def matrix(self) -> quant.WeightMatrix:
         if self._matrix is None:                # bound on first use: type, block view and kernels resolved once
             self._matrix = quant.WeightMatrix(self.raw.reshape(self.n_rows, -1), self.qtype)
-        return self._matrix.matmul(x)
+        return self._matrix
+
+    def mm(self, x: np.ndarray) -> np.ndarray:
+        """ggml_mul_mat(W, x): x (n_tokens, n_cols) -> (n_tokens, n_rows)."""
+        return self.matrix().matmul(x)
 
     def rows(self, ids) -> np.ndarray:
         """ggml_get_rows: the dequantized rows ``ids`` (float32 (len(ids), n_cols))."""
@@ -62,6 +65,18 @@ class Weight:
     def floats(self) -> np.ndarray:
         """The whole tensor as float32 (for small vectors: norm weights, biases, rope factors)."""
         return quant.dequantize(np.ascontiguousarray(self.raw), self.qtype).reshape(self.shape)
+
+
+def mm_many(weights, x: np.ndarray) -> list:
+    """``[w.mm(x) for w in weights]``: on the fast layer's decode path (a few tokens, weights of one type), one
+    compiled call for all of them (refimpl.kernels.drivers.matmul_group: one thread hand-off instead of one per
+    matrix).  Each output is computed exactly as by its own ``mm``."""
+    if len(weights) > 1 and quant.get_kernels() == "fast" and x.ndim == 2:
+        from ..kernels.drivers import matmul_group
+        outs = matmul_group([w.matrix() for w in weights], x)
+        if outs is not None:
+            return outs
+    return [w.mm(x) for w in weights]
 
 
 class ModelFile:
@@ -308,8 +323,9 @@ class Model:
             out = {name: a.reshape(shapes[name]) for name, a in out.items()}          # ggml_view_3d
         else:
             out = {}
-            for name, w, b in (("Qcur", layer.wq, layer.bq), ("Kcur", layer.wk, layer.bk), ("Vcur", layer.wv, layer.bv)):
-                a = w.mm(cur)
+            projections = (("Qcur", layer.wq, layer.bq), ("Kcur", layer.wk, layer.bk), ("Vcur", layer.wv, layer.bv))
+            products = mm_many([w for _, w, _ in projections], cur)
+            for (name, w, b), a in zip(projections, products):
                 if self.tracing:
                     self.emit(name, il, a)
                 if b is not None:
@@ -398,8 +414,9 @@ class Model:
     # ------------------------------------------------------------------------------------------- feed-forward
     def feed_forward(self, il: int, layer: Layer, cur: np.ndarray) -> np.ndarray:
         """build_ffn with a parallel gate (LLM_FFN_SILU, LLM_FFN_PAR): down(silu(gate(x)) * up(x)), + biases."""
-        up = self._linear(layer.ffn_up, layer.ffn_up_b, cur, "ffn_up", il)
-        gate = self._linear(layer.ffn_gate, layer.ffn_gate_b, cur, "ffn_gate", il)
+        up, gate = mm_many([layer.ffn_up, layer.ffn_gate], cur)
+        up = self._linear(layer.ffn_up, layer.ffn_up_b, cur, "ffn_up", il, product=up)
+        gate = self._linear(layer.ffn_gate, layer.ffn_gate_b, cur, "ffn_gate", il, product=gate)
         cur = swiglu(gate, up)                                  # ggml_swiglu_split
         if self.tracing:
             self.emit("ffn_swiglu", il, cur)
@@ -414,9 +431,10 @@ class Model:
             cur = cur + layer.ffn_down_b
         return cur
 
-    def _linear(self, w: Weight, b, cur: np.ndarray, name: str, il: int) -> np.ndarray:
-        # build_lora_mm (+ ggml_add of the bias), traced as build_ffn names them: "name", then "name_b"
-        out = w.mm(cur)
+    def _linear(self, w: Weight, b, cur: np.ndarray, name: str, il: int, product=None) -> np.ndarray:
+        # build_lora_mm (+ ggml_add of the bias), traced as build_ffn names them: "name", then "name_b";
+        # ``product``: w.mm(cur) already computed (with others, by mm_many)
+        out = w.mm(cur) if product is None else product
         if self.tracing:
             self.emit(name, il, out)
         if b is not None:
