@@ -155,3 +155,21 @@ def test_bad_input(vectors, tmp_path):
     p = kit("export", other, "--families", "gguf", "--quick")
     assert p.returncode == 2 and (other / "keep.txt").read_text() == "mine"
     assert [x.name for x in tmp_path.iterdir() if x.name.startswith(".other")] == []
+
+
+def test_trace_family_is_llama_cpp_trace_in_dump_layout(tmp_path):
+    """The per-op family: one case per golden/trace model, in refimpl.trace's dump layout, each tensor the golden's
+    bits (read back with refimpl.trace.read_dump, the reader `--compare` uses)."""
+    from refimpl import trace as tracing
+
+    d = tmp_path / "v"
+    kit("export", d, "--families", "trace", check=True)
+    m = json.loads((d / "manifest.json").read_text())
+    index = json.loads((GOLDEN / "trace" / "index.json").read_text())
+    assert sorted(c["id"] for c in m["cases"]) == sorted(f"trace/{n}" for n in index["models"])
+    for name in index["models"]:
+        _, ours = tracing.read_dump(d / "trace" / name)
+        _, theirs = tracing.read_golden(GOLDEN, name)
+        assert [(t.name, t.occurrence) for t in ours] == [(t.name, t.occurrence) for t in theirs]
+        for a, b in zip(ours, theirs):
+            assert np.asarray(a.array, "<f4").tobytes() == np.asarray(b.array, "<f4").tobytes(), (name, a.name)
