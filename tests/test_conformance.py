@@ -148,6 +148,12 @@ def test_bad_input(vectors, tmp_path):
     # an impl that answers nothing: everything unsupported, exit 0 (nothing failed), summary says so
     p = kit("run", "--vectors", vectors, "--types", "Q4_0", "--ops", "dequantize,quantize", "--impl", "false")
     assert p.returncode == 0 and "0 pass, 0 fail, 2 unsupported" in p.stdout
+    # an impl that answers with a file of the wrong size: a failure (malformed output), not "unsupported"
+    short = tmp_path / "short.py"
+    short.write_text("import sys\nopen(sys.argv[-1], 'wb').write(b'abc')\n")
+    p = kit("run", "--vectors", vectors, "--types", "Q4_0", "--ops", "dequantize", "--impl",
+            f"{sys.executable} {short}")
+    assert p.returncode == 1 and "malformed" in p.stdout and "FAIL" in p.stdout
     # export refuses to replace a directory that is not a vectors directory, and leaves it alone
     other = tmp_path / "other"
     other.mkdir()

@@ -68,6 +68,12 @@ class Outcome:
                 "first_failure": self.first_failure, "report": self.report}
 
 
+@dataclass
+class Malformed:
+    """An answer that does not follow the protocol (wrong size, unparsable JSON lines)."""
+    reason: str
+
+
 class Impl:
     """The external program: ``call(args)`` -> (ok, detail)."""
 
@@ -140,6 +146,17 @@ class Runner:
                 self._account(outcome, case, True, "", [res], check)
 
     def _account(self, outcome, case, ok, detail, results, check):
+        if isinstance(results, Malformed):
+            # exit 0 and an output file, but not the size the protocol defines: a wrong answer, not a refusal
+            outcome.n_fail += 1
+            kind = "malformed output"
+            outcome.kinds[kind] = outcome.kinds.get(kind, 0) + 1
+            line = f"{case['id']}: the output file is malformed: {results.reason}"
+            outcome.examples.setdefault(kind, line)
+            outcome.failed.append([case["id"], kind])
+            if outcome.first_failure is None:
+                outcome.first_failure_case, outcome.first_failure, outcome.report = case["id"], line, [line]
+            return
         if not ok:
             outcome.n_unsupported += 1
             if not outcome.unsupported_detail:
@@ -170,8 +187,8 @@ class Runner:
         data = out.read_bytes()
         try:
             return True, "", split(data)
-        except ValueError as e:
-            return False, f"output unusable: {e}", None
+        except (ValueError, UnicodeDecodeError) as e:
+            return False, "malformed output", Malformed(str(e))
 
     # -- dequantize ---------------------------------------------------------------------------------------------
     def _build_dequantize(self, type_name, group):
