@@ -221,16 +221,23 @@ def _vec_dot_q5_K(n, x, y, work):
 def _q45_K_weight_ints_kernel(qs, qh, scales, out):
     # out (nb, 9, rows, 32): groups 0-7 = lane l, element 4j + k = scale_j * a[32j + 8k + l];
     # group 8 = mins_j at element j (8 of 32, the rest stay 0).  qh is (rows, nb, 0) for Q4_K.
+    # Each group's 32 elements are written in a row (lane outermost), not 8 groups at a time: 2x faster.
     a = np.zeros(QK_K, np.int8)
+    sc = np.zeros(QK_K // 32, np.int32)
+    mn = np.zeros(QK_K // 32, np.int32)
     for r in range(qs.shape[0]):
         for i in range(qs.shape[1]):
             _q45_K_levels(qs[r, i], qh[r, i], a)
             for j in range(QK_K // 32):
-                sc, m = get_scale_min_k4(j, scales[r, i])
-                for k in range(4):
-                    for l in range(8):
-                        out[i, l, r, 4 * j + k] = f32(sc * a[32 * j + 8 * k + l])
-                out[i, 8, r, j] = f32(m)
+                sc[j], mn[j] = get_scale_min_k4(j, scales[r, i])
+            for l in range(8):
+                lane = out[i, l, r]
+                for j in range(QK_K // 32):
+                    for k in range(4):
+                        lane[4 * j + k] = f32(sc[j] * np.int32(a[32 * j + 8 * k + l]))
+            mins = out[i, 8, r]
+            for j in range(QK_K // 32):
+                mins[j] = f32(mn[j])
 
 
 def _q45_K_weight_ints(blocks):
@@ -362,15 +369,17 @@ def matvec_q6_K(n, x, y, work):
 
 @njit(nogil=True)
 def _q6_K_weight_ints_kernel(ql, qh, scales, out):
+    # each group's 32 elements written in a row (lane outermost), as in _q45_K_weight_ints_kernel
     a = np.zeros(QK_K, np.int8)
     for r in range(ql.shape[0]):
         for i in range(ql.shape[1]):
             _q6_K_levels(ql[r, i], qh[r, i], a)
-            for j in range(QK_K // 16):
-                sc = np.int32(scales[r, i, j])
-                for k in range(2):
-                    for l in range(8):
-                        out[i, l, r, 2 * j + k] = f32(sc * a[16 * j + 8 * k + l])
+            sc = scales[r, i]
+            for l in range(8):
+                lane = out[i, l, r]
+                for j in range(QK_K // 16):
+                    for k in range(2):
+                        lane[2 * j + k] = f32(np.int32(sc[j]) * np.int32(a[16 * j + 8 * k + l]))
 
 
 def _q6_K_weight_ints(blocks):
