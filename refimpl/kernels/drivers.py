@@ -131,23 +131,34 @@ def matmul_group_rows(vec_dot, make_work=None):
     return _cached(("matmul_group", vec_dot, make_work), make)
 
 
-def _group_parts(fmt, vfmt):
-    key = ("group", id(fmt), id(vfmt))
+def _format_parts(kind: str, fmt, vfmt, build):
+    """``build(fmt, vfmt)`` once per (kind, weight format, activation format), looked up by identity (quant.matmul
+    makes a runner per call, and hashing a frozen QuantFormat hashes every field)."""
+    key = (kind, id(fmt), id(vfmt))
     hit = _DRIVERS.get(key)
     if hit is not None and hit[0] is fmt and hit[1] is vfmt:
         return hit[2]
-    fk = fast_kernels(fmt.name)
-    pack = None
-    if fk is not None and fk.matvec is not None:
-        rows, pack = matmul_group_rows(fk.matvec, fk.make_work), fk.pack_acts
-    elif fk is not None and fk.vec_dot_work is not None:
-        rows = matmul_group_rows(fk.vec_dot_work, fk.make_work)
-    else:
-        rows = matmul_group_rows(fast_op(fmt, "vec_dot"))
-    convert = convert_rows(activation_converter(vfmt))
-    parts = quantize_and_multiply(convert, rows, pack)
+    parts = build(fmt, vfmt)
     _DRIVERS[key] = (fmt, vfmt, parts)
     return parts
+
+
+def _rows_driver(fmt, make_rows):
+    """The row driver ``make_rows`` builds over the format's fastest dot product — a matvec on packed activations,
+    the vec_dot with caller-made scratch, or the plain vec_dot — with the activation packer it needs (or None)."""
+    fk = fast_kernels(fmt.name)
+    if fk is not None and fk.matvec is not None:
+        return make_rows(fk.matvec, fk.make_work), fk.pack_acts
+    if fk is not None and fk.vec_dot_work is not None:
+        return make_rows(fk.vec_dot_work, fk.make_work), None
+    return make_rows(fast_op(fmt, "vec_dot")), None
+
+
+def _group_parts(fmt, vfmt):
+    def build(fmt, vfmt):
+        rows, pack = _rows_driver(fmt, matmul_group_rows)
+        return quantize_and_multiply(convert_rows(activation_converter(vfmt)), rows, pack)
+    return _format_parts("group", fmt, vfmt, build)
 
 
 def matmul_group(matrices, x2: np.ndarray):
@@ -196,24 +207,11 @@ def prepare(blocks: np.ndarray, fmt) -> intdot.PreparedWeights | None:
 
 
 def _runner_parts(fmt, vfmt):
-    # the compiled drivers of one weight format, looked up once per format (quant.matmul makes a runner per call)
-    # keyed by identity (hashing a frozen dataclass hashes every field)
-    key = ("runner", id(fmt), id(vfmt))
-    hit = _DRIVERS.get(key)
-    if hit is not None and hit[0] is fmt and hit[1] is vfmt:
-        return hit[2]
-    fk = fast_kernels(fmt.name)
-    pack = None
-    if fk is not None and fk.matvec is not None:
-        rows, pack = matmul_rows(fk.matvec, fk.make_work), fk.pack_acts
-    elif fk is not None and fk.vec_dot_work is not None:
-        rows = matmul_rows(fk.vec_dot_work, fk.make_work)
-    else:
-        rows = matmul_rows(fast_op(fmt, "vec_dot"))
-    convert = convert_rows(activation_converter(vfmt))
-    parts = (convert, quantize_and_multiply(convert, rows, pack), fk.intdot if fk is not None else None)
-    _DRIVERS[key] = (fmt, vfmt, parts)
-    return parts
+    def build(fmt, vfmt):
+        rows, pack = _rows_driver(fmt, matmul_rows)
+        convert = convert_rows(activation_converter(vfmt))
+        return convert, quantize_and_multiply(convert, rows, pack), intdot_of(fmt)
+    return _format_parts("runner", fmt, vfmt, build)
 
 
 class FastRunner:
