@@ -5,8 +5,9 @@ row, then one ``vec_dot`` per output.  The fast runner computes the same outputs
 thread in the C's order, so the result does not depend on the thread count:
 
 * the **vec_dot path**: one numba call per matmul that quantizes the activations and runs every (row, token) dot
-  product in parallel over rows, with the format's ``matvec`` kernel on activations it packs once per call
-  (FastKernels.pack_acts), else its fast ``vec_dot`` (or its reference one when it has none);
+  product in parallel over rows, with the format's row dot (refimpl.kernels.rowdot: several rows per call) where
+  it has one, else its ``matvec`` kernel on activations it packs once per call (FastKernels.pack_acts), else its
+  fast ``vec_dot`` (or its reference one when it has none);
 * the **intdot path** (refimpl.kernels.intdot): the integer part of all dot products by float32 BLAS, the float
   part replayed in the C's order; taken when the weights were ``prepare``d or when there are at least
   ``INTDOT_MIN_TOKENS`` tokens (enough to pay for expanding the weights on the fly).
@@ -19,7 +20,9 @@ from numba import prange
 
 from . import get as fast_kernels
 from . import intdot
+from .._jit import njit
 from .jitcache import cached_closure
+from .rowdot import ROW_DOTS, ROWS
 
 INTDOT_MIN_TOKENS = 8
 
@@ -78,6 +81,61 @@ def matmul_rows(vec_dot, make_work=None):
                             out[t, r] = vec_dot(n, w_blocks[r], x_blocks[t], work)
         return matmul_rows
     return _cached(("matmul", vec_dot, make_work), make)
+
+
+@njit(inline="always")
+def _row_chunks(rows):
+    # chunks of whole ROWS-row groups, at most _MAX_CHUNKS of them (one when there are no rows)
+    n_chunks = max(1, min(_MAX_CHUNKS, (rows + ROWS - 1) // ROWS))
+    per = ((rows + n_chunks - 1) // n_chunks + ROWS - 1) // ROWS * ROWS
+    return n_chunks, per
+
+
+def matmul_row_dots(dot_rows, dot_row):
+    """``matmul_rows`` over a row dot (refimpl.kernels.rowdot): ``dot_rows`` computes ROWS outputs per call,
+    ``dot_row`` the last rows of a chunk; each output is still one row's dot product start to end."""
+    def make():
+        @cached_closure(parallel=True)
+        def matmul_row_dots(n, w_blocks, x_blocks, out):
+            rows = w_blocks.shape[0]
+            n_chunks, per = _row_chunks(rows)
+            for c in prange(n_chunks):
+                end = min(rows, c * per + per)
+                for t in range(x_blocks.shape[0]):
+                    r = c * per
+                    while r + ROWS <= end:
+                        dot_rows(w_blocks, r, x_blocks[t], out[t])
+                        r += ROWS
+                    while r < end:
+                        dot_row(w_blocks, r, x_blocks[t], out[t])
+                        r += 1
+        return matmul_row_dots
+    return _cached(("matmul_row_dots", dot_rows, dot_row), make)
+
+
+def matmul_group_row_dots(dot_rows, dot_row):
+    """``matmul_row_dots`` over several weight matrices of one format in one parallel region (as
+    matmul_group_rows)."""
+    def make():
+        @cached_closure(parallel=True)
+        def matmul_group_row_dots(n, ws, x_blocks, outs):
+            for c in prange(len(ws) * _MAX_CHUNKS):
+                w, out = ws[c // _MAX_CHUNKS], outs[c // _MAX_CHUNKS]
+                rows = w.shape[0]
+                n_chunks, per = _row_chunks(rows)
+                k = c % _MAX_CHUNKS
+                if k < n_chunks:
+                    end = min(rows, k * per + per)
+                    for t in range(x_blocks.shape[0]):
+                        r = k * per
+                        while r + ROWS <= end:
+                            dot_rows(w, r, x_blocks[t], out[t])
+                            r += ROWS
+                        while r < end:
+                            dot_row(w, r, x_blocks[t], out[t])
+                            r += 1
+        return matmul_group_row_dots
+    return _cached(("matmul_group_row_dots", dot_rows, dot_row), make)
 
 
 def quantize_and_multiply(convert, rows, pack=None):
@@ -143,10 +201,13 @@ def _format_parts(kind: str, fmt, vfmt, build):
     return parts
 
 
-def _rows_driver(fmt, make_rows):
-    """The row driver ``make_rows`` builds over the format's fastest dot product — a matvec on packed activations,
-    the vec_dot with caller-made scratch, or the plain vec_dot — with the activation packer it needs (or None)."""
+def _rows_driver(fmt, make_rows, make_row_dots):
+    """The row driver over the format's fastest dot product — ``make_row_dots`` over its row dot (several rows per
+    call), else ``make_rows`` over a matvec on packed activations, the vec_dot with caller-made scratch, or the
+    plain vec_dot — with the activation packer it needs (or None)."""
     fk = fast_kernels(fmt.name)
+    if fk is not None and fmt.name in ROW_DOTS:
+        return make_row_dots(*ROW_DOTS[fmt.name]), fk.pack_acts
     if fk is not None and fk.matvec is not None:
         return make_rows(fk.matvec, fk.make_work), fk.pack_acts
     if fk is not None and fk.vec_dot_work is not None:
@@ -156,7 +217,7 @@ def _rows_driver(fmt, make_rows):
 
 def _group_parts(fmt, vfmt):
     def build(fmt, vfmt):
-        rows, pack = _rows_driver(fmt, matmul_group_rows)
+        rows, pack = _rows_driver(fmt, matmul_group_rows, matmul_group_row_dots)
         return quantize_and_multiply(convert_rows(activation_converter(vfmt)), rows, pack)
     return _format_parts("group", fmt, vfmt, build)
 
@@ -208,7 +269,7 @@ def prepare(blocks: np.ndarray, fmt) -> intdot.PreparedWeights | None:
 
 def _runner_parts(fmt, vfmt):
     def build(fmt, vfmt):
-        rows, pack = _rows_driver(fmt, matmul_rows)
+        rows, pack = _rows_driver(fmt, matmul_rows, matmul_row_dots)
         convert = convert_rows(activation_converter(vfmt))
         return convert, quantize_and_multiply(convert, rows, pack), intdot_of(fmt)
     return _format_parts("runner", fmt, vfmt, build)

@@ -1,0 +1,365 @@
+"""Row dots: the decode path's matvec, ``ROWS`` weight rows against one token per call, in one LLVM loop.
+
+A decode step multiplies every weight matrix by one activation row; a 768-wide Q4_K row is only 3 super-blocks, so
+a kernel that computes one row per call (refimpl.kernels.kquants.matvec_q4_K) spends as much time starting and
+finishing rows (scratch arrays, the structured views of each block, the software F16 conversion, the final sum) as
+on the weights.  Here one compiled loop walks the blocks of ``ROWS`` rows side by side:
+
+* the activations' block (its levels, bsums, scale) is loaded once for all rows;
+* each row's running sums live in registers: the eight float lanes of the K-quants as one <8 x float>, the block
+  sums of the legacy formats as one float;
+* the integer part is the same vector steps as refimpl.kernels.lanes (pmaddubsw/pmaddwd; the per-block sums of
+  several rows reduced together, a transpose-and-add tree instead of one horizontal sum each);
+* the F16 scales are widened by the hardware (F16C ``vcvtph2ps``: exact, NaN payloads kept and quieted, the same
+  bits as ggml_compute_fp16_to_fp32; tests/test_kernels_rowdot.py checks all 65536 halves);
+* the float part of every row is its reference's operations in its reference's order, NaN-first where the
+  reference says add_nan_first/mul_nan_first (a select on the first operand, as refimpl.kernels.lanes does).
+
+So every output is bit for bit the reference's vec_dot of that row, whatever the number of rows per call or of
+threads.  Each format names the reference it equals in ``ROW_DOTS`` below; tests/test_kernels_rowdot.py compares
+them on random and hostile blocks.  Only on x86 hosts with AVX2 and F16C (the integer steps are x86 intrinsics);
+elsewhere ``ROW_DOTS`` is empty and the drivers use the per-row kernels.
+
+Reading order: _Format, _q4_K_block (the pattern), _make_row_dot (the loop around it), ROW_DOTS; the drivers are
+refimpl.kernels.drivers.matmul_row_dots / matmul_group_row_dots.
+"""
+from __future__ import annotations
+
+from .._jit import JIT_DISABLED
+from .lanes import HOST_AVX2, _host_has
+
+ROWS = 4            # rows per call: 2 measured slower, 8 no faster (Q4_K, 768..4096 wide, one thread)
+
+# what the intrinsics below need from the host (numba compiles for the host CPU)
+AVAILABLE = (not JIT_DISABLED) and HOST_AVX2 and _host_has("f16c")
+
+ROW_DOTS: dict = {}     # ggml type name -> (dot of ROWS rows, dot of 1 row)
+
+if AVAILABLE:
+    from llvmlite import ir
+    from numba import types
+    from numba.core import cgutils
+    from numba.extending import intrinsic
+
+    from .lanes import _lane_dots, _maddubs, _maddwd, _pair_lane_dots, _splat, _splat_float, _vec
+
+    F32 = ir.FloatType()
+    I8, I16, I32 = ir.IntType(8), ir.IntType(16), ir.IntType(32)
+    F8 = ir.VectorType(F32, 8)
+
+    def _c32(v):
+        return ir.Constant(I32, v)
+
+    def _load(builder, ptr, off, ty):
+        # a value of type ty at byte offset off of ptr (i8*), unaligned
+        return builder.load(builder.bitcast(builder.gep(ptr, [_c32(off)]), ty.as_pointer()), align=1)
+
+    def _f16(builder, ptr, off):
+        # ggml_compute_fp16_to_fp32 of the half at byte offset off: fpext is vcvtph2ps on F16C hosts
+        return builder.fpext(builder.bitcast(_load(builder, ptr, off, I16), ir.HalfType()), F32)
+
+    def _quiet(builder, a):
+        ity = _vec(32, a.type.count) if isinstance(a.type, ir.VectorType) else I32
+        bit = ir.Constant(ity, [0x00400000] * a.type.count) if isinstance(a.type, ir.VectorType) \
+            else ir.Constant(I32, 0x00400000)
+        return builder.bitcast(builder.or_(builder.bitcast(a, ity), bit), a.type)
+
+    def _nan_first(builder, a, result):
+        # refimpl._jit.add_nan_first / mul_nan_first: ``result`` (a op b), unless a is NaN: then a, quieted.  With
+        # at most one NaN operand the hardware op already returns that NaN quieted, whatever the operand order.
+        return builder.select(builder.fcmp_unordered("uno", a, a), _quiet(builder, a), result)
+
+    def _add_nan_first(builder, a, b):
+        return _nan_first(builder, a, builder.fadd(a, b))
+
+    def _mul_nan_first(builder, a, b):
+        return _nan_first(builder, a, builder.fmul(a, b))
+
+    def _row_sums(builder, vecs):
+        """The int32 sums of the <8 x i32> vectors ``vecs`` (4 or 8 of them) as a list: pairs of vectors
+        interleaved and added, three times (a transposition), instead of one horizontal sum per vector.  Integer
+        sums: exact in any order."""
+        n = len(vecs)
+        level = list(vecs)
+        width = 1                                     # lanes that belong to one vector in the current level
+        while len(level) > 1 and width < 8:
+            nxt = []
+            for a, b in zip(level[0::2], level[1::2]):
+                lo, hi = [], []
+                for blk in range(0, 8, 2 * width):
+                    lo += [blk + i for i in range(width)] + [8 + blk + i for i in range(width)]
+                    hi += [blk + width + i for i in range(width)] + [8 + blk + width + i for i in range(width)]
+                nxt.append(builder.add(builder.shuffle_vector(a, b, ir.Constant(_vec(32, 8), lo)),
+                                       builder.shuffle_vector(a, b, ir.Constant(_vec(32, 8), hi))))
+            level = nxt
+            width *= 2
+        v = level[0]
+        # lanes now hold partial sums of vector (lane % n); 8 // n of them per vector remain to add
+        sums = []
+        for k in range(n):
+            s = builder.extract_element(v, _c32(k))
+            for rep in range(1, 8 // n):
+                s = builder.add(s, builder.extract_element(v, _c32(k + n * rep)))
+            sums.append(s)
+        return sums
+
+    def _block_sums(builder, vecs):
+        # one int32 sum per <8 x i32>: the tree for 4 or 8 vectors, else LLVM's horizontal add each
+        if len(vecs) in (4, 8):
+            return _row_sums(builder, vecs)
+        fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(I32, [_vec(32, 8)]),
+                                            "llvm.vector.reduce.add.v8i32")
+        return [builder.call(fn, [v]) for v in vecs]
+
+    def _dot32_i16(builder, a8, b8):
+        # <8 x i32> partial sums of a[j] * b[j], j < 32 (two <32 x i8>, both signed): pmaddwd on the int16 halves
+        # (|a * b| <= 2^14, a pair < 2^15: exact)
+        va, vb = builder.sext(a8, _vec(16)), builder.sext(b8, _vec(16))
+        halves = []
+        for h in range(2):
+            sel = ir.Constant(_vec(32, 16), list(range(16 * h, 16 * h + 16)))
+            halves.append(_maddwd(builder, builder.shuffle_vector(va, va, sel), builder.shuffle_vector(vb, vb, sel)))
+        return builder.add(halves[0], halves[1])
+
+    def _nibbles32(builder, q16):
+        lo = builder.and_(q16, ir.Constant(_vec(8, 16), [15] * 16))
+        hi = builder.lshr(q16, ir.Constant(_vec(8, 16), [4] * 16))
+        return builder.shuffle_vector(lo, hi, ir.Constant(_vec(32), list(range(32))))
+
+    class _Format:
+        """One format's part of the loop: bytes per weight block and activation block, the per-row running state
+        (initial LLVM constants), the shared activation loads, the step of all rows over one block, the final."""
+
+        def __init__(self, wbytes, ybytes, state, load_y, block, final):
+            self.wbytes, self.ybytes = wbytes, ybytes
+            self.state, self.load_y, self.block, self.final = state, load_y, block, final
+
+    # ------------------------------------------------------------------------------------------------- Q4_K
+    # equals refimpl.quant.formats.kquants.vec_dot_q4_K_q8_K (y lane-packed by kquants.pack_q8_K_lanes).
+    # block_q4_K: d f16 @0, dmin f16 @2, scales[12] @4, qs[128] @16; block_q8_K: d f32 @0, qs[256] @4, bsums @260.
+
+    def _q8_K_load(builder, yb):
+        yd = _load(builder, yb, 0, F32)
+        q8 = [_load(builder, yb, 4 + 32 * j, _vec(8)) for j in range(8)]
+        bsums = builder.sext(_load(builder, yb, 260, _vec(16, 16)), _vec(32, 16))
+        return yd, q8, bsums
+
+    def _q4_K_scales_mins(builder, xb):
+        # get_scale_min_k4 of j = 0..7 as ggml's SIMD kernels do it: the kmask1..3 shuffle of three 32-bit words
+        u0, u1, u2 = (_load(builder, xb, 4 + 4 * m, I32) for m in range(3))
+        kmask1, kmask2, kmask3 = _c32(0x3F3F3F3F), _c32(0x0F0F0F0F), _c32(0x03030303)
+        s_lo = builder.and_(u0, kmask1)
+        s_hi = builder.or_(builder.and_(u2, kmask2), builder.shl(builder.and_(builder.lshr(u0, _c32(6)), kmask3), _c32(4)))
+        m_lo = builder.and_(u1, kmask1)
+        m_hi = builder.or_(builder.and_(builder.lshr(u2, _c32(4)), kmask2),
+                           builder.shl(builder.and_(builder.lshr(u1, _c32(6)), kmask3), _c32(4)))
+
+        def bytes8(lo, hi):
+            v = builder.insert_element(ir.Constant(_vec(32, 2), ir.Undefined), lo, _c32(0))
+            return builder.bitcast(builder.insert_element(v, hi, _c32(1)), _vec(8, 8))
+        return bytes8(s_lo, s_hi), bytes8(m_lo, m_hi)
+
+    def _q4_K_block(builder, xbs, ys, states):
+        yd, q8, bsums = ys
+        reduce16 = cgutils.get_or_insert_function(builder.module, ir.FunctionType(I32, [_vec(32, 16)]),
+                                                  "llvm.vector.reduce.add.v16i32")
+        out = []
+        for xb, (sums, sumf) in zip(xbs, states):
+            scales, mins = _q4_K_scales_mins(builder, xb)
+            # aux32: the eight lanes (refimpl.kernels.lanes.q4_K_block_ints)
+            aux32 = ir.Constant(_vec(32, 8), [0] * 8)
+            for p in range(4):
+                q = _load(builder, xb, 16 + 32 * p, _vec(8))
+                lo = builder.and_(q, ir.Constant(_vec(8), [15] * 32))
+                hi = builder.lshr(q, ir.Constant(_vec(8), [4] * 32))
+                for levels, j in ((lo, 2 * p), (hi, 2 * p + 1)):
+                    sc = builder.zext(builder.extract_element(scales, _c32(j)), I16)
+                    aux32 = builder.add(aux32, _lane_dots(builder, levels, q8[j], _splat(builder, sc, 16, 16)))
+            # sumi = sum over j < 16 of bsums[j] * mins[j / 2]
+            mins16 = builder.zext(builder.shuffle_vector(mins, mins, ir.Constant(_vec(32, 16), [j // 2 for j in range(16)])),
+                                  _vec(32, 16))
+            sumi = builder.call(reduce16, [builder.mul(bsums, mins16)])
+            # the float part, ref._q45_K_step: d = x.d*y.d; sums[l] += d*aux32[l]; dmin = y.d*x.dmin; sumf -= dmin*sumi
+            xd, xdmin = _f16(builder, xb, 0), _f16(builder, xb, 2)
+            d = _mul_nan_first(builder, xd, yd)
+            sums = _add_nan_first(builder, sums, builder.fmul(_splat_float(builder, d, 8), builder.sitofp(aux32, F8)))
+            dmin = _mul_nan_first(builder, yd, xdmin)
+            sumf = builder.fsub(sumf, builder.fmul(dmin, builder.sitofp(sumi, F32)))
+            out.append((sums, sumf))
+        return out
+
+    def _q4_K_final(builder, state):
+        # ref._q4_K_final: sumf += sums[0]; sumf = sums[1] + sumf (gcc commuted it); sumf += sums[2..7]
+        sums, sumf = state
+        lane = [builder.extract_element(sums, _c32(l)) for l in range(8)]
+        acc = _add_nan_first(builder, sumf, lane[0])
+        acc = _add_nan_first(builder, lane[1], acc)
+        for l in range(2, 8):
+            acc = _add_nan_first(builder, acc, lane[l])
+        return acc
+
+    _ZERO8 = ir.Constant(F8, [0.0] * 8)
+    _ZERO = ir.Constant(F32, 0.0)
+
+    # ------------------------------------------------------------------------------------------------- Q6_K
+    # equals refimpl.quant.formats.kquants.vec_dot_q6_K_q8_K (y lane-packed).
+    # block_q6_K: ql[128] @0, qh[64] @128, scales[16] (int8) @192, d f16 @208.
+
+    def _q6_K_block(builder, xbs, ys, states):
+        yd, q8, _ = ys
+
+        def splat8(v):
+            return ir.Constant(_vec(8), [v] * 32)
+        out = []
+        for xb, (sums,) in zip(xbs, states):
+            scales = builder.sext(_load(builder, xb, 192, _vec(8, 16)), _vec(16, 16))
+            aux32 = ir.Constant(_vec(32, 8), [0] * 8)
+            for h in range(2):
+                q4a, q4b = _load(builder, xb, 64 * h, _vec(8)), _load(builder, xb, 64 * h + 32, _vec(8))
+                hh = _load(builder, xb, 128 + 32 * h, _vec(8))
+                groups = (
+                    builder.or_(builder.and_(q4a, splat8(15)), builder.shl(builder.and_(hh, splat8(3)), splat8(4))),
+                    builder.or_(builder.and_(q4b, splat8(15)),
+                                builder.shl(builder.and_(builder.lshr(hh, splat8(2)), splat8(3)), splat8(4))),
+                    builder.or_(builder.lshr(q4a, splat8(4)),
+                                builder.shl(builder.and_(builder.lshr(hh, splat8(4)), splat8(3)), splat8(4))),
+                    builder.or_(builder.lshr(q4b, splat8(4)), builder.shl(builder.lshr(hh, splat8(6)), splat8(4))),
+                )
+                for t, levels in enumerate(groups):
+                    g = 4 * h + t                       # 32 levels: sub-blocks 2g and 2g + 1
+                    pair_scales = builder.shuffle_vector(scales, scales, ir.Constant(_vec(32, 16), [2 * g, 2 * g + 1] * 8))
+                    aux32 = builder.add(aux32, _pair_lane_dots(builder, levels, q8[g], 32, pair_scales))
+            # ref._lanes_step: d = x.d*y.d; sums[l] += d*aux32[l]
+            d = _mul_nan_first(builder, _f16(builder, xb, 208), yd)
+            sums = _add_nan_first(builder, sums, builder.fmul(_splat_float(builder, d, 8), builder.sitofp(aux32, F8)))
+            out.append((sums,))
+        return out
+
+    def _lanes_final(builder, state):
+        # ref._lanes_final: sumf = 0; sumf += sums[l], l = 0..7
+        (sums,) = state
+        acc = _ZERO
+        for l in range(8):
+            acc = _add_nan_first(builder, acc, builder.extract_element(sums, _c32(l)))
+        return acc
+
+    # ------------------------------------------------------------------------------------------------- Q8_0, Q4_0
+    # equal refimpl.quant.formats.legacy.vec_dot_q8_0_q8_0 / vec_dot_q4_0_q8_0 (y Q8_0 in its own order).
+    # block_q8_0: d f16 @0, qs[32] @2; block_q4_0: d f16 @0, qs[16] @2.
+
+    def _q8_0_load(builder, yb):
+        return _f16(builder, yb, 0), _load(builder, yb, 2, _vec(8))
+
+    def _q8_0_block(builder, xbs, ys, states):
+        yd, q8 = ys
+        sumis = _block_sums(builder, [_dot32_i16(builder, _load(builder, xb, 2, _vec(8)), q8) for xb in xbs])
+        out = []
+        for xb, (sumf,), sumi in zip(xbs, states, sumis):
+            # ref._step_q8_0: sumf += sumi*(y.d*x.d)
+            term = builder.fmul(builder.sitofp(sumi, F32), _mul_nan_first(builder, yd, _f16(builder, xb, 0)))
+            out.append((_add_nan_first(builder, sumf, term),))
+        return out
+
+    def _q4_0_block(builder, xbs, ys, states):
+        yd, q8 = ys
+        ones = ir.Constant(_vec(16, 16), [1] * 16)
+        # sum (level - 8) * q8 = pmaddubsw(level, q8) - pmaddubsw(8, q8) (levels in [0, 15]: no saturation)
+        eights = _maddubs(builder, ir.Constant(_vec(8), [8] * 32), q8)
+        vecs = [_maddwd(builder, builder.sub(_maddubs(builder, _nibbles32(builder, _load(builder, xb, 2, _vec(8, 16))), q8),
+                                             eights), ones) for xb in xbs]
+        out = []
+        for xb, (sumf,), sumi in zip(xbs, states, _block_sums(builder, vecs)):
+            # ref._step_q4_0: sumf += sumi*x.d*y.d (left to right)
+            term = _mul_nan_first(builder, builder.fmul(builder.sitofp(sumi, F32), _f16(builder, xb, 0)), yd)
+            out.append((_add_nan_first(builder, sumf, term),))
+        return out
+
+    def _sum_final(builder, state):
+        return state[0]
+
+    # ------------------------------------------------------------------------------------------------- IQ4_XS
+    # equals refimpl.quant.formats.iq4.vec_dot_iq4_xs_q8_K (y Q8_K in its own order).
+    # block_iq4_xs: d f16 @0, scales_h u16 @2, scales_l[4] @4, qs[128] @8.
+
+    _KVALUES = (-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113)
+
+    def _iq4_xs_block(builder, xbs, ys, states):
+        yd, q8, _ = ys
+        pshufb = cgutils.get_or_insert_function(builder.module, ir.FunctionType(_vec(8), [_vec(8), _vec(8)]),
+                                                "llvm.x86.avx2.pshuf.b")
+        table = ir.Constant(_vec(8), [v & 0xFF for v in _KVALUES] * 2)
+        out = []
+        for xb, (sumf,) in zip(xbs, states):
+            vecs = []
+            for ib in range(8):
+                levels = builder.call(pshufb, [table, _nibbles32(builder, _load(builder, xb, 8 + 16 * ib, _vec(8, 16)))])
+                vecs.append(_dot32_i16(builder, levels, q8[ib]))
+            sumis = _block_sums(builder, vecs)
+            d4d8 = _mul_nan_first(builder, _f16(builder, xb, 0), yd)
+            sh = builder.zext(_load(builder, xb, 2, I16), I32)
+            for ib in range(8):
+                # ls = (low 4 bits from scales_l | 2 high bits from scales_h) - 32; term = (d4d8*ls)*sumi
+                low = builder.zext(_load(builder, xb, 4 + ib // 2, I8), I32)
+                low = builder.and_(builder.lshr(low, _c32(4 * (ib % 2))), _c32(0xF))
+                high = builder.and_(builder.lshr(sh, _c32(2 * ib)), _c32(3))
+                ls = builder.sub(builder.or_(low, builder.shl(high, _c32(4))), _c32(32))
+                term = builder.fmul(builder.fmul(d4d8, builder.sitofp(ls, F32)), builder.sitofp(sumis[ib], F32))
+                sumf = _add_nan_first(builder, sumf, term)
+            out.append((sumf,))
+        return out
+
+    def _q8_K_natural_load(builder, yb):
+        return _load(builder, yb, 0, F32), [_load(builder, yb, 4 + 32 * j, _vec(8)) for j in range(8)], None
+
+    _FORMATS = {
+        "Q4_K": _Format(144, 292, (_ZERO8, _ZERO), _q8_K_load, _q4_K_block, _q4_K_final),
+        "Q6_K": _Format(210, 292, (_ZERO8,), _q8_K_load, _q6_K_block, _lanes_final),
+        "Q8_0": _Format(34, 34, (_ZERO,), _q8_0_load, _q8_0_block, _sum_final),
+        "Q4_0": _Format(18, 34, (_ZERO,), _q8_0_load, _q4_0_block, _sum_final),
+        "IQ4_XS": _Format(136, 292, (_ZERO,), _q8_K_natural_load, _iq4_xs_block, _sum_final),
+    }
+
+    def _make_row_dot(name: str, n_rows: int):
+        """An intrinsic ``row_dot(w, r0, y, out)``: out[r0 + k] = vec_dot(n, w[r0 + k], y) for k < n_rows, w the
+        (rows, nb) weight blocks, y one token's (nb,) activation blocks (lane-packed for the K-quants whose
+        FastKernels.pack_acts packs them), out float32; w and y C-contiguous.  The caller keeps r0 + n_rows <= rows."""
+        @intrinsic
+        def row_dot(typingctx, w, r0, y, out):
+            if not (isinstance(w, types.Array) and w.ndim == 2 and w.layout == "C" and isinstance(y, types.Array)
+                    and y.ndim == 1 and y.layout == "C" and isinstance(out, types.Array) and out.dtype == types.float32
+                    and isinstance(r0, types.Integer)):
+                return None
+
+            def codegen(context, builder, sig, args):
+                fmt = _FORMATS[name]
+                warr = context.make_array(sig.args[0])(context, builder, args[0])
+                yarr = context.make_array(sig.args[2])(context, builder, args[2])
+                oarr = context.make_array(sig.args[3])(context, builder, args[3])
+                intp = context.get_value_type(types.intp)
+                r0v = context.cast(builder, args[1], sig.args[1], types.intp)
+                nb = builder.extract_value(warr.shape, 1)
+                stride0 = builder.extract_value(warr.strides, 0)
+                wdata = builder.bitcast(warr.data, I8.as_pointer())
+                ydata = builder.bitcast(yarr.data, I8.as_pointer())
+                rows = [builder.gep(wdata, [builder.mul(builder.add(r0v, ir.Constant(intp, k)), stride0)])
+                        for k in range(n_rows)]
+                slots = [[cgutils.alloca_once_value(builder, v) for v in fmt.state] for _ in range(n_rows)]
+                with cgutils.for_range(builder, nb) as loop:
+                    i = loop.index
+                    ys = fmt.load_y(builder, builder.gep(ydata, [builder.mul(i, ir.Constant(intp, fmt.ybytes))]))
+                    xbs = [builder.gep(row, [builder.mul(i, ir.Constant(intp, fmt.wbytes))]) for row in rows]
+                    states = [tuple(builder.load(s) for s in row_slots) for row_slots in slots]
+                    for row_slots, new in zip(slots, fmt.block(builder, xbs, ys, states)):
+                        for s, v in zip(row_slots, new):
+                            builder.store(v, s)
+                odata = oarr.data
+                for k in range(n_rows):
+                    result = fmt.final(builder, tuple(builder.load(s) for s in slots[k]))
+                    builder.store(result, builder.gep(odata, [builder.add(r0v, ir.Constant(intp, k))]))
+                return context.get_dummy_value()
+
+            return types.void(w, r0, y, out), codegen
+        return row_dot
+
+    for _name in _FORMATS:
+        ROW_DOTS[_name] = (_make_row_dot(_name, ROWS), _make_row_dot(_name, 1))

@@ -1,0 +1,98 @@
+"""The row dots (refimpl.kernels.rowdot: several weight rows per call, the decode path's matvec) give the reference
+vec_dot's bits for every row: random and hostile blocks (NaN/Inf/denormal scales, NaN payloads, extreme levels),
+every F16 scale, row counts that leave a remainder, and through quant.matmul's vec_dot path and matmul_group."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from conftest import assert_bits_equal
+from refimpl import kernels, quant
+from refimpl.kernels import rowdot
+from test_kernels_props import _hostile_blocks
+
+pytestmark = pytest.mark.skipif(not rowdot.AVAILABLE, reason="row dots need an x86 host with AVX2 and F16C "
+                                                               "(elsewhere the per-row kernels run)")
+SETTINGS = settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+NAMES = sorted(rowdot.ROW_DOTS)
+
+
+def _run_row_dots(name, w, y):
+    """Every row of w (rows, nb) against the one-token activations y (nb,), ROWS at a time then one at a time, as
+    the drivers call them; the activations packed as the format's matvec expects."""
+    from numba import njit
+    dot_rows, dot_row = rowdot.ROW_DOTS[name]
+
+    @njit
+    def run(w, y, out):
+        r = 0
+        while r + rowdot.ROWS <= w.shape[0]:
+            dot_rows(w, r, y, out)
+            r += rowdot.ROWS
+        while r < w.shape[0]:
+            dot_row(w, r, y, out)
+            r += 1
+
+    fk = kernels.get(name)
+    packed = y.copy().reshape(1, -1)
+    if fk.pack_acts is not None:
+        fk.pack_acts(packed)
+    out = np.full(w.shape[0], np.nan, np.float32)
+    run(np.ascontiguousarray(w), packed[0], out)
+    return out
+
+
+def test_the_decode_formats_have_row_dots():
+    assert {"Q4_K", "Q6_K", "Q8_0", "Q4_0", "IQ4_XS"} <= set(NAMES)
+
+
+@pytest.mark.parametrize("name", NAMES)
+@SETTINGS
+@given(seed=st.integers(0, 2**32 - 1), n_blocks=st.integers(1, 3), n_rows=st.integers(1, 9),
+       special_rate=st.sampled_from([0.0, 0.3, 1.0]))
+def test_row_dots_equal_reference_vec_dot(name, seed, n_blocks, n_rows, special_rate):
+    fmt = quant.get_type(name)
+    vfmt = quant.get_type(fmt.vec_dot_type)
+    rng = np.random.default_rng(seed)
+    n = n_blocks * fmt.block_size
+    w = _hostile_blocks(fmt, rng, n_rows * n_blocks, special_rate).view(fmt.block_dtype).reshape(n_rows, n_blocks)
+    y_raw = _hostile_blocks(vfmt, rng, n // vfmt.block_size, special_rate)
+    if seed % 4 == 0:           # activations at their extremes: the integer sums' bounds
+        y_raw.view(vfmt.block_dtype)["qs"] = -128 if seed % 8 == 0 else 127
+    y = y_raw.view(vfmt.block_dtype)
+    expected = np.array([fmt.vec_dot(n, w[r], y) for r in range(n_rows)], np.float32)
+    assert_bits_equal(_run_row_dots(name, w, y), expected, f"{name} row dots")
+
+
+@pytest.mark.parametrize("name", ["Q8_0", "Q4_K", "Q6_K"])
+def test_every_f16_scale_widens_as_ggml_does(name):
+    # one row per half value: the row dot's hardware F16 widening against the reference's table, NaN payloads too
+    fmt = quant.get_type(name)
+    vfmt = quant.get_type(fmt.vec_dot_type)
+    rng = np.random.default_rng(1)
+    w = _hostile_blocks(fmt, rng, 65536, 0.0).view(fmt.block_dtype).reshape(65536, 1)
+    w["d"][:, 0] = np.arange(65536, dtype=np.uint16)
+    y = _hostile_blocks(vfmt, rng, fmt.block_size // vfmt.block_size, 0.0).view(vfmt.block_dtype)
+    expected = np.array([fmt.vec_dot(fmt.block_size, w[r], y) for r in range(0, 65536)], np.float32)
+    assert_bits_equal(_run_row_dots(name, w, y), expected, f"{name} row dots, every F16 d")
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_matmul_vec_dot_path_uses_row_dots_with_the_reference_bits(name):
+    rng = np.random.default_rng(7)
+    raw = quant.quantize(rng.standard_normal((43, 768)).astype(np.float32), name)
+    acts = rng.standard_normal((3, 768)).astype(np.float32)
+    from refimpl.kernels.drivers import matmul_group
+    wm = quant.WeightMatrix(raw, name)
+    fast = wm.matmul(acts, path="vec_dot")
+    grouped = matmul_group([wm, quant.WeightMatrix(raw[:5], name)], acts)
+    quant.set_kernels("reference")
+    try:
+        ref = quant.matmul(raw, name, acts)
+    finally:
+        quant.set_kernels("fast")
+    assert_bits_equal(fast, ref, f"{name} matmul vec_dot path")
+    assert_bits_equal(grouped[0], ref, f"{name} matmul_group")
+    assert_bits_equal(grouped[1], ref[:, :5], f"{name} matmul_group, second matrix")
