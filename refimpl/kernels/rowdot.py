@@ -127,12 +127,30 @@ if AVAILABLE:
         return builder.shuffle_vector(lo, hi, ir.Constant(_vec(32), list(range(32))))
 
     class _Format:
-        """One format's part of the loop: bytes per weight block and activation block, the per-row running state
-        (initial LLVM constants), the shared activation loads, the step of all rows over one block, the final."""
+        """One format's part of the loop: bytes per weight block and activation block, the running state of all
+        rows (``state(n_rows)``: a tuple of initial LLVM constants), the activation block's loads (shared by the
+        rows), the step of all rows over one block (``block(builder, row_block_ptrs, y_values, state)`` -> the new
+        state) and the rows' results (``final(builder, state)`` -> one float per row)."""
 
         def __init__(self, wbytes, ybytes, state, load_y, block, final):
             self.wbytes, self.ybytes = wbytes, ybytes
             self.state, self.load_y, self.block, self.final = state, load_y, block, final
+
+    def _per_row(row_state, row_block, row_final):
+        # a format whose rows keep separate states (the K-quants' <8 x float> lanes): its functions over one row's
+        # state (a tuple), flattened into the whole state
+        k = len(row_state)
+
+        def state(n_rows):
+            return tuple(row_state) * n_rows
+
+        def block(builder, xbs, ys, flat):
+            rows = [tuple(flat[k * r:k * r + k]) for r in range(len(xbs))]
+            return tuple(v for new in row_block(builder, xbs, ys, rows) for v in new)
+
+        def final(builder, flat):
+            return [row_final(builder, tuple(flat[k * r:k * r + k])) for r in range(len(flat) // k)]
+        return state, block, final
 
     # ------------------------------------------------------------------------------------------------- Q4_K
     # equals refimpl.quant.formats.kquants.vec_dot_q4_K_q8_K (y lane-packed by kquants.pack_q8_K_lanes).
@@ -250,32 +268,57 @@ if AVAILABLE:
     def _q8_0_load(builder, yb):
         return _f16(builder, yb, 0), _load(builder, yb, 2, _vec(8))
 
-    def _q8_0_block(builder, xbs, ys, states):
-        yd, q8 = ys
-        sumis = _block_sums(builder, [_dot32_i16(builder, _load(builder, xb, 2, _vec(8)), q8) for xb in xbs])
-        out = []
-        for xb, (sumf,), sumi in zip(xbs, states, sumis):
-            # ref._step_q8_0: sumf += sumi*(y.d*x.d)
-            term = builder.fmul(builder.sitofp(sumi, F32), _mul_nan_first(builder, yd, _f16(builder, xb, 0)))
-            out.append((_add_nan_first(builder, sumf, term),))
-        return out
+    def _row_sums_vec(builder, vecs):
+        # the int32 sums of the <8 x i32> ``vecs`` as one <len(vecs) x i32>
+        sums = _block_sums(builder, vecs)
+        v = ir.Constant(_vec(32, len(vecs)), ir.Undefined)
+        for k, s in enumerate(sums):
+            v = builder.insert_element(v, s, _c32(k))
+        return v
 
-    def _q4_0_block(builder, xbs, ys, states):
+    def _f16_rows(builder, xbs, off):
+        # the F16 at byte off of each row's block, widened, as one <rows x float>
+        h = ir.Constant(_vec(16, len(xbs)), ir.Undefined)
+        for k, xb in enumerate(xbs):
+            h = builder.insert_element(h, _load(builder, xb, off, I16), _c32(k))
+        return builder.fpext(builder.bitcast(h, ir.VectorType(ir.HalfType(), len(xbs))), ir.VectorType(F32, len(xbs)))
+
+    def _splat_rows(builder, value, n):
+        return _splat_float(builder, value, n)
+
+    # The legacy formats' float part is one multiply-add per block and row: done for all rows at once in a
+    # <rows x float> (each lane is one row's own chain of operations, so the bits are the per-row ones).
+
+    def _q8_0_block(builder, xbs, ys, state):
         yd, q8 = ys
+        (sumf,) = state
+        sumi = builder.sitofp(_row_sums_vec(builder, [_dot32_i16(builder, _load(builder, xb, 2, _vec(8)), q8)
+                                                      for xb in xbs]), sumf.type)
+        # ref._step_q8_0: sumf += sumi*(y.d*x.d)
+        dd = _mul_nan_first(builder, _splat_rows(builder, yd, len(xbs)), _f16_rows(builder, xbs, 0))
+        return (_add_nan_first(builder, sumf, builder.fmul(sumi, dd)),)
+
+    def _q4_0_block(builder, xbs, ys, state):
+        yd, q8 = ys
+        (sumf,) = state
         ones = ir.Constant(_vec(16, 16), [1] * 16)
         # sum (level - 8) * q8 = pmaddubsw(level, q8) - pmaddubsw(8, q8) (levels in [0, 15]: no saturation)
         eights = _maddubs(builder, ir.Constant(_vec(8), [8] * 32), q8)
         vecs = [_maddwd(builder, builder.sub(_maddubs(builder, _nibbles32(builder, _load(builder, xb, 2, _vec(8, 16))), q8),
                                              eights), ones) for xb in xbs]
-        out = []
-        for xb, (sumf,), sumi in zip(xbs, states, _block_sums(builder, vecs)):
-            # ref._step_q4_0: sumf += sumi*x.d*y.d (left to right)
-            term = _mul_nan_first(builder, builder.fmul(builder.sitofp(sumi, F32), _f16(builder, xb, 0)), yd)
-            out.append((_add_nan_first(builder, sumf, term),))
-        return out
+        sumi = builder.sitofp(_row_sums_vec(builder, vecs), sumf.type)
+        # ref._step_q4_0: sumf += sumi*x.d*y.d (left to right)
+        term = _mul_nan_first(builder, builder.fmul(sumi, _f16_rows(builder, xbs, 0)), _splat_rows(builder, yd, len(xbs)))
+        return (_add_nan_first(builder, sumf, term),)
 
-    def _sum_final(builder, state):
-        return state[0]
+    def _vec_final(builder, state):
+        # one row's sum per lane of the state's <rows x float>
+        (sumf,) = state
+        return [builder.extract_element(sumf, _c32(k)) for k in range(sumf.type.count)]
+
+    def _joint(n_rows):
+        # the state of formats that keep all rows in one <rows x float>
+        return (ir.Constant(ir.VectorType(F32, n_rows), [0.0] * n_rows),)
 
     # ------------------------------------------------------------------------------------------------- IQ4_XS
     # equals refimpl.quant.formats.iq4.vec_dot_iq4_xs_q8_K (y Q8_K in its own order).
@@ -311,13 +354,19 @@ if AVAILABLE:
     def _q8_K_natural_load(builder, yb):
         return _load(builder, yb, 0, F32), [_load(builder, yb, 4 + 32 * j, _vec(8)) for j in range(8)], None
 
-    _FORMATS = {
-        "Q4_K": _Format(144, 292, (_ZERO8, _ZERO), _q8_K_load, _q4_K_block, _q4_K_final),
-        "Q6_K": _Format(210, 292, (_ZERO8,), _q8_K_load, _q6_K_block, _lanes_final),
-        "Q8_0": _Format(34, 34, (_ZERO,), _q8_0_load, _q8_0_block, _sum_final),
-        "Q4_0": _Format(18, 34, (_ZERO,), _q8_0_load, _q4_0_block, _sum_final),
-        "IQ4_XS": _Format(136, 292, (_ZERO,), _q8_K_natural_load, _iq4_xs_block, _sum_final),
-    }
+    def _formats():
+        q4_K = _per_row((_ZERO8, _ZERO), _q4_K_block, _q4_K_final)
+        q6_K = _per_row((_ZERO8,), _q6_K_block, _lanes_final)
+        iq4_xs = _per_row((_ZERO,), _iq4_xs_block, lambda builder, state: state[0])
+        return {
+            "Q4_K": _Format(144, 292, q4_K[0], _q8_K_load, q4_K[1], q4_K[2]),
+            "Q6_K": _Format(210, 292, q6_K[0], _q8_K_load, q6_K[1], q6_K[2]),
+            "Q8_0": _Format(34, 34, _joint, _q8_0_load, _q8_0_block, _vec_final),
+            "Q4_0": _Format(18, 34, _joint, _q8_0_load, _q4_0_block, _vec_final),
+            "IQ4_XS": _Format(136, 292, iq4_xs[0], _q8_K_natural_load, iq4_xs[1], iq4_xs[2]),
+        }
+
+    _FORMATS = _formats()
 
     def _make_row_dot(name: str, n_rows: int):
         """An intrinsic ``row_dot(w, r0, y, out)``: out[r0 + k] = vec_dot(n, w[r0 + k], y) for k < n_rows, w the
@@ -343,18 +392,17 @@ if AVAILABLE:
                 ydata = builder.bitcast(yarr.data, I8.as_pointer())
                 rows = [builder.gep(wdata, [builder.mul(builder.add(r0v, ir.Constant(intp, k)), stride0)])
                         for k in range(n_rows)]
-                slots = [[cgutils.alloca_once_value(builder, v) for v in fmt.state] for _ in range(n_rows)]
+                # the running state in stack slots (LLVM keeps them in registers)
+                slots = [cgutils.alloca_once_value(builder, v) for v in fmt.state(n_rows)]
                 with cgutils.for_range(builder, nb) as loop:
                     i = loop.index
                     ys = fmt.load_y(builder, builder.gep(ydata, [builder.mul(i, ir.Constant(intp, fmt.ybytes))]))
                     xbs = [builder.gep(row, [builder.mul(i, ir.Constant(intp, fmt.wbytes))]) for row in rows]
-                    states = [tuple(builder.load(s) for s in row_slots) for row_slots in slots]
-                    for row_slots, new in zip(slots, fmt.block(builder, xbs, ys, states)):
-                        for s, v in zip(row_slots, new):
-                            builder.store(v, s)
+                    new = fmt.block(builder, xbs, ys, tuple(builder.load(s) for s in slots))
+                    for s, v in zip(slots, new):
+                        builder.store(v, s)
                 odata = oarr.data
-                for k in range(n_rows):
-                    result = fmt.final(builder, tuple(builder.load(s) for s in slots[k]))
+                for k, result in enumerate(fmt.final(builder, tuple(builder.load(s) for s in slots))):
                     builder.store(result, builder.gep(odata, [builder.add(r0v, ir.Constant(intp, k))]))
                 return context.get_dummy_value()
 
