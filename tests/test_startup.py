@@ -6,7 +6,8 @@ entries on a per-process random uuid, so each process compiled them again and ad
 sharing one empty cache directory: after the second run the cache must be exactly as the first left it (no new or
 rewritten index/data file).  Besides the model (Q8_0: the vec_dot path for one token, the BLAS intdot path for a
 prompt of 8+ tokens), the script multiplies Q4_K and IQ4_XS weights (drivers with scratch arrays, folds that are
-closures too), and the second process must have compiled none of the drivers (all loaded from the cache).
+closures too; the row dots of refimpl/kernels/rowdot.py, alone and grouped), and the second process must have
+compiled none of the drivers (all loaded from the cache).
 """
 from __future__ import annotations
 
@@ -33,6 +34,9 @@ for qtype in ("Q4_K", "IQ4_XS"):
     raw.view(np.uint16)[:, 0] = 0x3C00                                    # a finite F16 scale (d) in every row
     for n_tok in (1, 8):
         quant.matmul(raw, qtype, rng.standard_normal((n_tok, 256)).astype(np.float32))
+    # the grouped decode driver (several matrices in one call: row dots for these formats)
+    from refimpl.kernels import drivers
+    drivers.matmul_group([quant.WeightMatrix(raw, qtype)] * 2, rng.standard_normal((1, 256)).astype(np.float32))
 from numba.core.dispatcher import Dispatcher
 from refimpl.kernels import drivers, intdot
 compiled = [d for d in list(drivers._DRIVERS.values()) + list(intdot._FOLDERS.values()) if isinstance(d, Dispatcher)]

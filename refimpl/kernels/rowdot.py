@@ -368,6 +368,12 @@ if AVAILABLE:
 
     _FORMATS = _formats()
 
+    def _format(name: str) -> _Format:
+        # looked up by the intrinsics' codegen through this module-level function: numba's cache key pickles the
+        # intrinsic's functions and the globals they name, and a module-level function pickles by name (the
+        # _Format objects, holding closures over LLVM constants, do not pickle the same way in every process)
+        return _FORMATS[name]
+
     def _make_row_dot(name: str, n_rows: int):
         """An intrinsic ``row_dot(w, r0, y, out)``: out[r0 + k] = vec_dot(n, w[r0 + k], y) for k < n_rows, w the
         (rows, nb) weight blocks, y one token's (nb,) activation blocks (lane-packed for the K-quants whose
@@ -380,7 +386,7 @@ if AVAILABLE:
                 return None
 
             def codegen(context, builder, sig, args):
-                fmt = _FORMATS[name]
+                fmt = _format(name)
                 warr = context.make_array(sig.args[0])(context, builder, args[0])
                 yarr = context.make_array(sig.args[2])(context, builder, args[2])
                 oarr = context.make_array(sig.args[3])(context, builder, args[3])
