@@ -26,12 +26,14 @@ refimpl.kernels.drivers.matmul_row_dots / matmul_group_row_dots.
 from __future__ import annotations
 
 from .._jit import JIT_DISABLED
-from .lanes import HOST_AVX2, _host_has
+from .lanes import HOST_AVX2, LANE_ORDER, _host_has
 
 ROWS = 4            # rows per call: 2 measured slower, 8 no faster (Q4_K, 768..4096 wide, one thread)
 
 # what the intrinsics below need from the host (numba compiles for the host CPU)
 AVAILABLE = (not JIT_DISABLED) and HOST_AVX2 and _host_has("f16c")
+# 512-bit integer steps (two 32-level sub-blocks per pmaddubsw/pmaddwd) where the host has AVX-512BW
+WIDE = AVAILABLE and _host_has("avx512bw")
 
 ROW_DOTS: dict = {}     # ggml type name -> (dot of ROWS rows, dot of 1 row)
 
@@ -206,6 +208,69 @@ if AVAILABLE:
             out.append((sums, sumf))
         return out
 
+    def _q4_K_scales_mins16(builder, xb):
+        # get_scale_min_k4 of j = 0..7 as one <16 x i8>: bytes 0-3 scales 0-3, 4-7 mins 0-3, 8-11 scales 4-7,
+        # 12-15 mins 4-7: ggml's kmask1..3 shuffle of the words u0, u1, u2 (the 12 scale bytes) done on the
+        # vector <u0, u1, u2, u2>: <u0 & k1, u1 & k1, u2 & k2, (u2 >> 4) & k2> | <0, 0, u0 >> 6 & k3, u1 >> 6 & k3> << 4
+        # (16 bytes read from offset 4: the scales and the first 4 bytes of qs, inside the block)
+        v4 = _vec(32, 4)
+        w = _load(builder, xb, 4, v4)
+        u = builder.shuffle_vector(w, w, ir.Constant(v4, [0, 1, 2, 2]))
+        x = builder.and_(builder.lshr(u, ir.Constant(v4, [0, 0, 0, 4])),
+                         ir.Constant(v4, [0x3F3F3F3F, 0x3F3F3F3F, 0x0F0F0F0F, 0x0F0F0F0F]))
+        hi = builder.shuffle_vector(w, w, ir.Constant(v4, [0, 0, 0, 1]))
+        y = builder.shl(builder.and_(builder.lshr(hi, ir.Constant(v4, [6] * 4)),
+                                     ir.Constant(v4, [0, 0, 0x03030303, 0x03030303])), ir.Constant(v4, [4] * 4))
+        return builder.bitcast(builder.or_(x, y), _vec(8, 16))
+
+    def _q4_K_block_wide(builder, xbs, ys, states):
+        # _q4_K_block with 512-bit integer steps: the sub-blocks 2p (low nibbles) and 2p + 1 (high nibbles) of
+        # each 32 bytes of qs side by side in one <64 x i8>, against their 64 activations (contiguous in y), their
+        # two scales spread by one shuffle; the two 256-bit halves of the sums added at the end; the scales and
+        # mins unpacked as one vector, and sumi by pmaddwd.  The same integers as _q4_K_block (integer sums: any
+        # grouping is exact), the same float part.
+        yd, q8, bsums = ys
+        mod = builder.module
+        maddubs = cgutils.get_or_insert_function(mod, ir.FunctionType(_vec(16, 32), [_vec(8, 64), _vec(8, 64)]),
+                                                 "llvm.x86.avx512.pmaddubs.w.512")
+        maddwd = cgutils.get_or_insert_function(mod, ir.FunctionType(_vec(32, 16), [_vec(16, 32), _vec(16, 32)]),
+                                                "llvm.x86.avx512.pmaddw.d.512")
+        q8w = [builder.shuffle_vector(q8[2 * p], q8[2 * p + 1], ir.Constant(_vec(32, 64), list(range(64))))
+               for p in range(4)]
+        # bsums as int16 (|bsum| <= 16 * 128): sumi = sum_j bsums[j] * mins[j // 2] by pmaddwd (pairs < 2^31)
+        bsums16 = builder.trunc(bsums, _vec(16, 16))
+        lane_order2 = [int(t) for t in LANE_ORDER] + [32 + int(t) for t in LANE_ORDER]
+        out = []
+        for xb, (sums, sumf) in zip(xbs, states):
+            sm = builder.zext(_q4_K_scales_mins16(builder, xb), _vec(16, 16))
+            scale_of = [0, 1, 2, 3, 8, 9, 10, 11]           # lane of scale j in sm; mins j at scale_of[j] + 4
+            acc = ir.Constant(_vec(32, 16), [0] * 16)
+            for p in range(4):
+                q = _load(builder, xb, 16 + 32 * p, _vec(8))
+                lo = builder.and_(q, ir.Constant(_vec(8), [15] * 32))
+                hi = builder.lshr(q, ir.Constant(_vec(8), [4] * 32))
+                levels = builder.shuffle_vector(lo, hi, ir.Constant(_vec(32, 64), lane_order2))
+                scl = builder.shuffle_vector(sm, sm, ir.Constant(_vec(32, 32), [scale_of[2 * p]] * 16
+                                                                 + [scale_of[2 * p + 1]] * 16))
+                pairs = builder.call(maddubs, [levels, q8w[p]])
+                acc = builder.add(acc, builder.call(maddwd, [pairs, scl]))
+            aux32 = builder.add(builder.shuffle_vector(acc, acc, ir.Constant(_vec(32, 8), list(range(8)))),
+                                builder.shuffle_vector(acc, acc, ir.Constant(_vec(32, 8), list(range(8, 16)))))
+            mins16 = builder.shuffle_vector(sm, sm, ir.Constant(_vec(32, 16), [scale_of[j // 2] + 4 for j in range(16)]))
+            sumi = _reduce8(builder, _maddwd(builder, bsums16, mins16))
+            xd, xdmin = _f16(builder, xb, 0), _f16(builder, xb, 2)
+            d = _mul_nan_first(builder, xd, yd)
+            sums = _add_nan_first(builder, sums, builder.fmul(_splat_float(builder, d, 8), builder.sitofp(aux32, F8)))
+            dmin = _mul_nan_first(builder, yd, xdmin)
+            sumf = builder.fsub(sumf, builder.fmul(dmin, builder.sitofp(sumi, F32)))
+            out.append((sums, sumf))
+        return out
+
+    def _reduce8(builder, v):
+        fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(I32, [_vec(32, 8)]),
+                                            "llvm.vector.reduce.add.v8i32")
+        return builder.call(fn, [v])
+
     def _q4_K_final(builder, state):
         # ref._q4_K_final: sumf += sums[0]; sumf = sums[1] + sumf (gcc commuted it); sumf += sums[2..7]
         sums, sumf = state
@@ -355,7 +420,7 @@ if AVAILABLE:
         return _load(builder, yb, 0, F32), [_load(builder, yb, 4 + 32 * j, _vec(8)) for j in range(8)], None
 
     def _formats():
-        q4_K = _per_row((_ZERO8, _ZERO), _q4_K_block, _q4_K_final)
+        q4_K = _per_row((_ZERO8, _ZERO), _q4_K_block_wide if WIDE else _q4_K_block, _q4_K_final)
         q6_K = _per_row((_ZERO8,), _q6_K_block, _lanes_final)
         iq4_xs = _per_row((_ZERO,), _iq4_xs_block, lambda builder, state: state[0])
         return {
