@@ -11,6 +11,7 @@ refimpl has two layers, as ggml has ``ggml-quants.c`` + the ``*_generic`` functi
     intdot.py    the BLAS integer path: the exact integer part of a whole matmul by float32 GEMM
     rowdot.py    the decode path's matvec: several weight rows per call in one LLVM loop (Q4_K, Q6_K, Q8_0, ...)
     drivers.py   the compiled row drivers of matmul (one per kernel, cached) and WeightMatrix's fast runner
+    decode.py    a one-token decode step of a plain llama layer as one compiled call (Model._decode_plan)
     legacy.py    fast kernels of Q4_0 … Q8_0          (one module per format family, each with a ``KERNELS`` table)
     kquants.py   fast kernels of Q3_K … Q6_K
     iq4.py       fast kernels of IQ4_NL, IQ4_XS
@@ -31,7 +32,7 @@ from dataclasses import dataclass
 from typing import Callable, Optional
 
 # modules of this package that are machinery, not a format family
-_MACHINERY = ("lanes", "intdot", "drivers", "jitcache", "rowdot")
+_MACHINERY = ("lanes", "intdot", "drivers", "jitcache", "rowdot", "decode")
 
 
 @dataclass(frozen=True)

@@ -59,6 +59,8 @@ def _identity(obj) -> str:
         return "function:" + _function_key(obj)
     if obj is None or isinstance(obj, (bool, int, float, str, bytes, tuple, list)):
         return "value:" + repr(obj)
+    if isinstance(obj, np.dtype):
+        return f"dtype:{obj.descr!r}"
     if isinstance(obj, np.ndarray):
         return f"array:{obj.dtype.str}{obj.shape}:{hashlib.sha256(np.ascontiguousarray(obj).tobytes()).hexdigest()}"
     # anything else: no stable name known, so no stable key (a cache miss each process, never a wrong hit)

@@ -22,7 +22,8 @@ from .. import gguf as _gguf
 from .. import quant
 from .hparams import Hparams
 from .kv_cache import KVCache
-from .layers import (ROPE_NORMAL, attention, attention_scores, layer_norm, rms_norm, rope, soft_max_ext, swiglu)
+from .layers import (_NO_KQ, ROPE_NORMAL, attention, attention_scores, layer_norm, rms_norm, rope, soft_max_ext,
+                     swiglu)
 
 F32 = np.float32
 
@@ -247,9 +248,71 @@ class Model:
         """The graph: embeddings, the layers, the output head."""
         x = self.embed(tokens, positions)
         last = self.hp.n_layer - 1
+        plan = self._decode_plan() if tokens.size == 1 and not self.tracing else None
         for il, layer in enumerate(self.layers):
-            x = self.layer_block(il, layer, x, positions, self.output_rows if il == last else None)
+            if plan is not None and plan[il] is not None:
+                x = self._decode_layer(il, x, int(positions[0]), plan[il])     # the same bits, one call
+            else:
+                x = self.layer_block(il, layer, x, positions, self.output_rows if il == last else None)
         return self.output_head(x)
+
+    # ------------------------------------------------------------------------- one-token decode, one call/layer
+    # A one-token step of a plain llama layer runs as one compiled call (refimpl.kernels.decode.layer_step: the
+    # calls layer_block makes, in its order, on the fast layer's kernels), when the fast kernels are on and this
+    # class leaves the layer's blocks as they are here.  Everything else runs layer_block.
+    _PLAIN_BLOCKS = ("layer_block", "norm", "attention", "qkv", "position_qk", "rope", "attend", "feed_forward",
+                     "ffn_down", "_linear")
+
+    def _decode_plan(self):
+        """Per layer, what _decode_layer needs (or None: that layer takes layer_block); None when no layer can."""
+        if quant.get_kernels() != "fast" or os.environ.get("REFIMPL_DECODE_STEP", "1") == "0":
+            return None
+        cache = self.cache
+        key = (cache.type_k, cache.type_v, id(cache))
+        if getattr(self, "_plan_key", None) == key:
+            return self._plan
+        self._plan_key, self._plan = key, None
+        hp = self.hp
+        if (self.norm_type != "rms" or self.rope_mode not in (ROPE_NORMAL, 2) or cache.type_k not in ("f16", "f32")
+                or cache.type_v not in ("f16", "f32") or hp.n_rot % 2 or hp.n_rot > hp.head_dim or hp.head_dim % 2
+                or any(getattr(type(self), m) is not getattr(Model, m) for m in self._PLAIN_BLOCKS)):
+            return None
+        from ..kernels.decode import layer_step
+        plan = []
+        for il, layer in enumerate(self.layers):
+            mats = (layer.wq, layer.wk, layer.wv, layer.wo, layer.ffn_gate, layer.ffn_up, layer.ffn_down)
+            plain = (all(w is not None for w in mats) and layer.ffn_norm is not None
+                     and all(getattr(layer, b) is None for b in ("attn_norm_b", "bq", "bk", "bv", "bo", "q_norm",
+                                                                 "k_norm", "wqkv", "ffn_norm_b", "ffn_gate_b",
+                                                                 "ffn_up_b", "ffn_down_b")))
+            matrices = [w.matrix() for w in mats] if plain else []
+            if not plain or any(m.vfmt is None or m.prepared is not None for m in matrices):
+                plan.append(None)
+                continue
+            ff = self.rope_factors(il)
+            base, scale = self.rope_base_scale(il)
+            raw = tuple(m.blocks.view(np.uint8) for m in matrices)
+            acts = tuple(np.zeros((1, m.vfmt.row_size(m.n)), np.uint8) for m in matrices)
+            plan.append(dict(
+                step=layer_step(tuple((m.fmt, m.vfmt) for m in matrices)), weights=raw, acts=acts,
+                attn_norm=np.ascontiguousarray(layer.attn_norm, np.float32),
+                ffn_norm=np.ascontiguousarray(layer.ffn_norm, np.float32),
+                freq_factors=(np.zeros(0, np.float32) if ff is None else np.ascontiguousarray(ff, np.float32)),
+                freq_base=F32(base), freq_scale=F32(scale), window=int(self.window(il))))
+        if all(p is None for p in plan):
+            return None
+        self._plan = plan
+        return plan
+
+    def _decode_layer(self, il: int, x: np.ndarray, pos: int, p: dict) -> np.ndarray:
+        hp, cache = self.hp, self.cache
+        if pos + 1 > cache.size:
+            raise ValueError(f"context full: position {pos} does not fit a cache of {cache.size} cells")
+        return p["step"](np.ascontiguousarray(x, np.float32), p["attn_norm"], p["ffn_norm"], *p["weights"],
+                         p["acts"], cache.k[il], cache.v[il], pos, F32(hp.eps), hp.n_head, hp.n_head_kv,
+                         hp.head_dim, hp.n_rot, self.rope_mode == 2, p["freq_base"], p["freq_scale"],
+                         p["freq_factors"], F32(hp.rope_attn_factor), cache.n_kv(pos + 1), p["window"],
+                         F32(self.kq_scale), cache.type_k == "f16", cache.type_v == "f16", _NO_KQ)
 
     def embed(self, tokens: np.ndarray, positions: np.ndarray) -> np.ndarray:
         """build_inp_embd: ggml_get_rows(tok_embd, tokens)."""

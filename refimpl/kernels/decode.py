@@ -1,0 +1,105 @@
+"""One compiled call per layer for a one-token decode step (the fast layer's answer to Python's per-op cost).
+
+refimpl.model.base.Model.layer_block runs a layer as a dozen Python-level steps, each a call into numba (norm,
+three projections, RoPE twice, the cache store, attention, the output projection, norm, gate/up, SwiGLU, down).
+For one token each step is microseconds of work and microseconds of Python and argument typing around it: on the
+5-layer tiny-kjv model that overhead was half of a decode step.  ``layer_step`` below makes the same calls, with the
+same kernels on the same arrays in the same order, from one compiled function, so the bits are those of
+layer_block (tests/test_decode_step.py compares logits and the KV cache bit for bit, and the golden model tests
+run with it).
+
+It serves the plain pre-norm llama layer only: RMS norm, separate q/k/v without biases, RoPE without YaRN, an F16
+or F32 KV cache, a SwiGLU feed-forward, quantized weights (block formats with an activation type).  The model
+uses it when nothing of that block structure is overridden or traced (refimpl.model.base.Model._decode_plan says
+which); anything else takes layer_block.
+
+Weights come in as raw uint8 rows and are viewed as blocks inside (numba types an argument of a structured dtype
+in Python on every call; a view inside costs nothing).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..model.kv_cache import _store_k, _store_v
+from ..model.layers import _attention_parallel, _rms_norm_rows, _rope_rows, _swiglu_rows
+from . import drivers
+from .jitcache import cached_closure
+
+_STEPS: dict = {}
+
+
+def _matmul_part(fmt, vfmt):
+    # the fast runner's vec_dot-path driver of one weight format (convert, pack, rows in one compiled call)
+    return drivers._runner_parts(fmt, vfmt)[1]
+
+
+def layer_step(formats):
+    """The compiled one-token layer for weight formats ``formats`` = (q, k, v, o, gate, up, down), each a pair
+    (QuantFormat, activation QuantFormat).  Cached per combination."""
+    key = tuple((id(f), id(v)) for f, v in formats)
+    hit = _STEPS.get(key)
+    if hit is not None:
+        return hit[1]
+    mq, mk, mv, mo, mg, mu, md = (_matmul_part(f, v) for f, v in formats)
+    wq_t, wk_t, wv_t, wo_t, wg_t, wu_t, wd_t = (f.block_dtype for f, _ in formats)
+    aq_t, ak_t, av_t, ao_t, ag_t, au_t, ad_t = (v.block_dtype for _, v in formats)
+
+    @cached_closure
+    def step(x, attn_norm, ffn_norm, wq, wk, wv, wo, wg, wu, wd, acts, k_cache, v_cache, pos, eps,
+             n_head, n_head_kv, head_dim, n_rot, neox, freq_base, freq_scale, freq_factors, attn_factor,
+             n_kv, window, kq_scale, k_f16, v_f16, kq_none):
+        # x (1, n_embd) float32: the residual stream in, the layer's output returned (as Model.layer_block)
+        n_embd = x.shape[1]
+        # --- attention: norm, q/k/v, RoPE, store, attention, output projection (Model.attention)
+        cur = np.empty_like(x)
+        _rms_norm_rows(x, eps, cur)
+        cur = cur * attn_norm
+        q = np.empty((1, wq.shape[0]), np.float32)
+        k = np.empty((1, wk.shape[0]), np.float32)
+        v = np.empty((1, wv.shape[0]), np.float32)
+        a_q, a_k, a_v, a_o, a_g, a_u, a_d = acts
+        mq(cur, a_q.reshape(-1).view(aq_t).reshape(1, -1), n_embd,
+           wq.reshape(-1).view(wq_t).reshape(wq.shape[0], -1), q)
+        mk(cur, a_k.reshape(-1).view(ak_t).reshape(1, -1), n_embd,
+           wk.reshape(-1).view(wk_t).reshape(wk.shape[0], -1), k)
+        mv(cur, a_v.reshape(-1).view(av_t).reshape(1, -1), n_embd,
+           wv.reshape(-1).view(wv_t).reshape(wv.shape[0], -1), v)
+        q3 = q.reshape(1, n_head, head_dim)
+        k3 = k.reshape(1, n_head_kv, head_dim)
+        v3 = v.reshape(1, n_head_kv, v.shape[1] // n_head_kv)
+        positions32 = np.full(1, pos, np.int32)
+        qr = np.empty_like(q3)
+        _rope_rows(q3, positions32, n_rot, neox, freq_base, freq_scale, freq_factors, np.float32(0.0),
+                   np.float32(0.0), np.float32(0.0), attn_factor, qr)
+        kr = np.empty_like(k3)
+        _rope_rows(k3, positions32, n_rot, neox, freq_base, freq_scale, freq_factors, np.float32(0.0),
+                   np.float32(0.0), np.float32(0.0), attn_factor, kr)
+        _store_k(k_cache, pos, kr, k_f16)
+        _store_v(v_cache, pos, v3, v_f16)
+        att = np.empty((1, n_head, v_cache.shape[2]), np.float32)
+        _attention_parallel(qr, k_cache, v_cache, kq_none, np.full(1, pos, np.int64), n_kv, window, kq_scale,
+                            k_f16, v_f16, att)
+        att2 = att.reshape(1, -1)
+        o = np.empty((1, wo.shape[0]), np.float32)
+        mo(att2, a_o.reshape(-1).view(ao_t).reshape(1, -1), att2.shape[1],
+           wo.reshape(-1).view(wo_t).reshape(wo.shape[0], -1), o)
+        ffn_inp = o + x
+        # --- feed-forward: norm, up/gate, SwiGLU, down (Model.feed_forward)
+        cur = np.empty_like(ffn_inp)
+        _rms_norm_rows(ffn_inp, eps, cur)
+        cur = cur * ffn_norm
+        up = np.empty((1, wu.shape[0]), np.float32)
+        gate = np.empty((1, wg.shape[0]), np.float32)
+        mu(cur, a_u.reshape(-1).view(au_t).reshape(1, -1), n_embd,
+           wu.reshape(-1).view(wu_t).reshape(wu.shape[0], -1), up)
+        mg(cur, a_g.reshape(-1).view(ag_t).reshape(1, -1), n_embd,
+           wg.reshape(-1).view(wg_t).reshape(wg.shape[0], -1), gate)
+        h = np.empty_like(gate)
+        _swiglu_rows(gate, up, h)
+        down = np.empty((1, wd.shape[0]), np.float32)
+        md(h, a_d.reshape(-1).view(ad_t).reshape(1, -1), h.shape[1],
+           wd.reshape(-1).view(wd_t).reshape(wd.shape[0], -1), down)
+        return down + ffn_inp
+
+    _STEPS[key] = (formats, step)
+    return step
