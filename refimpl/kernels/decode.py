@@ -33,6 +33,63 @@ def _matmul_part(fmt, vfmt):
     return drivers._runner_parts(fmt, vfmt)[1]
 
 
+def _projections(formats):
+    """A compiled ``project(cur, acts, ws, outs)``: outs[m] = ws[m] @ cur for the weight matrices of ``formats``
+    (tuples of the same length: raw uint8 weights, activation scratch, outputs), as the model's mm_many computes
+    them: one grouped call (drivers.matmul_group: one activation quantization, one parallel region) when all
+    have one format, else one call each.  Same bits either way (each output is its own row's dot product)."""
+    key = ("project",) + tuple((id(f), id(v)) for f, v in formats)
+    hit = _STEPS.get(key)
+    if hit is not None:
+        return hit[1]
+    (f0, v0) = formats[0]
+    if all(f is f0 and v is v0 for f, v in formats):
+        group = drivers._group_parts(f0, v0)
+        w_t, a_t = f0.block_dtype, v0.block_dtype
+        if len(formats) == 3:
+            @cached_closure
+            def project(cur, acts, ws, outs):
+                w0, w1, w2 = ws
+                group(cur, acts[0].reshape(-1).view(a_t).reshape(1, -1), cur.shape[1],
+                      (w0.reshape(-1).view(w_t).reshape(w0.shape[0], -1),
+                       w1.reshape(-1).view(w_t).reshape(w1.shape[0], -1),
+                       w2.reshape(-1).view(w_t).reshape(w2.shape[0], -1)), outs)
+        else:
+            @cached_closure
+            def project(cur, acts, ws, outs):
+                w0, w1 = ws
+                group(cur, acts[0].reshape(-1).view(a_t).reshape(1, -1), cur.shape[1],
+                      (w0.reshape(-1).view(w_t).reshape(w0.shape[0], -1),
+                       w1.reshape(-1).view(w_t).reshape(w1.shape[0], -1)), outs)
+    else:
+        m0, m1 = _matmul_part(*formats[0]), _matmul_part(*formats[1])
+        w0_t, w1_t = formats[0][0].block_dtype, formats[1][0].block_dtype
+        a0_t, a1_t = formats[0][1].block_dtype, formats[1][1].block_dtype
+        if len(formats) == 3:
+            m2 = _matmul_part(*formats[2])
+            w2_t, a2_t = formats[2][0].block_dtype, formats[2][1].block_dtype
+
+            @cached_closure
+            def project(cur, acts, ws, outs):
+                n = cur.shape[1]
+                m0(cur, acts[0].reshape(-1).view(a0_t).reshape(1, -1), n,
+                   ws[0].reshape(-1).view(w0_t).reshape(ws[0].shape[0], -1), outs[0])
+                m1(cur, acts[1].reshape(-1).view(a1_t).reshape(1, -1), n,
+                   ws[1].reshape(-1).view(w1_t).reshape(ws[1].shape[0], -1), outs[1])
+                m2(cur, acts[2].reshape(-1).view(a2_t).reshape(1, -1), n,
+                   ws[2].reshape(-1).view(w2_t).reshape(ws[2].shape[0], -1), outs[2])
+        else:
+            @cached_closure
+            def project(cur, acts, ws, outs):
+                n = cur.shape[1]
+                m0(cur, acts[0].reshape(-1).view(a0_t).reshape(1, -1), n,
+                   ws[0].reshape(-1).view(w0_t).reshape(ws[0].shape[0], -1), outs[0])
+                m1(cur, acts[1].reshape(-1).view(a1_t).reshape(1, -1), n,
+                   ws[1].reshape(-1).view(w1_t).reshape(ws[1].shape[0], -1), outs[1])
+    _STEPS[key] = (formats, project)
+    return project
+
+
 def layer_step(formats):
     """The compiled one-token layer for weight formats ``formats`` = (q, k, v, o, gate, up, down), each a pair
     (QuantFormat, activation QuantFormat).  Cached per combination."""
@@ -40,9 +97,11 @@ def layer_step(formats):
     hit = _STEPS.get(key)
     if hit is not None:
         return hit[1]
-    mq, mk, mv, mo, mg, mu, md = (_matmul_part(f, v) for f, v in formats)
-    wq_t, wk_t, wv_t, wo_t, wg_t, wu_t, wd_t = (f.block_dtype for f, _ in formats)
-    aq_t, ak_t, av_t, ao_t, ag_t, au_t, ad_t = (v.block_dtype for _, v in formats)
+    qkv = _projections(formats[0:3])
+    gate_up = _projections(formats[4:6])
+    mo, md = _matmul_part(*formats[3]), _matmul_part(*formats[6])
+    wo_t, wd_t = formats[3][0].block_dtype, formats[6][0].block_dtype
+    ao_t, ad_t = formats[3][1].block_dtype, formats[6][1].block_dtype
 
     @cached_closure
     def step(x, attn_norm, ffn_norm, wq, wk, wv, wo, wg, wu, wd, acts, k_cache, v_cache, pos, eps,
@@ -58,12 +117,7 @@ def layer_step(formats):
         k = np.empty((1, wk.shape[0]), np.float32)
         v = np.empty((1, wv.shape[0]), np.float32)
         a_q, a_k, a_v, a_o, a_g, a_u, a_d = acts
-        mq(cur, a_q.reshape(-1).view(aq_t).reshape(1, -1), n_embd,
-           wq.reshape(-1).view(wq_t).reshape(wq.shape[0], -1), q)
-        mk(cur, a_k.reshape(-1).view(ak_t).reshape(1, -1), n_embd,
-           wk.reshape(-1).view(wk_t).reshape(wk.shape[0], -1), k)
-        mv(cur, a_v.reshape(-1).view(av_t).reshape(1, -1), n_embd,
-           wv.reshape(-1).view(wv_t).reshape(wv.shape[0], -1), v)
+        qkv(cur, (a_q, a_k, a_v), (wq, wk, wv), (q, k, v))
         q3 = q.reshape(1, n_head, head_dim)
         k3 = k.reshape(1, n_head_kv, head_dim)
         v3 = v.reshape(1, n_head_kv, v.shape[1] // n_head_kv)
@@ -90,10 +144,7 @@ def layer_step(formats):
         cur = cur * ffn_norm
         up = np.empty((1, wu.shape[0]), np.float32)
         gate = np.empty((1, wg.shape[0]), np.float32)
-        mu(cur, a_u.reshape(-1).view(au_t).reshape(1, -1), n_embd,
-           wu.reshape(-1).view(wu_t).reshape(wu.shape[0], -1), up)
-        mg(cur, a_g.reshape(-1).view(ag_t).reshape(1, -1), n_embd,
-           wg.reshape(-1).view(wg_t).reshape(wg.shape[0], -1), gate)
+        gate_up(cur, (a_g, a_u), (wg, wu), (gate, up))
         h = np.empty_like(gate)
         _swiglu_rows(gate, up, h)
         down = np.empty((1, wd.shape[0]), np.float32)

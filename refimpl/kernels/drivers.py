@@ -114,26 +114,35 @@ def matmul_row_dots(dot_rows, dot_row):
 
 
 def matmul_group_row_dots(dot_rows, dot_row):
-    """``matmul_row_dots`` over several weight matrices of one format in one parallel region (as
-    matmul_group_rows)."""
+    """``matmul_row_dots`` over several weight matrices of one format in one parallel region: their ROWS-row groups
+    taken as one list split evenly over _MAX_CHUNKS tasks (q, k and v of a GQA layer differ in size: splitting each
+    matrix into the same number of chunks left one thread with most of the rows)."""
     def make():
         @cached_closure(parallel=True)
         def matmul_group_row_dots(n, ws, x_blocks, outs):
-            for c in prange(len(ws) * _MAX_CHUNKS):
-                w, out = ws[c // _MAX_CHUNKS], outs[c // _MAX_CHUNKS]
-                rows = w.shape[0]
-                n_chunks, per = _row_chunks(rows)
-                k = c % _MAX_CHUNKS
-                if k < n_chunks:
-                    end = min(rows, k * per + per)
-                    for t in range(x_blocks.shape[0]):
-                        r = k * per
-                        while r + ROWS <= end:
-                            dot_rows(w, r, x_blocks[t], out[t])
-                            r += ROWS
-                        while r < end:
-                            dot_row(w, r, x_blocks[t], out[t])
-                            r += 1
+            total = 0
+            for m in range(len(ws)):
+                total += (ws[m].shape[0] + ROWS - 1) // ROWS
+            per = (total + _MAX_CHUNKS - 1) // _MAX_CHUNKS
+            for task in prange(_MAX_CHUNKS):
+                g0 = task * per
+                g1 = min(total, g0 + per)
+                base = 0
+                for m in range(len(ws)):
+                    w, out = ws[m], outs[m]
+                    groups = (w.shape[0] + ROWS - 1) // ROWS
+                    lo, hi = max(g0, base), min(g1, base + groups)
+                    if lo < hi:
+                        end = min(w.shape[0], (hi - base) * ROWS)
+                        for t in range(x_blocks.shape[0]):
+                            r = (lo - base) * ROWS
+                            while r + ROWS <= end:
+                                dot_rows(w, r, x_blocks[t], out[t])
+                                r += ROWS
+                            while r < end:
+                                dot_row(w, r, x_blocks[t], out[t])
+                                r += 1
+                    base += groups
         return matmul_group_row_dots
     return _cached(("matmul_group_row_dots", dot_rows, dot_row), make)
 
