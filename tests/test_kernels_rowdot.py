@@ -96,3 +96,70 @@ def test_matmul_vec_dot_path_uses_row_dots_with_the_reference_bits(name):
     assert_bits_equal(fast, ref, f"{name} matmul vec_dot path")
     assert_bits_equal(grouped[0], ref, f"{name} matmul_group")
     assert_bits_equal(grouped[1], ref[:, :5], f"{name} matmul_group, second matrix")
+
+
+def _run_tiles(name, w, y):
+    """Every (row, token) of w (rows, nb) against y (tokens, nb) through the format's tile dot as
+    drivers.matmul_tiles calls it (whole tiles, then the leftover tokens and rows by the one-row dot)."""
+    from numba import njit
+    tile, tile_rows, tile_tokens = rowdot.TILE_DOTS[name]
+    dot_row = rowdot.ROW_DOTS[name][1]
+
+    @njit
+    def run(w, y, out):
+        r = 0
+        while r + tile_rows <= w.shape[0]:
+            t = 0
+            while t + tile_tokens <= y.shape[0]:
+                tile(w, r, y, t, out)
+                t += tile_tokens
+            for tt in range(t, y.shape[0]):
+                for rr in range(r, r + tile_rows):
+                    dot_row(w, rr, y[tt], out[tt])
+            r += tile_rows
+        for rr in range(r, w.shape[0]):
+            for tt in range(y.shape[0]):
+                dot_row(w, rr, y[tt], out[tt])
+
+    fk = kernels.get(name)
+    packed = np.ascontiguousarray(y.copy())
+    if fk.pack_acts is not None:
+        fk.pack_acts(packed)
+    out = np.full((y.shape[0], w.shape[0]), np.nan, np.float32)
+    run(np.ascontiguousarray(w), packed, out)
+    return out
+
+
+@pytest.mark.parametrize("name", NAMES)
+@SETTINGS
+@given(seed=st.integers(0, 2**32 - 1), n_blocks=st.integers(1, 2), n_rows=st.integers(1, 6),
+       n_tok=st.integers(1, 11), special_rate=st.sampled_from([0.0, 0.3, 1.0]))
+def test_tile_dots_equal_reference_vec_dot(name, seed, n_blocks, n_rows, n_tok, special_rate):
+    fmt = quant.get_type(name)
+    vfmt = quant.get_type(fmt.vec_dot_type)
+    rng = np.random.default_rng(seed)
+    n = n_blocks * fmt.block_size
+    w = _hostile_blocks(fmt, rng, n_rows * n_blocks, special_rate).view(fmt.block_dtype).reshape(n_rows, n_blocks)
+    nb_y = n // vfmt.block_size
+    y_raw = _hostile_blocks(vfmt, rng, n_tok * nb_y, special_rate)
+    if seed % 4 == 0:
+        y_raw.view(vfmt.block_dtype)["qs"] = -128 if seed % 8 == 0 else 127
+    y = y_raw.view(vfmt.block_dtype).reshape(n_tok, nb_y)
+    expected = np.array([[fmt.vec_dot(n, w[r], y[t]) for r in range(n_rows)] for t in range(n_tok)], np.float32)
+    assert_bits_equal(_run_tiles(name, w, y), expected, f"{name} tile dots")
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_matmul_batches_use_tiles_with_the_reference_bits(name):
+    rng = np.random.default_rng(11)
+    raw = quant.quantize(rng.standard_normal((37, 512)).astype(np.float32), name)
+    acts = rng.standard_normal((19, 512)).astype(np.float32)
+    wm = quant.WeightMatrix(raw, name)
+    assert wm.matmul(acts[:1]) is not None and wm._fast.quantize_and_tiles is not None
+    fast = wm.matmul(acts)
+    quant.set_kernels("reference")
+    try:
+        ref = quant.matmul(raw, name, acts)
+    finally:
+        quant.set_kernels("fast")
+    assert_bits_equal(fast, ref, f"{name} matmul, 19 tokens (tiles)")

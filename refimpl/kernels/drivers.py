@@ -22,7 +22,7 @@ from . import get as fast_kernels
 from . import intdot
 from .._jit import njit
 from .jitcache import cached_closure
-from .rowdot import ROW_DOTS, ROWS
+from .rowdot import ROW_DOTS, ROWS, TILE_DOTS
 
 INTDOT_MIN_TOKENS = 8
 
@@ -145,6 +145,34 @@ def matmul_group_row_dots(dot_rows, dot_row):
                     base += groups
         return matmul_group_row_dots
     return _cached(("matmul_group_row_dots", dot_rows, dot_row), make)
+
+
+def matmul_tiles(tile, tile_rows, tile_tokens, dot_row):
+    """``matmul_rows`` for a batch of tokens over a tile dot (refimpl.kernels.rowdot._make_tile_dot): tile_rows rows
+    x tile_tokens tokens per call, the leftover tokens and rows by the one-row dot; each output is still one row's
+    dot product start to end, whatever the tiling."""
+    def make():
+        @cached_closure(parallel=True)
+        def matmul_tiles(n, w_blocks, x_blocks, out):
+            rows, tokens = w_blocks.shape[0], x_blocks.shape[0]
+            n_chunks, per = _row_chunks(rows)
+            for c in prange(n_chunks):
+                end = min(rows, c * per + per)
+                r = c * per
+                while r + tile_rows <= end:
+                    t = 0
+                    while t + tile_tokens <= tokens:
+                        tile(w_blocks, r, x_blocks, t, out)
+                        t += tile_tokens
+                    for tt in range(t, tokens):
+                        for rr in range(r, r + tile_rows):
+                            dot_row(w_blocks, rr, x_blocks[tt], out[tt])
+                    r += tile_rows
+                for rr in range(r, end):
+                    for tt in range(tokens):
+                        dot_row(w_blocks, rr, x_blocks[tt], out[tt])
+        return matmul_tiles
+    return _cached(("matmul_tiles", tile, tile_rows, tile_tokens, dot_row), make)
 
 
 def quantize_and_multiply(convert, rows, pack=None):
@@ -280,7 +308,12 @@ def _runner_parts(fmt, vfmt):
     def build(fmt, vfmt):
         rows, pack = _rows_driver(fmt, matmul_rows, matmul_row_dots)
         convert = convert_rows(activation_converter(vfmt))
-        return convert, quantize_and_multiply(convert, rows, pack), intdot_of(fmt)
+        tiles = None
+        if fast_kernels(fmt.name) is not None and fmt.name in TILE_DOTS:
+            tile, tile_rows, tile_tokens = TILE_DOTS[fmt.name]
+            tiles = quantize_and_multiply(convert, matmul_tiles(tile, tile_rows, tile_tokens, ROW_DOTS[fmt.name][1]),
+                                          pack)
+        return convert, quantize_and_multiply(convert, rows, pack), intdot_of(fmt), tiles
     return _format_parts("runner", fmt, vfmt, build)
 
 
@@ -289,7 +322,7 @@ class FastRunner:
 
     def __init__(self, fmt, vfmt, blocks: np.ndarray):
         self.fmt, self.vfmt, self.blocks = fmt, vfmt, blocks
-        self.convert, self.quantize_and_multiply, self.intdot = _runner_parts(fmt, vfmt)
+        self.convert, self.quantize_and_multiply, self.intdot, self.quantize_and_tiles = _runner_parts(fmt, vfmt)
 
     def matmul(self, x2: np.ndarray, path: str, prepared) -> np.ndarray:
         fmt, vfmt = self.fmt, self.vfmt
@@ -301,7 +334,11 @@ class FastRunner:
             raise ValueError(f"{fmt.name} has no intdot (integer/float split) path")
         use_intdot = self.intdot is not None and (
             path == "intdot" or (path == "auto" and (prepared is not None or x2.shape[0] >= INTDOT_MIN_TOKENS)))
-        if use_intdot:
+        if (path == "auto" and prepared is None and self.quantize_and_tiles is not None
+                and x2.shape[0] >= INTDOT_MIN_TOKENS):
+            # a batch through the tile dots (refimpl.kernels.rowdot): faster than the BLAS integer path here
+            self.quantize_and_tiles(x2, xb, n, self.blocks, out)
+        elif use_intdot:
             with np.errstate(all="ignore"):
                 self.convert(x2, xb)                      # quantize_activations
                 intdot.matmul_blocks(self.blocks, self.intdot, xb, out, prepared)
