@@ -34,6 +34,8 @@ ROWS = 4            # rows per call: 2 measured slower, 8 no faster (Q4_K, 768..
 AVAILABLE = (not JIT_DISABLED) and HOST_AVX2 and _host_has("f16c")
 # 512-bit integer steps (two 32-level sub-blocks per pmaddubsw/pmaddwd) where the host has AVX-512BW
 WIDE = AVAILABLE and _host_has("avx512bw")
+# VNNI's vpdpbusd (unsigned x signed bytes, four products into each int32, no saturation) where the host has it
+VNNI = WIDE and _host_has("avx512vnni") and _host_has("avx512vl")
 
 ROW_DOTS: dict = {}     # ggml type name -> (dot of ROWS rows, dot of 1 row)
 TILE_DOTS: dict = {}    # ggml type name -> (tile dot, its rows, its tokens): batches of tokens (prompts)
@@ -85,6 +87,18 @@ if AVAILABLE:
         interleaved and added, three times (a transposition), instead of one horizontal sum per vector.  Integer
         sums: exact in any order."""
         n = len(vecs)
+        v = _transpose_add(builder, vecs)
+        # lanes now hold partial sums of vector (lane % n); 8 // n of them per vector remain to add
+        sums = []
+        for k in range(n):
+            s = builder.extract_element(v, _c32(k))
+            for rep in range(1, 8 // n):
+                s = builder.add(s, builder.extract_element(v, _c32(k + n * rep)))
+            sums.append(s)
+        return sums
+
+    def _transpose_add(builder, vecs):
+        # the tree of _row_sums: lane l of the result holds a partial sum of vector l % len(vecs)
         level = list(vecs)
         width = 1                                     # lanes that belong to one vector in the current level
         while len(level) > 1 and width < 8:
@@ -98,15 +112,7 @@ if AVAILABLE:
                                        builder.shuffle_vector(a, b, ir.Constant(_vec(32, 8), hi))))
             level = nxt
             width *= 2
-        v = level[0]
-        # lanes now hold partial sums of vector (lane % n); 8 // n of them per vector remain to add
-        sums = []
-        for k in range(n):
-            s = builder.extract_element(v, _c32(k))
-            for rep in range(1, 8 // n):
-                s = builder.add(s, builder.extract_element(v, _c32(k + n * rep)))
-            sums.append(s)
-        return sums
+        return level[0]
 
     def _block_sums(builder, vecs):
         # one int32 sum per <8 x i32>: the tree for 4 or 8 vectors, else LLVM's horizontal add each
@@ -125,6 +131,20 @@ if AVAILABLE:
             sel = ir.Constant(_vec(32, 16), list(range(16 * h, 16 * h + 16)))
             halves.append(_maddwd(builder, builder.shuffle_vector(va, va, sel), builder.shuffle_vector(vb, vb, sel)))
         return builder.add(halves[0], halves[1])
+
+    def _dpbusd(builder, acc, a_u8, b_i8):
+        # VNNI vpdpbusd: acc (<8 x i32>) + the sums of four adjacent a[j] * b[j] (a unsigned, b signed bytes):
+        # exact (products <= 255 * 128, no saturation in this form)
+        v8 = _vec(32, 8)
+        fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(v8, [v8, v8, v8]),
+                                            "llvm.x86.avx512.vpdpbusd.256")
+        return builder.call(fn, [acc, builder.bitcast(a_u8, v8), builder.bitcast(b_i8, v8)])
+
+    def _neg_offset_sums(builder, offset, b_i8):
+        # <8 x i32> -offset * (the sums of four adjacent b[j]): the accumulator start that turns
+        # dpbusd(level + offset, b) into the sums of level * b
+        zero = ir.Constant(_vec(32, 8), [0] * 8)
+        return builder.sub(zero, _dpbusd(builder, zero, ir.Constant(_vec(8), [offset] * 32), b_i8))
 
     def _nibbles32(builder, q16):
         lo = builder.and_(q16, ir.Constant(_vec(8, 16), [15] * 16))
@@ -338,6 +358,12 @@ if AVAILABLE:
 
     def _row_sums_vec(builder, vecs):
         # the int32 sums of the <8 x i32> ``vecs`` as one <len(vecs) x i32>
+        if len(vecs) == 8:
+            return _transpose_add(builder, vecs)
+        if len(vecs) == 4:
+            v = _transpose_add(builder, vecs)
+            return builder.add(builder.shuffle_vector(v, v, ir.Constant(_vec(32, 4), [0, 1, 2, 3])),
+                               builder.shuffle_vector(v, v, ir.Constant(_vec(32, 4), [4, 5, 6, 7])))
         sums = _block_sums(builder, vecs)
         v = ir.Constant(_vec(32, len(vecs)), ir.Undefined)
         for k, s in enumerate(sums):
@@ -379,6 +405,28 @@ if AVAILABLE:
         term = _mul_nan_first(builder, builder.fmul(sumi, _f16_rows(builder, xbs, 0)), _splat_rows(builder, yd, len(xbs)))
         return (_add_nan_first(builder, sumf, term),)
 
+    def _q8_0_block_vnni(builder, xbs, ys, state):
+        # _q8_0_block with the integer sums by vpdpbusd: sum x*y = sum (x + 128)*y - 128 * sum y, x + 128 being
+        # x with its sign bit flipped, read as unsigned
+        yd, q8 = ys
+        (sumf,) = state
+        start = _neg_offset_sums(builder, 128, q8)
+        flip = ir.Constant(_vec(8), [0x80] * 32)
+        vecs = [_dpbusd(builder, start, builder.xor(_load(builder, xb, 2, _vec(8)), flip), q8) for xb in xbs]
+        sumi = builder.sitofp(_row_sums_vec(builder, vecs), sumf.type)
+        dd = _mul_nan_first(builder, _splat_rows(builder, yd, len(xbs)), _f16_rows(builder, xbs, 0))
+        return (_add_nan_first(builder, sumf, builder.fmul(sumi, dd)),)
+
+    def _q4_0_block_vnni(builder, xbs, ys, state):
+        # _q4_0_block with sum (level - 8)*y = vpdpbusd(-8 * sum y, level, y)
+        yd, q8 = ys
+        (sumf,) = state
+        start = _neg_offset_sums(builder, 8, q8)
+        vecs = [_dpbusd(builder, start, _nibbles32(builder, _load(builder, xb, 2, _vec(8, 16))), q8) for xb in xbs]
+        sumi = builder.sitofp(_row_sums_vec(builder, vecs), sumf.type)
+        term = _mul_nan_first(builder, builder.fmul(sumi, _f16_rows(builder, xbs, 0)), _splat_rows(builder, yd, len(xbs)))
+        return (_add_nan_first(builder, sumf, term),)
+
     def _vec_final(builder, state):
         # one row's sum per lane of the state's <rows x float>
         (sumf,) = state
@@ -398,24 +446,35 @@ if AVAILABLE:
         yd, q8, _ = ys
         pshufb = cgutils.get_or_insert_function(builder.module, ir.FunctionType(_vec(8), [_vec(8), _vec(8)]),
                                                 "llvm.x86.avx2.pshuf.b")
-        table = ir.Constant(_vec(8), [v & 0xFF for v in _KVALUES] * 2)
+        if VNNI:
+            # sum kvalue*y = vpdpbusd(-128 * sum y, kvalue + 128, y): the table holds kvalue + 128 (unsigned)
+            table = ir.Constant(_vec(8), [v + 128 for v in _KVALUES] * 2)
+            starts = [_neg_offset_sums(builder, 128, q8[ib]) for ib in range(8)]
+        else:
+            table = ir.Constant(_vec(8), [v & 0xFF for v in _KVALUES] * 2)
         out = []
         for xb, (sumf,) in zip(xbs, states):
             vecs = []
             for ib in range(8):
                 levels = builder.call(pshufb, [table, _nibbles32(builder, _load(builder, xb, 8 + 16 * ib, _vec(8, 16)))])
-                vecs.append(_dot32_i16(builder, levels, q8[ib]))
-            sumis = _block_sums(builder, vecs)
+                vecs.append(_dpbusd(builder, starts[ib], levels, q8[ib]) if VNNI
+                            else _dot32_i16(builder, levels, q8[ib]))
+            # the 8 sub-blocks' terms as one vector: ls = (4 low bits from scales_l | 2 high from scales_h) - 32,
+            # term = (d4d8*ls)*sumi, each lane rounded as the C's scalar ops; then added in order
+            sumis = _row_sums_vec(builder, vecs)
             d4d8 = _mul_nan_first(builder, _f16(builder, xb, 0), yd)
-            sh = builder.zext(_load(builder, xb, 2, I16), I32)
+            v8 = _vec(32, 8)
+            sh = _splat(builder, builder.zext(_load(builder, xb, 2, I16), I32), 32, 8)
+            high = builder.and_(builder.lshr(sh, ir.Constant(v8, [2 * ib for ib in range(8)])), ir.Constant(v8, [3] * 8))
+            sl4 = _load(builder, xb, 4, _vec(8, 4))
+            sl = builder.zext(builder.shuffle_vector(sl4, sl4, ir.Constant(v8, [ib // 2 for ib in range(8)])), v8)
+            low = builder.and_(builder.lshr(sl, ir.Constant(v8, [4 * (ib % 2) for ib in range(8)])),
+                               ir.Constant(v8, [0xF] * 8))
+            ls = builder.sub(builder.or_(low, builder.shl(high, ir.Constant(v8, [4] * 8))), ir.Constant(v8, [32] * 8))
+            terms = builder.fmul(builder.fmul(_splat_float(builder, d4d8, 8), builder.sitofp(ls, F8)),
+                                 builder.sitofp(sumis, F8))
             for ib in range(8):
-                # ls = (low 4 bits from scales_l | 2 high bits from scales_h) - 32; term = (d4d8*ls)*sumi
-                low = builder.zext(_load(builder, xb, 4 + ib // 2, I8), I32)
-                low = builder.and_(builder.lshr(low, _c32(4 * (ib % 2))), _c32(0xF))
-                high = builder.and_(builder.lshr(sh, _c32(2 * ib)), _c32(3))
-                ls = builder.sub(builder.or_(low, builder.shl(high, _c32(4))), _c32(32))
-                term = builder.fmul(builder.fmul(d4d8, builder.sitofp(ls, F32)), builder.sitofp(sumis[ib], F32))
-                sumf = _add_nan_first(builder, sumf, term)
+                sumf = _add_nan_first(builder, sumf, builder.extract_element(terms, _c32(ib)))
             out.append((sumf,))
         return out
 
@@ -429,8 +488,8 @@ if AVAILABLE:
         return {
             "Q4_K": _Format(144, 292, q4_K[0], _q8_K_load, q4_K[1], q4_K[2]),
             "Q6_K": _Format(210, 292, q6_K[0], _q8_K_load, q6_K[1], q6_K[2]),
-            "Q8_0": _Format(34, 34, _joint, _q8_0_load, _q8_0_block, _vec_final),
-            "Q4_0": _Format(18, 34, _joint, _q8_0_load, _q4_0_block, _vec_final),
+            "Q8_0": _Format(34, 34, _joint, _q8_0_load, _q8_0_block_vnni if VNNI else _q8_0_block, _vec_final),
+            "Q4_0": _Format(18, 34, _joint, _q8_0_load, _q4_0_block_vnni if VNNI else _q4_0_block, _vec_final),
             "IQ4_XS": _Format(136, 292, iq4_xs[0], _q8_K_natural_load, iq4_xs[1], iq4_xs[2]),
         }
 
