@@ -3,6 +3,8 @@ vec_dot's bits for every row: random and hostile blocks (NaN/Inf/denormal scales
 every F16 scale, row counts that leave a remainder, and through quant.matmul's vec_dot path and matmul_group."""
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -19,22 +21,28 @@ SETTINGS = settings(max_examples=20, deadline=None, suppress_health_check=[Healt
 NAMES = sorted(rowdot.ROW_DOTS)
 
 
-def _run_row_dots(name, w, y):
-    """Every row of w (rows, nb) against the one-token activations y (nb,), ROWS at a time then one at a time, as
-    the drivers call them; the activations packed as the format's matvec expects."""
+@functools.lru_cache(maxsize=None)
+def _row_dots_runner(name):
     from numba import njit
     dot_rows, dot_row = rowdot.ROW_DOTS[name]
+    n_rows = rowdot.ROWS
 
     @njit
     def run(w, y, out):
         r = 0
-        while r + rowdot.ROWS <= w.shape[0]:
+        while r + n_rows <= w.shape[0]:
             dot_rows(w, r, y, out)
-            r += rowdot.ROWS
+            r += n_rows
         while r < w.shape[0]:
             dot_row(w, r, y, out)
             r += 1
+    return run
 
+
+def _run_row_dots(name, w, y):
+    """Every row of w (rows, nb) against the one-token activations y (nb,), ROWS at a time then one at a time, as
+    the drivers call them; the activations packed as the format's matvec expects."""
+    run = _row_dots_runner(name)
     fk = kernels.get(name)
     packed = y.copy().reshape(1, -1)
     if fk.pack_acts is not None:
@@ -98,9 +106,8 @@ def test_matmul_vec_dot_path_uses_row_dots_with_the_reference_bits(name):
     assert_bits_equal(grouped[1], ref[:, :5], f"{name} matmul_group, second matrix")
 
 
-def _run_tiles(name, w, y):
-    """Every (row, token) of w (rows, nb) against y (tokens, nb) through the format's tile dot as
-    drivers.matmul_tiles calls it (whole tiles, then the leftover tokens and rows by the one-row dot)."""
+@functools.lru_cache(maxsize=None)
+def _tiles_runner(name):
     from numba import njit
     tile, tile_rows, tile_tokens = rowdot.TILE_DOTS[name]
     dot_row = rowdot.ROW_DOTS[name][1]
@@ -120,7 +127,13 @@ def _run_tiles(name, w, y):
         for rr in range(r, w.shape[0]):
             for tt in range(y.shape[0]):
                 dot_row(w, rr, y[tt], out[tt])
+    return run
 
+
+def _run_tiles(name, w, y):
+    """Every (row, token) of w (rows, nb) against y (tokens, nb) through the format's tile dot as
+    drivers.matmul_tiles calls it (whole tiles, then the leftover tokens and rows by the one-row dot)."""
+    run = _tiles_runner(name)
     fk = kernels.get(name)
     packed = np.ascontiguousarray(y.copy())
     if fk.pack_acts is not None:
@@ -163,3 +176,47 @@ def test_matmul_batches_use_tiles_with_the_reference_bits(name):
     finally:
         quant.set_kernels("fast")
     assert_bits_equal(fast, ref, f"{name} matmul, 19 tokens (tiles)")
+
+
+_AVX2_SCRIPT = r"""
+import numpy as np
+from refimpl import quant
+from refimpl.kernels import rowdot
+assert rowdot.AVAILABLE and not rowdot.WIDE and not rowdot.VNNI
+import sys
+sys.path.insert(0, "tests")
+from test_kernels_rowdot import _run_row_dots, _run_tiles
+from test_kernels_props import _hostile_blocks
+for name in sorted(rowdot.ROW_DOTS):
+    fmt = quant.get_type(name)
+    vfmt = quant.get_type(fmt.vec_dot_type)
+    for seed in range(6):
+        rng = np.random.default_rng(seed)
+        rate = (0.0, 0.3, 1.0)[seed % 3]
+        w = _hostile_blocks(fmt, rng, 7 * 2, rate).view(fmt.block_dtype).reshape(7, 2)
+        nb_y = 2 * fmt.block_size // vfmt.block_size
+        y = _hostile_blocks(vfmt, rng, 9 * nb_y, rate).view(vfmt.block_dtype).reshape(9, nb_y)
+        expected = np.array([[fmt.vec_dot(2 * fmt.block_size, w[r], y[t]) for r in range(7)] for t in range(9)],
+                            np.float32)
+        rows = np.stack([_run_row_dots(name, w, y[t]) for t in range(9)])
+        tiles = _run_tiles(name, w, y)
+        for got, what in ((rows, "row dots"), (tiles, "tiles")):
+            if not np.array_equal(got.view(np.uint32), expected.view(np.uint32)):
+                raise SystemExit(f"{name} {what} (AVX2 steps) differ from the reference, seed {seed}")
+print("ok")
+"""
+
+
+def test_avx2_steps_equal_reference_too(tmp_path):
+    # the AVX2-only code paths (what hosts without AVX-512 run), forced on this host in a fresh process with its
+    # own numba cache
+    import os
+    import subprocess
+    import sys
+    if not rowdot.WIDE:
+        pytest.skip("this host runs the AVX2 steps already (the tests above cover them)")
+    env = dict(os.environ, REFIMPL_ROWDOT_ISA="avx2", NUMBA_CACHE_DIR=str(tmp_path / "numba-cache"))
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    out = subprocess.run([sys.executable, "-c", _AVX2_SCRIPT], env=env, capture_output=True, text=True, cwd=root,
+                         timeout=900)
+    assert out.returncode == 0 and out.stdout.strip().endswith("ok"), (out.stdout + out.stderr)[-3000:]

@@ -25,6 +25,8 @@ refimpl.kernels.drivers.matmul_row_dots / matmul_group_row_dots.
 """
 from __future__ import annotations
 
+import os
+
 from .._jit import JIT_DISABLED
 from .lanes import HOST_AVX2, LANE_ORDER, _host_has
 
@@ -32,8 +34,11 @@ ROWS = 4            # rows per call: 2 measured slower, 8 no faster (Q4_K, 768..
 
 # what the intrinsics below need from the host (numba compiles for the host CPU)
 AVAILABLE = (not JIT_DISABLED) and HOST_AVX2 and _host_has("f16c")
+# REFIMPL_ROWDOT_ISA=avx2 keeps to the AVX2 steps on an AVX-512 host (tests/test_kernels_rowdot.py runs them so, with
+# its own numba cache: the cache does not key on this choice)
+_AVX2_ONLY = os.environ.get("REFIMPL_ROWDOT_ISA", "").lower() == "avx2"
 # 512-bit integer steps (two 32-level sub-blocks per pmaddubsw/pmaddwd) where the host has AVX-512BW
-WIDE = AVAILABLE and _host_has("avx512bw")
+WIDE = AVAILABLE and not _AVX2_ONLY and _host_has("avx512bw")
 # VNNI's vpdpbusd (unsigned x signed bytes, four products into each int32, no saturation) where the host has it
 VNNI = WIDE and _host_has("avx512vnni") and _host_has("avx512vl")
 
