@@ -350,26 +350,25 @@ def rope(x: np.ndarray, positions, n_dims: int, mode: int, freq_base: float, fre
 @njit
 def softmax_sse2_sum(w, n_kv, valid_lo, valid_hi, mx, out):
     """ggml_vec_soft_max_f32 (vec.cpp, SSE2 branch) over a row of n_kv scores of which only [valid_lo, valid_hi)
-    are unmasked (the others are -INF, exp 0).  Writes exp(w - max) into out, returns the double sum."""
-    s = 0.0
+    are unmasked (the others are -INF, exp 0).  Writes exp(w - max) into out (masked lanes: out must hold zeros),
+    returns the double sum.
+
+    The lanes of the 4-wide loop are ggml_v_expf each (expf_sse2), the tail libm's expf; the sum adds each group
+    of four in float, then into the double, in order.  The exps are computed first in one pass with no branches
+    (LLVM vectorizes it), then summed: the same operations on the same values as lane by lane."""
     n4 = n_kv - n_kv % 4
+    for i in range(valid_lo, min(valid_hi, n4)):
+        out[i] = expf_sse2(w[i] - mx)
+    for i in range(max(valid_lo, n4), valid_hi):
+        out[i] = expf_libm(w[i] - mx)
+    s = 0.0
     for i0 in range(0, n4, 4):
         if i0 + 4 <= valid_lo or i0 >= valid_hi:
             continue        # a block of masked lanes sums to +0
-        v0 = expf_sse2(w[i0] - mx) if valid_lo <= i0 < valid_hi else f32(0.0)
-        v1 = expf_sse2(w[i0 + 1] - mx) if valid_lo <= i0 + 1 < valid_hi else f32(0.0)
-        v2 = expf_sse2(w[i0 + 2] - mx) if valid_lo <= i0 + 2 < valid_hi else f32(0.0)
-        v3 = expf_sse2(w[i0 + 3] - mx) if valid_lo <= i0 + 3 < valid_hi else f32(0.0)
-        out[i0] = v0
-        out[i0 + 1] = v1
-        out[i0 + 2] = v2
-        out[i0 + 3] = v3
-        s += np.float64((v0 + v1) + (v2 + v3))
+        s += np.float64((out[i0] + out[i0 + 1]) + (out[i0 + 2] + out[i0 + 3]))
     for i in range(n4, n_kv):
         if valid_lo <= i < valid_hi:
-            v = expf_libm(w[i] - mx)
-            out[i] = v
-            s += np.float64(v)
+            s += np.float64(out[i])
     return s
 
 
@@ -384,9 +383,13 @@ def _attention_impl(q, k_cache, v_cache, kq_pre, positions, n_kv, window, kq_sca
     n_tok, n_head, hd = q.shape
     n_head_kv = k_cache.shape[0]
     group = n_head // n_head_kv
-    for task in prange(n_tok * n_head):
-        t = task // n_head
-        h = task % n_head
+    n_tasks = n_tok * n_head
+    for task in prange(n_tasks):
+        # tasks taken from both ends in turn: a causal token's work grows with its position, and prange hands each
+        # thread one contiguous range of tasks (the first half of the tokens would be a third of the work)
+        k = task // 2 if task % 2 == 0 else n_tasks - 1 - task // 2
+        t = k // n_head
+        h = k % n_head
         kvh = h // group
         p = positions[t]
         hi = p + 1
