@@ -163,9 +163,12 @@ if AVAILABLE:
         rows), the step of all rows over one block (``block(builder, row_block_ptrs, y_values, state)`` -> the new
         state) and the rows' results (``final(builder, state)`` -> one float per row)."""
 
-        def __init__(self, wbytes, ybytes, state, load_y, block, final):
+        def __init__(self, wbytes, ybytes, state, load_y, block, final, tile=None):
             self.wbytes, self.ybytes = wbytes, ybytes
             self.state, self.load_y, self.block, self.final = state, load_y, block, final
+            # optionally a one-row, several-token form whose scalar float steps run across the tokens as one
+            # vector: (state(n_tok), block(builder, xb, [y values per token], state), final(builder, state))
+            self.tile = tile
 
     def _per_row(row_state, row_block, row_final):
         # a format whose rows keep separate states (the K-quants' <8 x float> lanes): its functions over one row's
@@ -299,6 +302,59 @@ if AVAILABLE:
         fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(I32, [_vec(32, 8)]),
                                             "llvm.vector.reduce.add.v8i32")
         return builder.call(fn, [v])
+
+    def _q4_K_tile_state(n_tok):
+        return (_ZERO8,) * n_tok + (ir.Constant(ir.VectorType(F32, n_tok), [0.0] * n_tok),)
+
+    def _q4_K_tile_block(builder, xb, yss, state):
+        # one row's super-block against n_tok tokens (_q4_K_block_wide per token, the row's unpacking done once),
+        # with the scalar steps of ref._q45_K_step -- d = x.d*y.d, dmin = y.d*x.dmin, sumf -= dmin*sumi -- for
+        # all tokens as one <n_tok x float> (lane t: token t's own operations, so its own bits), and the tokens'
+        # sumi by one transpose-and-add
+        n_tok = len(yss)
+        mod = builder.module
+        maddubs = cgutils.get_or_insert_function(mod, ir.FunctionType(_vec(16, 32), [_vec(8, 64), _vec(8, 64)]),
+                                                 "llvm.x86.avx512.pmaddubs.w.512")
+        maddwd = cgutils.get_or_insert_function(mod, ir.FunctionType(_vec(32, 16), [_vec(16, 32), _vec(16, 32)]),
+                                                "llvm.x86.avx512.pmaddw.d.512")
+        sm = builder.zext(_q4_K_scales_mins16(builder, xb), _vec(16, 16))
+        scale_of = [0, 1, 2, 3, 8, 9, 10, 11]
+        lane_order2 = [int(t) for t in LANE_ORDER] + [32 + int(t) for t in LANE_ORDER]
+        levels, scls = [], []
+        for p in range(4):
+            q = _load(builder, xb, 16 + 32 * p, _vec(8))
+            lo = builder.and_(q, ir.Constant(_vec(8), [15] * 32))
+            hi = builder.lshr(q, ir.Constant(_vec(8), [4] * 32))
+            levels.append(builder.shuffle_vector(lo, hi, ir.Constant(_vec(32, 64), lane_order2)))
+            scls.append(builder.shuffle_vector(sm, sm, ir.Constant(_vec(32, 32), [scale_of[2 * p]] * 16
+                                                                   + [scale_of[2 * p + 1]] * 16)))
+        mins16 = builder.shuffle_vector(sm, sm, ir.Constant(_vec(32, 16), [scale_of[j // 2] + 4 for j in range(16)]))
+        fv = ir.VectorType(F32, n_tok)
+        ydv = ir.Constant(fv, ir.Undefined)
+        for t, ys in enumerate(yss):
+            ydv = builder.insert_element(ydv, ys[0], _c32(t))
+        xd, xdmin = _f16(builder, xb, 0), _f16(builder, xb, 2)
+        dv = _nan_first(builder, _splat_float(builder, xd, n_tok), builder.fmul(_splat_float(builder, xd, n_tok), ydv))
+        dminv = _mul_nan_first(builder, ydv, _splat_float(builder, xdmin, n_tok))
+        new_sums, sumi_parts = [], []
+        for t, (yd, q8, bsums) in enumerate(yss):
+            acc = ir.Constant(_vec(32, 16), [0] * 16)
+            for p in range(4):
+                y = builder.shuffle_vector(q8[2 * p], q8[2 * p + 1], ir.Constant(_vec(32, 64), list(range(64))))
+                acc = builder.add(acc, builder.call(maddwd, [builder.call(maddubs, [levels[p], y]), scls[p]]))
+            aux32 = builder.add(builder.shuffle_vector(acc, acc, ir.Constant(_vec(32, 8), list(range(8)))),
+                                builder.shuffle_vector(acc, acc, ir.Constant(_vec(32, 8), list(range(8, 16)))))
+            d = builder.extract_element(dv, _c32(t))
+            new_sums.append(_add_nan_first(builder, state[t], builder.fmul(_splat_float(builder, d, 8),
+                                                                           builder.sitofp(aux32, F8))))
+            sumi_parts.append(_maddwd(builder, builder.trunc(bsums, _vec(16, 16)), mins16))
+        sumi = builder.sitofp(_row_sums_vec(builder, sumi_parts), fv)
+        sumf = builder.fsub(state[n_tok], builder.fmul(dminv, sumi))
+        return tuple(new_sums) + (sumf,)
+
+    def _q4_K_tile_final(builder, state):
+        n_tok = len(state) - 1
+        return [_q4_K_final(builder, (state[t], builder.extract_element(state[n_tok], _c32(t)))) for t in range(n_tok)]
 
     def _q4_K_final(builder, state):
         # ref._q4_K_final: sumf += sums[0]; sumf = sums[1] + sumf (gcc commuted it); sumf += sums[2..7]
@@ -492,7 +548,8 @@ if AVAILABLE:
         q6_K = _per_row((_ZERO8,), _q6_K_block, _lanes_final)
         iq4_xs = _per_row((_ZERO,), _iq4_xs_block, lambda builder, state: state[0])
         return {
-            "Q4_K": _Format(144, 292, q4_K[0], _q8_K_load, q4_K[1], q4_K[2]),
+            "Q4_K": _Format(144, 292, q4_K[0], _q8_K_load, q4_K[1], q4_K[2],
+                            tile=(_q4_K_tile_state, _q4_K_tile_block, _q4_K_tile_final) if WIDE else None),
             "Q6_K": _Format(210, 292, q6_K[0], _q8_K_load, q6_K[1], q6_K[2]),
             "Q8_0": _Format(34, 34, _joint, _q8_0_load, _q8_0_block_vnni if VNNI else _q8_0_block, _vec_final),
             "Q4_0": _Format(18, 34, _joint, _q8_0_load, _q4_0_block_vnni if VNNI else _q4_0_block, _vec_final),
@@ -563,6 +620,23 @@ if AVAILABLE:
             return types.void(w, r0, y, out), codegen
         return row_dot
 
+    def _tile_loop(builder, fmt, nb, row, toks, odata, ostride, r0v, t0v, intp):
+        # the tile loop of a format with a one-row tile form (fmt.tile): one state for all the tokens
+        state0, block, final = fmt.tile
+        slots = [cgutils.alloca_once_value(builder, v) for v in state0(len(toks))]
+        with cgutils.for_range(builder, nb) as loop:
+            i = loop.index
+            xb = builder.gep(row, [builder.mul(i, ir.Constant(intp, fmt.wbytes))])
+            yss = [fmt.load_y(builder, builder.gep(tok, [builder.mul(i, ir.Constant(intp, fmt.ybytes))]))
+                   for tok in toks]
+            new = block(builder, xb, yss, tuple(builder.load(s) for s in slots))
+            for s, v in zip(slots, new):
+                builder.store(v, s)
+        for j, result in enumerate(final(builder, tuple(builder.load(s) for s in slots))):
+            orow = builder.bitcast(builder.gep(odata, [builder.mul(builder.add(t0v, ir.Constant(intp, j)), ostride)]),
+                                   F32.as_pointer())
+            builder.store(result, builder.gep(orow, [r0v]))
+
     def _make_tile_dot(name: str, n_rows: int, n_tok: int):
         """An intrinsic ``tile_dot(w, r0, y, t0, out)``: out[t0 + j, r0 + k] = vec_dot(n, w[r0 + k], y[t0 + j]) for
         k < n_rows, j < n_tok: the row dot's loop with the tokens of a batch side by side.  Each (row, token) keeps
@@ -595,6 +669,9 @@ if AVAILABLE:
                         for k in range(n_rows)]
                 toks = [builder.gep(ydata, [builder.mul(builder.add(t0v, ir.Constant(intp, j)), ystride)])
                         for j in range(n_tok)]
+                if n_rows == 1 and fmt.tile is not None:
+                    _tile_loop(builder, fmt, nb, rows[0], toks, odata, ostride, r0v, t0v, intp)
+                    return context.get_dummy_value()
                 slots = [[cgutils.alloca_once_value(builder, v) for v in fmt.state(n_rows)] for _ in range(n_tok)]
                 with cgutils.for_range(builder, nb) as loop:
                     i = loop.index
