@@ -160,8 +160,12 @@ def test_ctrl_c_leaves_nothing(tmp_path):
     src = tmp_path / "big.gguf"
     write(src, {"general.architecture": "llama", "llama.block_count": np.uint32(24)}, tensors)
     out = tmp_path / "out.gguf"
+    # the child gets SIGINT's default disposition, as a process started from a terminal has: a job started in the
+    # background by a non-interactive shell (a CI script's `cmd &`) inherits SIGINT ignored, and Python then
+    # installs no KeyboardInterrupt handler
     p = subprocess.Popen([sys.executable, "-m", "refimpl.quantize", "--no-progress", "--verbose", str(src), str(out),
-                          "IQ4_XS", "1"], stderr=subprocess.PIPE, text=True)
+                          "IQ4_XS", "1"], stderr=subprocess.PIPE, text=True,
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     # wait until the first tensor is written, then interrupt
     for line in p.stderr:
         if "converting to" in line:
