@@ -22,7 +22,7 @@ from . import get as fast_kernels
 from . import intdot
 from .._jit import njit
 from .jitcache import cached_closure
-from .rowdot import ROW_DOTS, ROWS, TILE_DOTS
+from .rowdot import DECODE_ROW_DOTS, ROW_DOTS, ROWS, TILE_DOTS
 
 INTDOT_MIN_TOKENS = 8
 
@@ -243,7 +243,7 @@ def _rows_driver(fmt, make_rows, make_row_dots):
     call), else ``make_rows`` over a matvec on packed activations, the vec_dot with caller-made scratch, or the
     plain vec_dot — with the activation packer it needs (or None)."""
     fk = fast_kernels(fmt.name)
-    if fk is not None and fmt.name in ROW_DOTS:
+    if fk is not None and fmt.name in ROW_DOTS and fmt.name in DECODE_ROW_DOTS:
         return make_row_dots(*ROW_DOTS[fmt.name]), fk.pack_acts
     if fk is not None and fk.matvec is not None:
         return make_rows(fk.matvec, fk.make_work), fk.pack_acts
