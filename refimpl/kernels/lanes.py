@@ -393,6 +393,46 @@ if JIT_DISABLED:
 
 else:
 
+    def _load_vec(builder, ptr, off, ty):
+        # a value of type ty at element offset off of ptr (an array's data pointer), unaligned
+        return builder.load(builder.bitcast(builder.gep(ptr, [ir.Constant(ir.IntType(32), off)]), ty.as_pointer()),
+                            align=1)
+
+    def q4_K_ints_ir(builder, qs_ptr, sc_ptr, q8s, bsums):
+        """The integer part of one Q4_K super-block as LLVM values: (aux32 <8 x i32>, sumi i32).  qs_ptr/sc_ptr point
+        at its 128 qs / 12 scale bytes, q8s are the 8 lane-packed <32 x i8> of the activations, bsums their
+        <16 x i32> bsums.  Shared by q4_K_block_ints and refimpl.kernels.rowdot."""
+        i32 = ir.IntType(32)
+        c32 = lambda v: ir.Constant(i32, v)  # noqa: E731
+        # get_scale_min_k4 of j = 0..7 as ggml's SIMD kernels do it: the kmask1..3 shuffle of three 32-bit words
+        u0, u1, u2 = (_load_vec(builder, builder.bitcast(sc_ptr, i32.as_pointer()), k, i32) for k in range(3))
+        kmask1, kmask2, kmask3 = c32(0x3F3F3F3F), c32(0x0F0F0F0F), c32(0x03030303)
+        s_lo = builder.and_(u0, kmask1)
+        s_hi = builder.or_(builder.and_(u2, kmask2), builder.shl(builder.and_(builder.lshr(u0, c32(6)), kmask3), c32(4)))
+        m_lo = builder.and_(u1, kmask1)
+        m_hi = builder.or_(builder.and_(builder.lshr(u2, c32(4)), kmask2),
+                           builder.shl(builder.and_(builder.lshr(u1, c32(6)), kmask3), c32(4)))
+
+        def bytes8(lo, hi):
+            v = builder.insert_element(ir.Constant(_vec(32, 2), ir.Undefined), lo, c32(0))
+            return builder.bitcast(builder.insert_element(v, hi, c32(1)), _vec(8, 8))
+
+        scales, mins = bytes8(s_lo, s_hi), bytes8(m_lo, m_hi)
+        total = ir.Constant(_vec(32, 8), [0] * 8)
+        for p in range(4):
+            q = _load_vec(builder, qs_ptr, 32 * p, _vec(8))
+            lo = builder.and_(q, ir.Constant(_vec(8), [15] * 32))
+            hi = builder.lshr(q, ir.Constant(_vec(8), [4] * 32))
+            for levels, j in ((lo, 2 * p), (hi, 2 * p + 1)):
+                sc = builder.zext(builder.extract_element(scales, c32(j)), ir.IntType(16))
+                total = builder.add(total, _lane_dots(builder, levels, q8s[j], _splat(builder, sc, 16, 16)))
+        # sumi = sum over j < 16 of bsums[j] * mins[j / 2]
+        mins16 = builder.zext(builder.shuffle_vector(mins, mins, ir.Constant(_vec(32, 16), [j // 2 for j in range(16)])),
+                              _vec(32, 16))
+        fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(i32, [_vec(32, 16)]),
+                                            "llvm.vector.reduce.add.v16i32")
+        return total, builder.call(fn, [builder.mul(bsums, mins16)])
+
     @intrinsic
     def q4_K_block_ints(typingctx, aux32, qs, sc12, q8p, bsums):
         """The whole integer part of one Q4_K super-block against lane-packed Q8_K activations: the 12 scale bytes
@@ -405,44 +445,15 @@ else:
             return None
 
         def codegen(context, builder, sig, args):
-            i32 = ir.IntType(32)
-            c32 = lambda v: ir.Constant(i32, v)  # noqa: E731
-            sc_ptr = builder.bitcast(_array_data(context, builder, sig.args[2], args[2]), i32.as_pointer())
-            u0, u1, u2 = (builder.load(builder.gep(sc_ptr, [c32(k)]), align=1) for k in range(3))
-            kmask1, kmask2, kmask3 = c32(0x3F3F3F3F), c32(0x0F0F0F0F), c32(0x03030303)
-            s_lo = builder.and_(u0, kmask1)
-            s_hi = builder.or_(builder.and_(u2, kmask2),
-                               builder.shl(builder.and_(builder.lshr(u0, c32(6)), kmask3), c32(4)))
-            m_lo = builder.and_(u1, kmask1)
-            m_hi = builder.or_(builder.and_(builder.lshr(u2, c32(4)), kmask2),
-                               builder.shl(builder.and_(builder.lshr(u1, c32(6)), kmask3), c32(4)))
-
-            def bytes8(lo, hi):
-                v = builder.insert_element(ir.Constant(_vec(32, 2), ir.Undefined), lo, c32(0))
-                return builder.bitcast(builder.insert_element(v, hi, c32(1)), _vec(8, 8))
-
-            scales, mins = bytes8(s_lo, s_hi), bytes8(m_lo, m_hi)
-            qs_ptr = _array_data(context, builder, sig.args[1], args[1])
             q8_ptr = _array_data(context, builder, sig.args[3], args[3])
-            total = ir.Constant(_vec(32, 8), [0] * 8)
-            for p in range(4):
-                q = builder.load(builder.bitcast(builder.gep(qs_ptr, [c32(32 * p)]), _vec(8).as_pointer()), align=1)
-                lo = builder.and_(q, ir.Constant(_vec(8), [15] * 32))
-                hi = builder.lshr(q, ir.Constant(_vec(8), [4] * 32))
-                for levels, j in ((lo, 2 * p), (hi, 2 * p + 1)):
-                    y = builder.load(builder.bitcast(builder.gep(q8_ptr, [c32(32 * j)]), _vec(8).as_pointer()),
-                                     align=1)
-                    sc = builder.zext(builder.extract_element(scales, c32(j)), ir.IntType(16))
-                    total = builder.add(total, _lane_dots(builder, levels, y, _splat(builder, sc, 16, 16)))
+            q8s = [_load_vec(builder, q8_ptr, 32 * j, _vec(8)) for j in range(8)]
+            bs_ptr = _array_data(context, builder, sig.args[4], args[4])
+            bsums = builder.sext(_load_vec(builder, bs_ptr, 0, _vec(16, 16)), _vec(32, 16))
+            aux32, sumi = q4_K_ints_ir(builder, _array_data(context, builder, sig.args[1], args[1]),
+                                       _array_data(context, builder, sig.args[2], args[2]), q8s, bsums)
             acc_ptr = builder.bitcast(_array_data(context, builder, sig.args[0], args[0]), _vec(32, 8).as_pointer())
-            builder.store(total, acc_ptr, align=4)
-            bs_ptr = builder.bitcast(_array_data(context, builder, sig.args[4], args[4]), _vec(16, 16).as_pointer())
-            bs = builder.sext(builder.load(bs_ptr, align=2), _vec(32, 16))
-            mins16 = builder.zext(builder.shuffle_vector(mins, mins, ir.Constant(_vec(32, 16), [j // 2 for j in range(16)])),
-                                  _vec(32, 16))
-            fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(i32, [_vec(32, 16)]),
-                                                "llvm.vector.reduce.add.v16i32")
-            return builder.call(fn, [builder.mul(bs, mins16)])
+            builder.store(aux32, acc_ptr, align=4)
+            return sumi
 
         return types.int32(aux32, qs, sc12, q8p, bsums), codegen
 
@@ -516,6 +527,32 @@ else:
         return builder.add(builder.shuffle_vector(scaled, scaled, ir.Constant(_vec(32, 8), list(range(0, 16, 2)))),
                            builder.shuffle_vector(scaled, scaled, ir.Constant(_vec(32, 8), list(range(1, 16, 2)))))
 
+    def q6_K_ints_ir(builder, ql_ptr, qh_ptr, sc_ptr, q8s):
+        """aux32 (<8 x i32>) of one Q6_K super-block as an LLVM value: ql/qh/sc_ptr point at its 128 ql, 64 qh and 16
+        int8 scale bytes, q8s are the 8 lane-packed <32 x i8> of the activations.  Shared by q6_K_block_ints and
+        refimpl.kernels.rowdot."""
+        def splat8(v):
+            return ir.Constant(_vec(8), [v] * 32)
+
+        scales = builder.sext(_load_vec(builder, sc_ptr, 0, _vec(8, 16)), _vec(16, 16))
+        total = ir.Constant(_vec(32, 8), [0] * 8)
+        for h in range(2):
+            q4a, q4b = _load_vec(builder, ql_ptr, 64 * h, _vec(8)), _load_vec(builder, ql_ptr, 64 * h + 32, _vec(8))
+            hh = _load_vec(builder, qh_ptr, 32 * h, _vec(8))
+            groups = (
+                builder.or_(builder.and_(q4a, splat8(15)), builder.shl(builder.and_(hh, splat8(3)), splat8(4))),
+                builder.or_(builder.and_(q4b, splat8(15)),
+                            builder.shl(builder.and_(builder.lshr(hh, splat8(2)), splat8(3)), splat8(4))),
+                builder.or_(builder.lshr(q4a, splat8(4)),
+                            builder.shl(builder.and_(builder.lshr(hh, splat8(4)), splat8(3)), splat8(4))),
+                builder.or_(builder.lshr(q4b, splat8(4)), builder.shl(builder.lshr(hh, splat8(6)), splat8(4))),
+            )
+            for t, levels in enumerate(groups):
+                g = 4 * h + t                                   # 32 levels: sub-blocks 2g and 2g + 1
+                pair_scales = builder.shuffle_vector(scales, scales, ir.Constant(_vec(32, 16), [2 * g, 2 * g + 1] * 8))
+                total = builder.add(total, _pair_lane_dots(builder, levels, q8s[g], 32, pair_scales))
+        return total
+
     @intrinsic
     def q6_K_block_ints(typingctx, aux32, ql, qh, sc, q8p):
         """The integer part of one Q6_K super-block against lane-packed Q8_K activations: aux32[l] = sum over the
@@ -527,38 +564,9 @@ else:
             return None
 
         def codegen(context, builder, sig, args):
-            i32 = ir.IntType(32)
-            c32 = lambda v: ir.Constant(i32, v)  # noqa: E731
-            ql_ptr = _array_data(context, builder, sig.args[1], args[1])
-            qh_ptr = _array_data(context, builder, sig.args[2], args[2])
-            sc_ptr = _array_data(context, builder, sig.args[3], args[3])
             q8_ptr = _array_data(context, builder, sig.args[4], args[4])
-
-            def load32(ptr, off):
-                return builder.load(builder.bitcast(builder.gep(ptr, [c32(off)]), _vec(8).as_pointer()), align=1)
-
-            def splat8(v):
-                return ir.Constant(_vec(8), [v] * 32)
-
-            scales = builder.sext(builder.load(builder.bitcast(sc_ptr, _vec(8, 16).as_pointer()), align=1),
-                                  _vec(16, 16))
-            total = ir.Constant(_vec(32, 8), [0] * 8)
-            for h in range(2):
-                q4a, q4b, hh = load32(ql_ptr, 64 * h), load32(ql_ptr, 64 * h + 32), load32(qh_ptr, 32 * h)
-                groups = (
-                    builder.or_(builder.and_(q4a, splat8(15)), builder.shl(builder.and_(hh, splat8(3)), splat8(4))),
-                    builder.or_(builder.and_(q4b, splat8(15)),
-                                builder.shl(builder.and_(builder.lshr(hh, splat8(2)), splat8(3)), splat8(4))),
-                    builder.or_(builder.lshr(q4a, splat8(4)),
-                                builder.shl(builder.and_(builder.lshr(hh, splat8(4)), splat8(3)), splat8(4))),
-                    builder.or_(builder.lshr(q4b, splat8(4)), builder.shl(builder.lshr(hh, splat8(6)), splat8(4))),
-                )
-                for t, levels in enumerate(groups):
-                    g = 4 * h + t                                   # 32 levels: sub-blocks 2g and 2g + 1
-                    pair_scales = builder.shuffle_vector(scales, scales,
-                                                         ir.Constant(_vec(32, 16), [2 * g, 2 * g + 1] * 8))
-                    y = load32(q8_ptr, 32 * g)
-                    total = builder.add(total, _pair_lane_dots(builder, levels, y, 32, pair_scales))
+            total = q6_K_ints_ir(builder, *(_array_data(context, builder, sig.args[k], args[k]) for k in (1, 2, 3)),
+                                 [_load_vec(builder, q8_ptr, 32 * g, _vec(8)) for g in range(8)])
             acc_ptr = builder.bitcast(_array_data(context, builder, sig.args[0], args[0]), _vec(32, 8).as_pointer())
             builder.store(total, acc_ptr, align=4)
             return context.get_dummy_value()

@@ -59,7 +59,7 @@ if AVAILABLE:
     from numba.core import cgutils
     from numba.extending import intrinsic
 
-    from .lanes import _lane_dots, _maddubs, _maddwd, _pair_lane_dots, _splat, _splat_float, _vec
+    from .lanes import _maddubs, _maddwd, _splat, _splat_float, _vec, q4_K_ints_ir, q6_K_ints_ir
 
     F32 = ir.FloatType()
     I8, I16, I32 = ir.IntType(8), ir.IntType(16), ir.IntType(32)
@@ -201,49 +201,22 @@ if AVAILABLE:
         bsums = builder.sext(_load(builder, yb, 260, _vec(16, 16)), _vec(32, 16))
         return yd, q8, bsums
 
-    def _q4_K_scales_mins(builder, xb):
-        # get_scale_min_k4 of j = 0..7 as ggml's SIMD kernels do it: the kmask1..3 shuffle of three 32-bit words
-        u0, u1, u2 = (_load(builder, xb, 4 + 4 * m, I32) for m in range(3))
-        kmask1, kmask2, kmask3 = _c32(0x3F3F3F3F), _c32(0x0F0F0F0F), _c32(0x03030303)
-        s_lo = builder.and_(u0, kmask1)
-        s_hi = builder.or_(builder.and_(u2, kmask2), builder.shl(builder.and_(builder.lshr(u0, _c32(6)), kmask3), _c32(4)))
-        m_lo = builder.and_(u1, kmask1)
-        m_hi = builder.or_(builder.and_(builder.lshr(u2, _c32(4)), kmask2),
-                           builder.shl(builder.and_(builder.lshr(u1, _c32(6)), kmask3), _c32(4)))
-
-        def bytes8(lo, hi):
-            v = builder.insert_element(ir.Constant(_vec(32, 2), ir.Undefined), lo, _c32(0))
-            return builder.bitcast(builder.insert_element(v, hi, _c32(1)), _vec(8, 8))
-        return bytes8(s_lo, s_hi), bytes8(m_lo, m_hi)
-
     def _q4_K_block(builder, xbs, ys, states):
         yd, q8, bsums = ys
-        reduce16 = cgutils.get_or_insert_function(builder.module, ir.FunctionType(I32, [_vec(32, 16)]),
-                                                  "llvm.vector.reduce.add.v16i32")
         out = []
         for xb, (sums, sumf) in zip(xbs, states):
-            scales, mins = _q4_K_scales_mins(builder, xb)
-            # aux32: the eight lanes (refimpl.kernels.lanes.q4_K_block_ints)
-            aux32 = ir.Constant(_vec(32, 8), [0] * 8)
-            for p in range(4):
-                q = _load(builder, xb, 16 + 32 * p, _vec(8))
-                lo = builder.and_(q, ir.Constant(_vec(8), [15] * 32))
-                hi = builder.lshr(q, ir.Constant(_vec(8), [4] * 32))
-                for levels, j in ((lo, 2 * p), (hi, 2 * p + 1)):
-                    sc = builder.zext(builder.extract_element(scales, _c32(j)), I16)
-                    aux32 = builder.add(aux32, _lane_dots(builder, levels, q8[j], _splat(builder, sc, 16, 16)))
-            # sumi = sum over j < 16 of bsums[j] * mins[j / 2]
-            mins16 = builder.zext(builder.shuffle_vector(mins, mins, ir.Constant(_vec(32, 16), [j // 2 for j in range(16)])),
-                                  _vec(32, 16))
-            sumi = builder.call(reduce16, [builder.mul(bsums, mins16)])
-            # the float part, ref._q45_K_step: d = x.d*y.d; sums[l] += d*aux32[l]; dmin = y.d*x.dmin; sumf -= dmin*sumi
-            xd, xdmin = _f16(builder, xb, 0), _f16(builder, xb, 2)
-            d = _mul_nan_first(builder, xd, yd)
-            sums = _add_nan_first(builder, sums, builder.fmul(_splat_float(builder, d, 8), builder.sitofp(aux32, F8)))
-            dmin = _mul_nan_first(builder, yd, xdmin)
-            sumf = builder.fsub(sumf, builder.fmul(dmin, builder.sitofp(sumi, F32)))
-            out.append((sums, sumf))
+            # the integer part: refimpl.kernels.lanes.q4_K_block_ints's
+            aux32, sumi = q4_K_ints_ir(builder, builder.gep(xb, [_c32(16)]), builder.gep(xb, [_c32(4)]), q8, bsums)
+            out.append(_q4_K_float_step(builder, xb, yd, aux32, sumi, sums, sumf))
         return out
+
+    def _q4_K_float_step(builder, xb, yd, aux32, sumi, sums, sumf):
+        # ref._q45_K_step: d = x.d*y.d; sums[l] += d*aux32[l]; dmin = y.d*x.dmin; sumf -= dmin*sumi
+        xd, xdmin = _f16(builder, xb, 0), _f16(builder, xb, 2)
+        d = _mul_nan_first(builder, xd, yd)
+        sums = _add_nan_first(builder, sums, builder.fmul(_splat_float(builder, d, 8), builder.sitofp(aux32, F8)))
+        dmin = _mul_nan_first(builder, yd, xdmin)
+        return sums, builder.fsub(sumf, builder.fmul(dmin, builder.sitofp(sumi, F32)))
 
     def _q4_K_scales_mins16(builder, xb):
         # get_scale_min_k4 of j = 0..7 as one <16 x i8>: bytes 0-3 scales 0-3, 4-7 mins 0-3, 8-11 scales 4-7,
@@ -260,47 +233,51 @@ if AVAILABLE:
                                      ir.Constant(v4, [0, 0, 0x03030303, 0x03030303])), ir.Constant(v4, [4] * 4))
         return builder.bitcast(builder.or_(x, y), _vec(8, 16))
 
-    def _q4_K_block_wide(builder, xbs, ys, states):
-        # _q4_K_block with 512-bit integer steps: the sub-blocks 2p (low nibbles) and 2p + 1 (high nibbles) of
-        # each 32 bytes of qs side by side in one <64 x i8>, against their 64 activations (contiguous in y), their
-        # two scales spread by one shuffle; the two 256-bit halves of the sums added at the end; the scales and
-        # mins unpacked as one vector, and sumi by pmaddwd.  The same integers as _q4_K_block (integer sums: any
-        # grouping is exact), the same float part.
-        yd, q8, bsums = ys
+    # lane of scale j in _q4_K_scales_mins16's vector; min j is 4 lanes further
+    _SCALE_LANE = (0, 1, 2, 3, 8, 9, 10, 11)
+
+    def _q4_K_unpack_wide(builder, xb):
+        # one row's super-block for the 512-bit steps: per 32 bytes p of qs, the sub-blocks 2p (low nibbles) and
+        # 2p + 1 (high nibbles) side by side in one <64 x i8> (LANE_ORDER within each half) with their two scales
+        # spread over the matching int16 pairs; and the mins spread for sumi (mins[j // 2] at j < 16)
+        sm = builder.zext(_q4_K_scales_mins16(builder, xb), _vec(16, 16))
+        lane_order2 = [int(t) for t in LANE_ORDER] + [32 + int(t) for t in LANE_ORDER]
+        levels, scls = [], []
+        for p in range(4):
+            q = _load(builder, xb, 16 + 32 * p, _vec(8))
+            lo = builder.and_(q, ir.Constant(_vec(8), [15] * 32))
+            hi = builder.lshr(q, ir.Constant(_vec(8), [4] * 32))
+            levels.append(builder.shuffle_vector(lo, hi, ir.Constant(_vec(32, 64), lane_order2)))
+            scls.append(builder.shuffle_vector(sm, sm, ir.Constant(_vec(32, 32), [_SCALE_LANE[2 * p]] * 16
+                                                                   + [_SCALE_LANE[2 * p + 1]] * 16)))
+        mins16 = builder.shuffle_vector(sm, sm, ir.Constant(_vec(32, 16), [_SCALE_LANE[j // 2] + 4 for j in range(16)]))
+        return levels, scls, mins16
+
+    def _q4_K_ints_wide(builder, unpacked, q8, bsums):
+        # (aux32, sumi) of an unpacked row against one token: pmaddubsw/pmaddwd on 512 bits, the two 256-bit halves
+        # added; sumi by pmaddwd on the bsums as int16 (|bsum| <= 16 * 128; pairs < 2^31)
+        levels, scls, mins16 = unpacked
         mod = builder.module
         maddubs = cgutils.get_or_insert_function(mod, ir.FunctionType(_vec(16, 32), [_vec(8, 64), _vec(8, 64)]),
                                                  "llvm.x86.avx512.pmaddubs.w.512")
         maddwd = cgutils.get_or_insert_function(mod, ir.FunctionType(_vec(32, 16), [_vec(16, 32), _vec(16, 32)]),
                                                 "llvm.x86.avx512.pmaddw.d.512")
-        q8w = [builder.shuffle_vector(q8[2 * p], q8[2 * p + 1], ir.Constant(_vec(32, 64), list(range(64))))
-               for p in range(4)]
-        # bsums as int16 (|bsum| <= 16 * 128): sumi = sum_j bsums[j] * mins[j // 2] by pmaddwd (pairs < 2^31)
-        bsums16 = builder.trunc(bsums, _vec(16, 16))
-        lane_order2 = [int(t) for t in LANE_ORDER] + [32 + int(t) for t in LANE_ORDER]
+        acc = ir.Constant(_vec(32, 16), [0] * 16)
+        for p in range(4):
+            y = builder.shuffle_vector(q8[2 * p], q8[2 * p + 1], ir.Constant(_vec(32, 64), list(range(64))))
+            acc = builder.add(acc, builder.call(maddwd, [builder.call(maddubs, [levels[p], y]), scls[p]]))
+        aux32 = builder.add(builder.shuffle_vector(acc, acc, ir.Constant(_vec(32, 8), list(range(8)))),
+                            builder.shuffle_vector(acc, acc, ir.Constant(_vec(32, 8), list(range(8, 16)))))
+        return aux32, _maddwd(builder, builder.trunc(bsums, _vec(16, 16)), mins16)
+
+    def _q4_K_block_wide(builder, xbs, ys, states):
+        # _q4_K_block with 512-bit integer steps (_q4_K_unpack_wide, _q4_K_ints_wide): the same integers (integer
+        # sums: any grouping is exact), the same float part
+        yd, q8, bsums = ys
         out = []
         for xb, (sums, sumf) in zip(xbs, states):
-            sm = builder.zext(_q4_K_scales_mins16(builder, xb), _vec(16, 16))
-            scale_of = [0, 1, 2, 3, 8, 9, 10, 11]           # lane of scale j in sm; mins j at scale_of[j] + 4
-            acc = ir.Constant(_vec(32, 16), [0] * 16)
-            for p in range(4):
-                q = _load(builder, xb, 16 + 32 * p, _vec(8))
-                lo = builder.and_(q, ir.Constant(_vec(8), [15] * 32))
-                hi = builder.lshr(q, ir.Constant(_vec(8), [4] * 32))
-                levels = builder.shuffle_vector(lo, hi, ir.Constant(_vec(32, 64), lane_order2))
-                scl = builder.shuffle_vector(sm, sm, ir.Constant(_vec(32, 32), [scale_of[2 * p]] * 16
-                                                                 + [scale_of[2 * p + 1]] * 16))
-                pairs = builder.call(maddubs, [levels, q8w[p]])
-                acc = builder.add(acc, builder.call(maddwd, [pairs, scl]))
-            aux32 = builder.add(builder.shuffle_vector(acc, acc, ir.Constant(_vec(32, 8), list(range(8)))),
-                                builder.shuffle_vector(acc, acc, ir.Constant(_vec(32, 8), list(range(8, 16)))))
-            mins16 = builder.shuffle_vector(sm, sm, ir.Constant(_vec(32, 16), [scale_of[j // 2] + 4 for j in range(16)]))
-            sumi = _reduce8(builder, _maddwd(builder, bsums16, mins16))
-            xd, xdmin = _f16(builder, xb, 0), _f16(builder, xb, 2)
-            d = _mul_nan_first(builder, xd, yd)
-            sums = _add_nan_first(builder, sums, builder.fmul(_splat_float(builder, d, 8), builder.sitofp(aux32, F8)))
-            dmin = _mul_nan_first(builder, yd, xdmin)
-            sumf = builder.fsub(sumf, builder.fmul(dmin, builder.sitofp(sumi, F32)))
-            out.append((sums, sumf))
+            aux32, sumi_parts = _q4_K_ints_wide(builder, _q4_K_unpack_wide(builder, xb), q8, bsums)
+            out.append(_q4_K_float_step(builder, xb, yd, aux32, _reduce8(builder, sumi_parts), sums, sumf))
         return out
 
     def _reduce8(builder, v):
@@ -312,47 +289,26 @@ if AVAILABLE:
         return (_ZERO8,) * n_tok + (ir.Constant(ir.VectorType(F32, n_tok), [0.0] * n_tok),)
 
     def _q4_K_tile_block(builder, xb, yss, state):
-        # one row's super-block against n_tok tokens (_q4_K_block_wide per token, the row's unpacking done once),
-        # with the scalar steps of ref._q45_K_step -- d = x.d*y.d, dmin = y.d*x.dmin, sumf -= dmin*sumi -- for
-        # all tokens as one <n_tok x float> (lane t: token t's own operations, so its own bits), and the tokens'
-        # sumi by one transpose-and-add
+        # one row's super-block against n_tok tokens (_q4_K_block_wide per token, the row unpacked once), with the
+        # scalar steps of ref._q45_K_step -- d = x.d*y.d, dmin = y.d*x.dmin, sumf -= dmin*sumi -- for all tokens
+        # as one <n_tok x float> (lane t: token t's own operations, so its own bits), and the tokens' sumi by one
+        # transpose-and-add
         n_tok = len(yss)
-        mod = builder.module
-        maddubs = cgutils.get_or_insert_function(mod, ir.FunctionType(_vec(16, 32), [_vec(8, 64), _vec(8, 64)]),
-                                                 "llvm.x86.avx512.pmaddubs.w.512")
-        maddwd = cgutils.get_or_insert_function(mod, ir.FunctionType(_vec(32, 16), [_vec(16, 32), _vec(16, 32)]),
-                                                "llvm.x86.avx512.pmaddw.d.512")
-        sm = builder.zext(_q4_K_scales_mins16(builder, xb), _vec(16, 16))
-        scale_of = [0, 1, 2, 3, 8, 9, 10, 11]
-        lane_order2 = [int(t) for t in LANE_ORDER] + [32 + int(t) for t in LANE_ORDER]
-        levels, scls = [], []
-        for p in range(4):
-            q = _load(builder, xb, 16 + 32 * p, _vec(8))
-            lo = builder.and_(q, ir.Constant(_vec(8), [15] * 32))
-            hi = builder.lshr(q, ir.Constant(_vec(8), [4] * 32))
-            levels.append(builder.shuffle_vector(lo, hi, ir.Constant(_vec(32, 64), lane_order2)))
-            scls.append(builder.shuffle_vector(sm, sm, ir.Constant(_vec(32, 32), [scale_of[2 * p]] * 16
-                                                                   + [scale_of[2 * p + 1]] * 16)))
-        mins16 = builder.shuffle_vector(sm, sm, ir.Constant(_vec(32, 16), [scale_of[j // 2] + 4 for j in range(16)]))
+        unpacked = _q4_K_unpack_wide(builder, xb)
         fv = ir.VectorType(F32, n_tok)
         ydv = ir.Constant(fv, ir.Undefined)
         for t, ys in enumerate(yss):
             ydv = builder.insert_element(ydv, ys[0], _c32(t))
         xd, xdmin = _f16(builder, xb, 0), _f16(builder, xb, 2)
-        dv = _nan_first(builder, _splat_float(builder, xd, n_tok), builder.fmul(_splat_float(builder, xd, n_tok), ydv))
+        dv = _mul_nan_first(builder, _splat_float(builder, xd, n_tok), ydv)
         dminv = _mul_nan_first(builder, ydv, _splat_float(builder, xdmin, n_tok))
         new_sums, sumi_parts = [], []
         for t, (yd, q8, bsums) in enumerate(yss):
-            acc = ir.Constant(_vec(32, 16), [0] * 16)
-            for p in range(4):
-                y = builder.shuffle_vector(q8[2 * p], q8[2 * p + 1], ir.Constant(_vec(32, 64), list(range(64))))
-                acc = builder.add(acc, builder.call(maddwd, [builder.call(maddubs, [levels[p], y]), scls[p]]))
-            aux32 = builder.add(builder.shuffle_vector(acc, acc, ir.Constant(_vec(32, 8), list(range(8)))),
-                                builder.shuffle_vector(acc, acc, ir.Constant(_vec(32, 8), list(range(8, 16)))))
+            aux32, part = _q4_K_ints_wide(builder, unpacked, q8, bsums)
             d = builder.extract_element(dv, _c32(t))
             new_sums.append(_add_nan_first(builder, state[t], builder.fmul(_splat_float(builder, d, 8),
                                                                            builder.sitofp(aux32, F8))))
-            sumi_parts.append(_maddwd(builder, builder.trunc(bsums, _vec(16, 16)), mins16))
+            sumi_parts.append(part)
         sumi = builder.sitofp(_row_sums_vec(builder, sumi_parts), fv)
         sumf = builder.fsub(state[n_tok], builder.fmul(dminv, sumi))
         return tuple(new_sums) + (sumf,)
@@ -380,28 +336,10 @@ if AVAILABLE:
 
     def _q6_K_block(builder, xbs, ys, states):
         yd, q8, _ = ys
-
-        def splat8(v):
-            return ir.Constant(_vec(8), [v] * 32)
         out = []
         for xb, (sums,) in zip(xbs, states):
-            scales = builder.sext(_load(builder, xb, 192, _vec(8, 16)), _vec(16, 16))
-            aux32 = ir.Constant(_vec(32, 8), [0] * 8)
-            for h in range(2):
-                q4a, q4b = _load(builder, xb, 64 * h, _vec(8)), _load(builder, xb, 64 * h + 32, _vec(8))
-                hh = _load(builder, xb, 128 + 32 * h, _vec(8))
-                groups = (
-                    builder.or_(builder.and_(q4a, splat8(15)), builder.shl(builder.and_(hh, splat8(3)), splat8(4))),
-                    builder.or_(builder.and_(q4b, splat8(15)),
-                                builder.shl(builder.and_(builder.lshr(hh, splat8(2)), splat8(3)), splat8(4))),
-                    builder.or_(builder.lshr(q4a, splat8(4)),
-                                builder.shl(builder.and_(builder.lshr(hh, splat8(4)), splat8(3)), splat8(4))),
-                    builder.or_(builder.lshr(q4b, splat8(4)), builder.shl(builder.lshr(hh, splat8(6)), splat8(4))),
-                )
-                for t, levels in enumerate(groups):
-                    g = 4 * h + t                       # 32 levels: sub-blocks 2g and 2g + 1
-                    pair_scales = builder.shuffle_vector(scales, scales, ir.Constant(_vec(32, 16), [2 * g, 2 * g + 1] * 8))
-                    aux32 = builder.add(aux32, _pair_lane_dots(builder, levels, q8[g], 32, pair_scales))
+            # the integer part: refimpl.kernels.lanes.q6_K_block_ints's
+            aux32 = q6_K_ints_ir(builder, xb, builder.gep(xb, [_c32(128)]), builder.gep(xb, [_c32(192)]), q8)
             # ref._lanes_step: d = x.d*y.d; sums[l] += d*aux32[l]
             d = _mul_nan_first(builder, _f16(builder, xb, 208), yd)
             sums = _add_nan_first(builder, sums, builder.fmul(_splat_float(builder, d, 8), builder.sitofp(aux32, F8)))
