@@ -521,6 +521,19 @@ if AVAILABLE:
             for off in range(0, wbytes, 64):
                 builder.call(prefetch, [builder.gep(nxt, [_c32(off)]), _c32(0), _c32(3), _c32(1)])
 
+    def _at(builder, base, i, nbytes, intp):
+        # block i of nbytes-byte blocks from base (i8*)
+        return builder.gep(base, [builder.mul(i, ir.Constant(intp, nbytes))])
+
+    def _over_blocks(builder, nb, state0, step):
+        """The loop of every dot here: for i < nb, state = step(i, state), from the LLVM constants state0; returns
+        the final state (a tuple of LLVM values).  The state lives in stack slots, which LLVM keeps in registers."""
+        slots = [cgutils.alloca_once_value(builder, v) for v in state0]
+        with cgutils.for_range(builder, nb) as loop:
+            for s, v in zip(slots, step(loop.index, tuple(builder.load(s) for s in slots))):
+                builder.store(v, s)
+        return tuple(builder.load(s) for s in slots)
+
     def _make_row_dot(name: str, n_rows: int):
         """An intrinsic ``row_dot(w, r0, y, out)``: out[r0 + k] = vec_dot(n, w[r0 + k], y) for k < n_rows, w the
         (rows, nb) weight blocks, y one token's (nb,) activation blocks (lane-packed for the K-quants whose
@@ -545,18 +558,12 @@ if AVAILABLE:
                 ydata = builder.bitcast(yarr.data, I8.as_pointer())
                 rows = [builder.gep(wdata, [builder.mul(builder.add(r0v, ir.Constant(intp, k)), stride0)])
                         for k in range(n_rows)]
-                # the running state in stack slots (LLVM keeps them in registers)
-                slots = [cgutils.alloca_once_value(builder, v) for v in fmt.state(n_rows)]
-                with cgutils.for_range(builder, nb) as loop:
-                    i = loop.index
-                    ys = fmt.load_y(builder, builder.gep(ydata, [builder.mul(i, ir.Constant(intp, fmt.ybytes))]))
-                    xbs = [builder.gep(row, [builder.mul(i, ir.Constant(intp, fmt.wbytes))]) for row in rows]
+                def step(i, state):
+                    xbs = [_at(builder, row, i, fmt.wbytes, intp) for row in rows]
                     _prefetch(builder, xbs, fmt.wbytes, stride0, intp)
-                    new = fmt.block(builder, xbs, ys, tuple(builder.load(s) for s in slots))
-                    for s, v in zip(slots, new):
-                        builder.store(v, s)
+                    return fmt.block(builder, xbs, fmt.load_y(builder, _at(builder, ydata, i, fmt.ybytes, intp)), state)
                 odata = oarr.data
-                for k, result in enumerate(fmt.final(builder, tuple(builder.load(s) for s in slots))):
+                for k, result in enumerate(fmt.final(builder, _over_blocks(builder, nb, fmt.state(n_rows), step))):
                     builder.store(result, builder.gep(odata, [builder.add(r0v, ir.Constant(intp, k))]))
                 return context.get_dummy_value()
 
@@ -566,16 +573,11 @@ if AVAILABLE:
     def _tile_loop(builder, fmt, nb, row, toks, odata, ostride, r0v, t0v, intp):
         # the tile loop of a format with a one-row tile form (fmt.tile): one state for all the tokens
         state0, block, final = fmt.tile
-        slots = [cgutils.alloca_once_value(builder, v) for v in state0(len(toks))]
-        with cgutils.for_range(builder, nb) as loop:
-            i = loop.index
-            xb = builder.gep(row, [builder.mul(i, ir.Constant(intp, fmt.wbytes))])
-            yss = [fmt.load_y(builder, builder.gep(tok, [builder.mul(i, ir.Constant(intp, fmt.ybytes))]))
-                   for tok in toks]
-            new = block(builder, xb, yss, tuple(builder.load(s) for s in slots))
-            for s, v in zip(slots, new):
-                builder.store(v, s)
-        for j, result in enumerate(final(builder, tuple(builder.load(s) for s in slots))):
+
+        def step(i, state):
+            yss = [fmt.load_y(builder, _at(builder, tok, i, fmt.ybytes, intp)) for tok in toks]
+            return block(builder, _at(builder, row, i, fmt.wbytes, intp), yss, state)
+        for j, result in enumerate(final(builder, _over_blocks(builder, nb, state0(len(toks)), step))):
             orow = builder.bitcast(builder.gep(odata, [builder.mul(builder.add(t0v, ir.Constant(intp, j)), ostride)]),
                                    F32.as_pointer())
             builder.store(result, builder.gep(orow, [r0v]))
@@ -615,19 +617,21 @@ if AVAILABLE:
                 if n_rows == 1 and fmt.tile is not None:
                     _tile_loop(builder, fmt, nb, rows[0], toks, odata, ostride, r0v, t0v, intp)
                     return context.get_dummy_value()
-                slots = [[cgutils.alloca_once_value(builder, v) for v in fmt.state(n_rows)] for _ in range(n_tok)]
-                with cgutils.for_range(builder, nb) as loop:
-                    i = loop.index
-                    xbs = [builder.gep(row, [builder.mul(i, ir.Constant(intp, fmt.wbytes))]) for row in rows]
-                    for tok, tok_slots in zip(toks, slots):
-                        ys = fmt.load_y(builder, builder.gep(tok, [builder.mul(i, ir.Constant(intp, fmt.ybytes))]))
-                        new = fmt.block(builder, xbs, ys, tuple(builder.load(s) for s in tok_slots))
-                        for s, v in zip(tok_slots, new):
-                            builder.store(v, s)
-                for j, tok_slots in enumerate(slots):
+                # every token's own state, side by side in one tuple
+                per_tok = len(fmt.state(n_rows))
+
+                def step(i, state):
+                    xbs = [_at(builder, row, i, fmt.wbytes, intp) for row in rows]
+                    new = []
+                    for j, tok in enumerate(toks):
+                        ys = fmt.load_y(builder, _at(builder, tok, i, fmt.ybytes, intp))
+                        new += fmt.block(builder, xbs, ys, state[per_tok * j:per_tok * (j + 1)])
+                    return tuple(new)
+                final_state = _over_blocks(builder, nb, fmt.state(n_rows) * n_tok, step)
+                for j in range(n_tok):
                     orow = builder.bitcast(builder.gep(odata, [builder.mul(builder.add(t0v, ir.Constant(intp, j)),
                                                                            ostride)]), F32.as_pointer())
-                    for k, result in enumerate(fmt.final(builder, tuple(builder.load(s) for s in tok_slots))):
+                    for k, result in enumerate(fmt.final(builder, final_state[per_tok * j:per_tok * (j + 1)])):
                         builder.store(result, builder.gep(orow, [builder.add(r0v, ir.Constant(intp, k))]))
                 return context.get_dummy_value()
 
