@@ -23,9 +23,16 @@ import numpy as np
 from ..model.kv_cache import _store_k, _store_v
 from ..model.layers import _attention_parallel, _rms_norm_rows, _rope_rows, _swiglu_rows
 from . import drivers
+from .._jit import njit
 from .jitcache import cached_closure
 
 _STEPS: dict = {}
+
+
+@njit(inline="always")
+def _blocks(raw, dtype):
+    # raw uint8 rows (rows, row bytes) viewed as blocks of ``dtype`` (rows, blocks per row)
+    return raw.reshape(-1).view(dtype).reshape(raw.shape[0], -1)
 
 
 def _matmul_part(fmt, vfmt):
@@ -50,17 +57,13 @@ def _projections(formats):
             @cached_closure
             def project(cur, acts, ws, outs):
                 w0, w1, w2 = ws
-                group(cur, acts[0].reshape(-1).view(a_t).reshape(1, -1), cur.shape[1],
-                      (w0.reshape(-1).view(w_t).reshape(w0.shape[0], -1),
-                       w1.reshape(-1).view(w_t).reshape(w1.shape[0], -1),
-                       w2.reshape(-1).view(w_t).reshape(w2.shape[0], -1)), outs)
+                group(cur, _blocks(acts[0], a_t), cur.shape[1], (_blocks(w0, w_t), _blocks(w1, w_t), _blocks(w2, w_t)),
+                      outs)
         else:
             @cached_closure
             def project(cur, acts, ws, outs):
                 w0, w1 = ws
-                group(cur, acts[0].reshape(-1).view(a_t).reshape(1, -1), cur.shape[1],
-                      (w0.reshape(-1).view(w_t).reshape(w0.shape[0], -1),
-                       w1.reshape(-1).view(w_t).reshape(w1.shape[0], -1)), outs)
+                group(cur, _blocks(acts[0], a_t), cur.shape[1], (_blocks(w0, w_t), _blocks(w1, w_t)), outs)
     else:
         m0, m1 = _matmul_part(*formats[0]), _matmul_part(*formats[1])
         w0_t, w1_t = formats[0][0].block_dtype, formats[1][0].block_dtype
@@ -72,20 +75,15 @@ def _projections(formats):
             @cached_closure
             def project(cur, acts, ws, outs):
                 n = cur.shape[1]
-                m0(cur, acts[0].reshape(-1).view(a0_t).reshape(1, -1), n,
-                   ws[0].reshape(-1).view(w0_t).reshape(ws[0].shape[0], -1), outs[0])
-                m1(cur, acts[1].reshape(-1).view(a1_t).reshape(1, -1), n,
-                   ws[1].reshape(-1).view(w1_t).reshape(ws[1].shape[0], -1), outs[1])
-                m2(cur, acts[2].reshape(-1).view(a2_t).reshape(1, -1), n,
-                   ws[2].reshape(-1).view(w2_t).reshape(ws[2].shape[0], -1), outs[2])
+                m0(cur, _blocks(acts[0], a0_t), n, _blocks(ws[0], w0_t), outs[0])
+                m1(cur, _blocks(acts[1], a1_t), n, _blocks(ws[1], w1_t), outs[1])
+                m2(cur, _blocks(acts[2], a2_t), n, _blocks(ws[2], w2_t), outs[2])
         else:
             @cached_closure
             def project(cur, acts, ws, outs):
                 n = cur.shape[1]
-                m0(cur, acts[0].reshape(-1).view(a0_t).reshape(1, -1), n,
-                   ws[0].reshape(-1).view(w0_t).reshape(ws[0].shape[0], -1), outs[0])
-                m1(cur, acts[1].reshape(-1).view(a1_t).reshape(1, -1), n,
-                   ws[1].reshape(-1).view(w1_t).reshape(ws[1].shape[0], -1), outs[1])
+                m0(cur, _blocks(acts[0], a0_t), n, _blocks(ws[0], w0_t), outs[0])
+                m1(cur, _blocks(acts[1], a1_t), n, _blocks(ws[1], w1_t), outs[1])
     _STEPS[key] = (formats, project)
     return project
 
@@ -108,7 +106,6 @@ def layer_step(formats):
              n_head, n_head_kv, head_dim, n_rot, neox, freq_base, freq_scale, freq_factors, attn_factor,
              n_kv, window, kq_scale, k_f16, v_f16, kq_none):
         # x (1, n_embd) float32: the residual stream in, the layer's output returned (as Model.layer_block)
-        n_embd = x.shape[1]
         # --- attention: norm, q/k/v, RoPE, store, attention, output projection (Model.attention)
         cur = np.empty_like(x)
         _rms_norm_rows(x, eps, cur)
@@ -135,8 +132,7 @@ def layer_step(formats):
                             k_f16, v_f16, att)
         att2 = att.reshape(1, -1)
         o = np.empty((1, wo.shape[0]), np.float32)
-        mo(att2, a_o.reshape(-1).view(ao_t).reshape(1, -1), att2.shape[1],
-           wo.reshape(-1).view(wo_t).reshape(wo.shape[0], -1), o)
+        mo(att2, _blocks(a_o, ao_t), att2.shape[1], _blocks(wo, wo_t), o)
         ffn_inp = o + x
         # --- feed-forward: norm, up/gate, SwiGLU, down (Model.feed_forward)
         cur = np.empty_like(ffn_inp)
@@ -148,8 +144,7 @@ def layer_step(formats):
         h = np.empty_like(gate)
         _swiglu_rows(gate, up, h)
         down = np.empty((1, wd.shape[0]), np.float32)
-        md(h, a_d.reshape(-1).view(ad_t).reshape(1, -1), h.shape[1],
-           wd.reshape(-1).view(wd_t).reshape(wd.shape[0], -1), down)
+        md(h, _blocks(a_d, ad_t), h.shape[1], _blocks(wd, wd_t), down)
         return down + ffn_inp
 
     _STEPS[key] = (formats, step)

@@ -91,28 +91,6 @@ def _row_chunks(rows):
     return n_chunks, per
 
 
-def matmul_row_dots(dot_rows, dot_row):
-    """``matmul_rows`` over a row dot (refimpl.kernels.rowdot): ``dot_rows`` computes ROWS outputs per call,
-    ``dot_row`` the last rows of a chunk; each output is still one row's dot product start to end."""
-    def make():
-        @cached_closure(parallel=True)
-        def matmul_row_dots(n, w_blocks, x_blocks, out):
-            rows = w_blocks.shape[0]
-            n_chunks, per = _row_chunks(rows)
-            for c in prange(n_chunks):
-                end = min(rows, c * per + per)
-                for t in range(x_blocks.shape[0]):
-                    r = c * per
-                    while r + ROWS <= end:
-                        dot_rows(w_blocks, r, x_blocks[t], out[t])
-                        r += ROWS
-                    while r < end:
-                        dot_row(w_blocks, r, x_blocks[t], out[t])
-                        r += 1
-        return matmul_row_dots
-    return _cached(("matmul_row_dots", dot_rows, dot_row), make)
-
-
 def matmul_group_row_dots(dot_rows, dot_row):
     """``matmul_row_dots`` over several weight matrices of one format in one parallel region: their ROWS-row groups
     taken as one list split evenly over _MAX_CHUNKS tasks (q, k and v of a GQA layer differ in size: splitting each
@@ -145,6 +123,19 @@ def matmul_group_row_dots(dot_rows, dot_row):
                     base += groups
         return matmul_group_row_dots
     return _cached(("matmul_group_row_dots", dot_rows, dot_row), make)
+
+
+def matmul_row_dots(dot_rows, dot_row):
+    """``matmul_rows`` over a row dot (refimpl.kernels.rowdot): ``dot_rows`` computes ROWS outputs per call,
+    ``dot_row`` the last rows; the one-matrix case of matmul_group_row_dots."""
+    def make():
+        group = matmul_group_row_dots(dot_rows, dot_row)
+
+        @cached_closure
+        def matmul_row_dots(n, w_blocks, x_blocks, out):
+            group(n, (w_blocks,), x_blocks, (out,))
+        return matmul_row_dots
+    return _cached(("matmul_row_dots", dot_rows, dot_row), make)
 
 
 def matmul_tiles(tile, tile_rows, tile_tokens, dot_row):
