@@ -60,6 +60,18 @@ def kernel_layer(request):
         quant.set_kernels(before)
 
 
+def reference_matmul(raw, qtype: str, x):
+    """``quant.matmul(raw, qtype, x)`` on the reference kernel layer (the layer in use is restored)."""
+    from refimpl import quant
+
+    before = quant.get_kernels()
+    quant.set_kernels("reference")
+    try:
+        return quant.matmul(raw, qtype, x)
+    finally:
+        quant.set_kernels(before)
+
+
 def layers_for(name: str, *ops: str) -> tuple[str, ...]:
     """The kernel layers a golden test of type ``name`` runs under: both when the fast layer has its own kernel for
     one of ``ops`` ("quantize", "dequantize", "vec_dot", …), else "fast" alone — the fast layer then calls the

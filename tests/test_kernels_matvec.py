@@ -8,9 +8,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import assert_bits_equal
+from conftest import assert_bits_equal, reference_matmul
 from refimpl import kernels, quant
-from test_kernels_props import _hostile_blocks
+from test_kernels_props import hostile_operands
 
 SETTINGS = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 MATVEC = sorted(name for name, fk in kernels.table().items() if fk.matvec is not None)
@@ -20,15 +20,8 @@ MATVEC = sorted(name for name, fk in kernels.table().items() if fk.matvec is not
 @SETTINGS
 @given(seed=st.integers(0, 2**32 - 1), n_blocks=st.integers(1, 3), special_rate=st.sampled_from([0.0, 0.3, 1.0]))
 def test_matvec_equals_reference_vec_dot(name, seed, n_blocks, special_rate):
-    fmt = quant.get_type(name)
-    vfmt = quant.get_type(fmt.vec_dot_type)
-    rng = np.random.default_rng(seed)
-    n = n_blocks * fmt.block_size
-    w = _hostile_blocks(fmt, rng, n_blocks, special_rate).view(fmt.block_dtype)
-    y_raw = _hostile_blocks(vfmt, rng, n // vfmt.block_size, special_rate)
-    if seed % 4 == 0:           # activations at their extremes: the integer sums' bounds
-        y_raw.view(vfmt.block_dtype)["qs"] = -128 if seed % 8 == 0 else 127
-    y = y_raw.view(vfmt.block_dtype)
+    fmt, n, w2, y2 = hostile_operands(name, seed, 1, n_blocks, 1, special_rate)
+    w, y = w2[0], y2[0]
     expected = np.float32(fmt.vec_dot(n, w, y))
     fk = kernels.get(name)
     packed = y.copy().reshape(1, -1)
@@ -44,12 +37,7 @@ def test_matmul_vec_dot_path_uses_matvec_with_the_reference_bits(name):
     raw = quant.quantize(x, name, imatrix=np.ones(512, np.float32) if fmt.requires_imatrix else None)
     acts = rng.standard_normal((3, 512)).astype(np.float32)
     fast = quant.matmul(raw, name, acts, path="vec_dot")
-    quant.set_kernels("reference")
-    try:
-        ref = quant.matmul(raw, name, acts)
-    finally:
-        quant.set_kernels("fast")
-    assert_bits_equal(fast, ref, f"{name} matmul vec_dot path")
+    assert_bits_equal(fast, reference_matmul(raw, name, acts), f"{name} matmul vec_dot path")
 
 
 @pytest.mark.parametrize("name", ["Q8_0", "Q4_K"])

@@ -44,6 +44,28 @@ def _hostile_blocks(fmt, rng, n_blocks, special_rate):
     return raw
 
 
+def hostile_operands(name, seed, n_rows, n_blocks, n_tok, special_rate):
+    """(fmt, n, w, y): n_rows x n_blocks weight blocks of ``name`` and n_tok rows of its activation type's blocks
+    from _hostile_blocks (the weights drawn first); for seed % 4 == 0 the activations' levels are all -128
+    (seed % 8 == 0) or 127, the integer sums' bounds."""
+    fmt = quant.get_type(name)
+    vfmt = quant.get_type(fmt.vec_dot_type)
+    rng = np.random.default_rng(seed)
+    n = n_blocks * fmt.block_size
+    w = _hostile_blocks(fmt, rng, n_rows * n_blocks, special_rate).view(fmt.block_dtype).reshape(n_rows, n_blocks)
+    nb_y = n // vfmt.block_size
+    y_raw = _hostile_blocks(vfmt, rng, n_tok * nb_y, special_rate)
+    if seed % 4 == 0:
+        y_raw.view(vfmt.block_dtype)["qs"] = -128 if seed % 8 == 0 else 127
+    return fmt, n, w, y_raw.view(vfmt.block_dtype).reshape(n_tok, nb_y)
+
+
+def reference_dots(fmt, n, w, y):
+    """(tokens, rows) float32: the reference vec_dot of every weight row against every activation row."""
+    return np.array([[fmt.vec_dot(n, w[r], y[t]) for r in range(w.shape[0])] for t in range(y.shape[0])],
+                    np.float32)
+
+
 @pytest.mark.parametrize("name", _fast("vec_dot"))
 @SETTINGS
 @given(seed=st.integers(0, 2**32 - 1), n_blocks=st.integers(1, 3), special_rate=st.sampled_from([0.0, 0.3, 1.0]))

@@ -10,10 +10,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import assert_bits_equal
+from conftest import assert_bits_equal, reference_matmul
 from refimpl import kernels, quant
 from refimpl.kernels import rowdot
-from test_kernels_props import _hostile_blocks
+from test_kernels_props import _hostile_blocks, hostile_operands, reference_dots
 
 pytestmark = pytest.mark.skipif(not rowdot.AVAILABLE, reason="row dots need an x86 host with AVX2 and F16C "
                                                                "(elsewhere the per-row kernels run)")
@@ -61,17 +61,8 @@ def test_the_decode_formats_have_row_dots():
 @given(seed=st.integers(0, 2**32 - 1), n_blocks=st.integers(1, 3), n_rows=st.integers(1, 9),
        special_rate=st.sampled_from([0.0, 0.3, 1.0]))
 def test_row_dots_equal_reference_vec_dot(name, seed, n_blocks, n_rows, special_rate):
-    fmt = quant.get_type(name)
-    vfmt = quant.get_type(fmt.vec_dot_type)
-    rng = np.random.default_rng(seed)
-    n = n_blocks * fmt.block_size
-    w = _hostile_blocks(fmt, rng, n_rows * n_blocks, special_rate).view(fmt.block_dtype).reshape(n_rows, n_blocks)
-    y_raw = _hostile_blocks(vfmt, rng, n // vfmt.block_size, special_rate)
-    if seed % 4 == 0:           # activations at their extremes: the integer sums' bounds
-        y_raw.view(vfmt.block_dtype)["qs"] = -128 if seed % 8 == 0 else 127
-    y = y_raw.view(vfmt.block_dtype)
-    expected = np.array([fmt.vec_dot(n, w[r], y) for r in range(n_rows)], np.float32)
-    assert_bits_equal(_run_row_dots(name, w, y), expected, f"{name} row dots")
+    fmt, n, w, y = hostile_operands(name, seed, n_rows, n_blocks, 1, special_rate)
+    assert_bits_equal(_run_row_dots(name, w, y[0]), reference_dots(fmt, n, w, y)[0], f"{name} row dots")
 
 
 @pytest.mark.parametrize("name", ["Q8_0", "Q4_K", "Q6_K"])
@@ -96,11 +87,7 @@ def test_matmul_vec_dot_path_uses_row_dots_with_the_reference_bits(name):
     wm = quant.WeightMatrix(raw, name)
     fast = wm.matmul(acts, path="vec_dot")
     grouped = matmul_group([wm, quant.WeightMatrix(raw[:5], name)], acts)
-    quant.set_kernels("reference")
-    try:
-        ref = quant.matmul(raw, name, acts)
-    finally:
-        quant.set_kernels("fast")
+    ref = reference_matmul(raw, name, acts)
     assert_bits_equal(fast, ref, f"{name} matmul vec_dot path")
     assert_bits_equal(grouped[0], ref, f"{name} matmul_group")
     assert_bits_equal(grouped[1], ref[:, :5], f"{name} matmul_group, second matrix")
@@ -148,18 +135,8 @@ def _run_tiles(name, w, y):
 @given(seed=st.integers(0, 2**32 - 1), n_blocks=st.integers(1, 2), n_rows=st.integers(1, 6),
        n_tok=st.integers(1, 11), special_rate=st.sampled_from([0.0, 0.3, 1.0]))
 def test_tile_dots_equal_reference_vec_dot(name, seed, n_blocks, n_rows, n_tok, special_rate):
-    fmt = quant.get_type(name)
-    vfmt = quant.get_type(fmt.vec_dot_type)
-    rng = np.random.default_rng(seed)
-    n = n_blocks * fmt.block_size
-    w = _hostile_blocks(fmt, rng, n_rows * n_blocks, special_rate).view(fmt.block_dtype).reshape(n_rows, n_blocks)
-    nb_y = n // vfmt.block_size
-    y_raw = _hostile_blocks(vfmt, rng, n_tok * nb_y, special_rate)
-    if seed % 4 == 0:
-        y_raw.view(vfmt.block_dtype)["qs"] = -128 if seed % 8 == 0 else 127
-    y = y_raw.view(vfmt.block_dtype).reshape(n_tok, nb_y)
-    expected = np.array([[fmt.vec_dot(n, w[r], y[t]) for r in range(n_rows)] for t in range(n_tok)], np.float32)
-    assert_bits_equal(_run_tiles(name, w, y), expected, f"{name} tile dots")
+    fmt, n, w, y = hostile_operands(name, seed, n_rows, n_blocks, n_tok, special_rate)
+    assert_bits_equal(_run_tiles(name, w, y), reference_dots(fmt, n, w, y), f"{name} tile dots")
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -169,13 +146,7 @@ def test_matmul_batches_use_tiles_with_the_reference_bits(name):
     acts = rng.standard_normal((19, 512)).astype(np.float32)
     wm = quant.WeightMatrix(raw, name)
     assert wm.matmul(acts[:1]) is not None and wm._fast.quantize_and_tiles is not None
-    fast = wm.matmul(acts)
-    quant.set_kernels("reference")
-    try:
-        ref = quant.matmul(raw, name, acts)
-    finally:
-        quant.set_kernels("fast")
-    assert_bits_equal(fast, ref, f"{name} matmul, 19 tokens (tiles)")
+    assert_bits_equal(wm.matmul(acts), reference_matmul(raw, name, acts), f"{name} matmul, 19 tokens (tiles)")
 
 
 _AVX2_SCRIPT = r"""
@@ -186,18 +157,11 @@ assert rowdot.AVAILABLE and not rowdot.WIDE and not rowdot.VNNI
 import sys
 sys.path.insert(0, "tests")
 from test_kernels_rowdot import _run_row_dots, _run_tiles
-from test_kernels_props import _hostile_blocks
+from test_kernels_props import hostile_operands, reference_dots
 for name in sorted(rowdot.ROW_DOTS):
-    fmt = quant.get_type(name)
-    vfmt = quant.get_type(fmt.vec_dot_type)
     for seed in range(6):
-        rng = np.random.default_rng(seed)
-        rate = (0.0, 0.3, 1.0)[seed % 3]
-        w = _hostile_blocks(fmt, rng, 7 * 2, rate).view(fmt.block_dtype).reshape(7, 2)
-        nb_y = 2 * fmt.block_size // vfmt.block_size
-        y = _hostile_blocks(vfmt, rng, 9 * nb_y, rate).view(vfmt.block_dtype).reshape(9, nb_y)
-        expected = np.array([[fmt.vec_dot(2 * fmt.block_size, w[r], y[t]) for r in range(7)] for t in range(9)],
-                            np.float32)
+        fmt, n, w, y = hostile_operands(name, seed, 7, 2, 9, (0.0, 0.3, 1.0)[seed % 3])
+        expected = reference_dots(fmt, n, w, y)
         rows = np.stack([_run_row_dots(name, w, y[t]) for t in range(9)])
         tiles = _run_tiles(name, w, y)
         for got, what in ((rows, "row dots"), (tiles, "tiles")):
