@@ -23,6 +23,7 @@ import numpy as np
 from ..model.kv_cache import _store_k, _store_v
 from ..model.layers import _attention_parallel, _rms_norm_rows, _rope_rows, _swiglu_rows
 from . import drivers
+from .packed import GROUP, PackedFormat
 from .._jit import njit
 from .jitcache import cached_closure
 
@@ -95,6 +96,8 @@ def layer_step(formats):
     hit = _STEPS.get(key)
     if hit is not None:
         return hit[1]
+    # output rows per weight row: a packed matrix (refimpl.kernels.packed) has one row per group of GROUP rows
+    rq, rk, rv, ro, rg, ru, rd = (GROUP if isinstance(f, PackedFormat) else 1 for f, _ in formats)
     qkv = _projections(formats[0:3])
     gate_up = _projections(formats[4:6])
     mo, md = _matmul_part(*formats[3]), _matmul_part(*formats[6])
@@ -110,9 +113,9 @@ def layer_step(formats):
         cur = np.empty_like(x)
         _rms_norm_rows(x, eps, cur)
         cur = cur * attn_norm
-        q = np.empty((1, wq.shape[0]), np.float32)
-        k = np.empty((1, wk.shape[0]), np.float32)
-        v = np.empty((1, wv.shape[0]), np.float32)
+        q = np.empty((1, wq.shape[0] * rq), np.float32)
+        k = np.empty((1, wk.shape[0] * rk), np.float32)
+        v = np.empty((1, wv.shape[0] * rv), np.float32)
         a_q, a_k, a_v, a_o, a_g, a_u, a_d = acts
         qkv(cur, (a_q, a_k, a_v), (wq, wk, wv), (q, k, v))
         q3 = q.reshape(1, n_head, head_dim)
@@ -131,19 +134,19 @@ def layer_step(formats):
         _attention_parallel(qr, k_cache, v_cache, kq_none, np.full(1, pos, np.int64), n_kv, window, kq_scale,
                             k_f16, v_f16, att)
         att2 = att.reshape(1, -1)
-        o = np.empty((1, wo.shape[0]), np.float32)
+        o = np.empty((1, wo.shape[0] * ro), np.float32)
         mo(att2, _blocks(a_o, ao_t), att2.shape[1], _blocks(wo, wo_t), o)
         ffn_inp = o + x
         # --- feed-forward: norm, up/gate, SwiGLU, down (Model.feed_forward)
         cur = np.empty_like(ffn_inp)
         _rms_norm_rows(ffn_inp, eps, cur)
         cur = cur * ffn_norm
-        up = np.empty((1, wu.shape[0]), np.float32)
-        gate = np.empty((1, wg.shape[0]), np.float32)
+        up = np.empty((1, wu.shape[0] * ru), np.float32)
+        gate = np.empty((1, wg.shape[0] * rg), np.float32)
         gate_up(cur, (a_g, a_u), (wg, wu), (gate, up))
         h = np.empty_like(gate)
         _swiglu_rows(gate, up, h)
-        down = np.empty((1, wd.shape[0]), np.float32)
+        down = np.empty((1, wd.shape[0] * rd), np.float32)
         md(h, _blocks(a_d, ad_t), h.shape[1], _blocks(wd, wd_t), down)
         return down + ffn_inp
 

@@ -22,6 +22,7 @@ from . import get as fast_kernels
 from . import intdot
 from .._jit import njit
 from .jitcache import cached_closure
+from .packed import GROUP, PACKED, PackedFormat
 from .rowdot import DECODE_ROW_DOTS, ROW_DOTS, ROWS, TILE_DOTS
 
 INTDOT_MIN_TOKENS = 8
@@ -166,6 +167,74 @@ def matmul_tiles(tile, tile_rows, tile_tokens, dot_row):
     return _cached(("matmul_tiles", tile, tile_rows, tile_tokens, dot_row), make)
 
 
+def matmul_group_packed(dot):
+    """The row drivers over packed weights (refimpl.kernels.packed): ``(n, ws, x_blocks, outs)`` with ws a tuple
+    of (groups, nb) group-block arrays of one packed format, outs[m][t, r] the dot of row r of matrix m with token
+    t.  The matrices' groups are taken as one list split evenly over _MAX_CHUNKS tasks (as matmul_group_row_dots);
+    each output is one row's dot product start to end, computed by one thread."""
+    def make():
+        @cached_closure(parallel=True)
+        def matmul_group_packed(n, ws, x_blocks, outs):
+            total = 0
+            for m in range(len(ws)):
+                total += ws[m].shape[0]
+            per = (total + _MAX_CHUNKS - 1) // _MAX_CHUNKS
+            for task in prange(_MAX_CHUNKS):
+                g0 = task * per
+                g1 = min(total, g0 + per)
+                base = 0
+                for m in range(len(ws)):
+                    w, out = ws[m], outs[m]
+                    for g in range(max(g0, base), min(g1, base + w.shape[0])):
+                        for t in range(x_blocks.shape[0]):
+                            dot(w, g - base, x_blocks, t, out)
+                    base += w.shape[0]
+        return matmul_group_packed
+    return _cached(("matmul_group_packed", dot), make)
+
+
+def matmul_packed(dot):
+    """matmul_group_packed of one matrix."""
+    def make():
+        group = matmul_group_packed(dot)
+
+        @cached_closure
+        def matmul_packed(n, w_blocks, x_blocks, out):
+            group(n, (w_blocks,), x_blocks, (out,))
+        return matmul_packed
+    return _cached(("matmul_packed", dot), make)
+
+
+# tokens per block of the packed tile driver: the activations of a block stay in cache while the chunk's weight
+# groups stream past them
+_TILE_TOKEN_BLOCK = 64
+
+
+def matmul_packed_tiles(tile, tile_tokens, dot):
+    """A batch of tokens over packed weights: each task a run of groups, for each block of _TILE_TOKEN_BLOCK
+    tokens the groups' tiles (8 rows x tile_tokens tokens per call), the leftover tokens by the group dot."""
+    def make():
+        @cached_closure(parallel=True)
+        def matmul_packed_tiles(n, w_blocks, x_blocks, out):
+            groups, tokens = w_blocks.shape[0], x_blocks.shape[0]
+            n_chunks = max(1, min(_MAX_CHUNKS, groups))
+            per = (groups + n_chunks - 1) // n_chunks
+            for c in prange(n_chunks):
+                g_end = min(groups, c * per + per)
+                for tb in range(0, tokens, _TILE_TOKEN_BLOCK):
+                    te = min(tokens, tb + _TILE_TOKEN_BLOCK)
+                    for g in range(c * per, g_end):
+                        t = tb
+                        while t + tile_tokens <= te:
+                            tile(w_blocks, g, x_blocks, t, out)
+                            t += tile_tokens
+                        while t < te:
+                            dot(w_blocks, g, x_blocks, t, out)
+                            t += 1
+        return matmul_packed_tiles
+    return _cached(("matmul_packed_tiles", tile, tile_tokens, dot), make)
+
+
 def quantize_and_multiply(convert, rows, pack=None):
     """``convert`` (then ``pack``, the matvec kernel's activation layout) then ``rows`` in one compiled call (each
     call from Python into numba costs microseconds)."""
@@ -245,6 +314,9 @@ def _rows_driver(fmt, make_rows, make_row_dots):
 
 def _group_parts(fmt, vfmt):
     def build(fmt, vfmt):
+        if isinstance(fmt, PackedFormat):
+            return quantize_and_multiply(convert_rows(activation_converter(vfmt)), matmul_group_packed(fmt.dot),
+                                         _pack_acts(fmt.name))
         rows, pack = _rows_driver(fmt, matmul_group_rows, matmul_group_row_dots)
         return quantize_and_multiply(convert_rows(activation_converter(vfmt)), rows, pack)
     return _format_parts("group", fmt, vfmt, build)
@@ -260,10 +332,17 @@ def matmul_group(matrices, x2: np.ndarray):
             or not x2.flags.c_contiguous
             or any(m.fmt is not fmt or m.n != n or m.prepared is not None for m in matrices)):
         return None
+    runners = [m.fast_runner() for m in matrices]
+    packed = [r.packed for r in runners]
+    if any(p is not None for p in packed) and not all(r.packed_fmt is runners[0].packed_fmt for r in runners):
+        return None
     xq = np.zeros((x2.shape[0], vfmt.row_size(n)), dtype=np.uint8)
     xb = xq.reshape(-1).view(vfmt.block_dtype).reshape(x2.shape[0], -1)
     outs = tuple(np.empty((x2.shape[0], m.blocks.shape[0]), dtype=np.float32) for m in matrices)
-    _group_parts(fmt, vfmt)(x2, xb, n, tuple(m.blocks for m in matrices), outs)
+    if packed[0] is not None:
+        _group_parts(runners[0].packed_fmt, vfmt)(x2, xb, n, tuple(packed), outs)
+    else:
+        _group_parts(fmt, vfmt)(x2, xb, n, tuple(m.blocks for m in matrices), outs)
     return list(outs)
 
 
@@ -295,8 +374,19 @@ def prepare(blocks: np.ndarray, fmt) -> intdot.PreparedWeights | None:
     return None if idot is None else intdot.PreparedWeights(blocks, fmt, idot)
 
 
+def _pack_acts(name):
+    fk = fast_kernels(name)
+    return fk.pack_acts if fk is not None else None
+
+
 def _runner_parts(fmt, vfmt):
+    """(convert, quantize_and_multiply, intdot, quantize_and_tiles) of a weight format, or of a PackedFormat (its
+    packed drivers; no intdot)."""
     def build(fmt, vfmt):
+        if isinstance(fmt, PackedFormat):
+            convert, pack = convert_rows(activation_converter(vfmt)), _pack_acts(fmt.name)
+            return (convert, quantize_and_multiply(convert, matmul_packed(fmt.dot), pack), None,
+                    quantize_and_multiply(convert, matmul_packed_tiles(fmt.tile, fmt.tile_tokens, fmt.dot), pack))
         rows, pack = _rows_driver(fmt, matmul_rows, matmul_row_dots)
         convert = convert_rows(activation_converter(vfmt))
         tiles = None
@@ -308,12 +398,26 @@ def _runner_parts(fmt, vfmt):
     return _format_parts("runner", fmt, vfmt, build)
 
 
-class FastRunner:
-    """WeightMatrix's fast layer: its compiled drivers looked up once."""
+def packed_format(fmt, blocks: np.ndarray):
+    """The PackedFormat that serves weights ``blocks`` of ``fmt`` on this host, or None (no packed layout for the
+    type or the host, or a row count that is not a multiple of the group)."""
+    pf = PACKED.get(fmt.name)
+    return pf if pf is not None and blocks.ndim == 2 and blocks.shape[0] % GROUP == 0 else None
 
-    def __init__(self, fmt, vfmt, blocks: np.ndarray):
+
+class FastRunner:
+    """WeightMatrix's fast layer: its compiled drivers looked up once, and the weights packed (refimpl.kernels.packed)
+    where the type has a packed layout: the vec_dot path and the tiles then read the packed copy."""
+
+    def __init__(self, fmt, vfmt, blocks: np.ndarray, prepared=None):
         self.fmt, self.vfmt, self.blocks = fmt, vfmt, blocks
         self.convert, self.quantize_and_multiply, self.intdot, self.quantize_and_tiles = _runner_parts(fmt, vfmt)
+        self.packed = self.packed_fmt = None
+        pf = packed_format(fmt, blocks) if prepared is None else None
+        if pf is not None:
+            self.packed_fmt = pf
+            self.packed = pf.packed(blocks.view(np.uint8).reshape(blocks.shape[0], -1))
+            (_, self.packed_multiply, _, self.packed_tiles) = _runner_parts(pf, vfmt)
 
     def matmul(self, x2: np.ndarray, path: str, prepared) -> np.ndarray:
         fmt, vfmt = self.fmt, self.vfmt
@@ -325,7 +429,13 @@ class FastRunner:
             raise ValueError(f"{fmt.name} has no intdot (integer/float split) path")
         use_intdot = self.intdot is not None and (
             path == "intdot" or (path == "auto" and (prepared is not None or x2.shape[0] >= INTDOT_MIN_TOKENS)))
-        if (path == "auto" and prepared is None and self.quantize_and_tiles is not None
+        if self.packed is not None and prepared is None and path != "intdot":
+            # the packed copy: its group dots for a few tokens, its tiles for a batch (refimpl.kernels.packed)
+            if x2.shape[0] >= INTDOT_MIN_TOKENS:
+                self.packed_tiles(x2, xb, n, self.packed, out)
+            else:
+                self.packed_multiply(x2, xb, n, self.packed, out)
+        elif (path == "auto" and prepared is None and self.quantize_and_tiles is not None
                 and x2.shape[0] >= INTDOT_MIN_TOKENS):
             # a batch through the tile dots (refimpl.kernels.rowdot): faster than the BLAS integer path here
             self.quantize_and_tiles(x2, xb, n, self.blocks, out)

@@ -13,8 +13,12 @@ reversed.  Without a callback the only cost is ``if self.tracing`` at each point
 """
 from __future__ import annotations
 
+import ctypes
+import functools
 import math
+import mmap
 import os
+import sys
 
 import numpy as np
 
@@ -48,6 +52,11 @@ class Weight:
     def matrix(self) -> quant.WeightMatrix:
         if self._matrix is None:                # bound on first use: type, block view and kernels resolved once
             self._matrix = quant.WeightMatrix(self.raw.reshape(self.n_rows, -1), self.qtype)
+            if quant.get_kernels() == "fast" and self._matrix.fast_runner().packed is not None:
+                # the fast layer reads its packed copy from now on (refimpl.kernels.packed): the file's pages of
+                # this tensor, read once to pack it, leave the process (they stay in the page cache), so a model
+                # is in memory once, as llama.cpp's repacked buffers are
+                release_file_pages(self.raw)
         return self._matrix
 
     def mm(self, x: np.ndarray) -> np.ndarray:
@@ -66,6 +75,31 @@ class Weight:
     def floats(self) -> np.ndarray:
         """The whole tensor as float32 (for small vectors: norm weights, biases, rope factors)."""
         return quant.dequantize(np.ascontiguousarray(self.raw), self.qtype).reshape(self.shape)
+
+
+def release_file_pages(a: np.ndarray) -> None:
+    """madvise(MADV_DONTNEED) over the whole pages of ``a`` when ``a`` is a view of a read-only file mapping (a
+    GGUF's mmap): the pages leave this process's resident set and come back from the page cache if read again.
+    Anything else (arrays in anonymous memory, where DONTNEED would zero the data) is left alone."""
+    base = a
+    while isinstance(base, np.ndarray) and base.base is not None:
+        base = base.base
+    if isinstance(base, memoryview):            # np.frombuffer(mmap) (refimpl.gguf.reader)
+        base = base.obj
+    if not isinstance(base, mmap.mmap) or sys.platform != "linux" or not hasattr(mmap, "MADV_DONTNEED"):
+        return
+    page = mmap.PAGESIZE
+    start = a.__array_interface__["data"][0]
+    lo, hi = (start + page - 1) // page * page, (start + a.nbytes) // page * page
+    if hi > lo:
+        _libc().madvise(ctypes.c_void_p(lo), ctypes.c_size_t(hi - lo), mmap.MADV_DONTNEED)
+
+
+@functools.lru_cache(maxsize=1)
+def _libc():
+    lib = ctypes.CDLL(None, use_errno=True)
+    lib.madvise.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int)
+    return lib
 
 
 def mm_many(weights, x: np.ndarray) -> list:
@@ -291,10 +325,14 @@ class Model:
                 continue
             ff = self.rope_factors(il)
             base, scale = self.rope_base_scale(il)
-            raw = tuple(m.blocks.view(np.uint8) for m in matrices)
+            # each matrix as the fast layer reads it: its packed copy (refimpl.kernels.packed) where it has one
+            runners = [m.fast_runner() for m in matrices]
+            raw = tuple((m.blocks if r.packed is None else r.packed).view(np.uint8)
+                        for m, r in zip(matrices, runners))
+            formats = tuple((m.fmt if r.packed is None else r.packed_fmt, m.vfmt) for m, r in zip(matrices, runners))
             acts = tuple(np.zeros((1, m.vfmt.row_size(m.n)), np.uint8) for m in matrices)
             plan.append(dict(
-                step=layer_step(tuple((m.fmt, m.vfmt) for m in matrices)), weights=raw, acts=acts,
+                step=layer_step(formats), weights=raw, acts=acts,
                 attn_norm=np.ascontiguousarray(layer.attn_norm, np.float32),
                 ffn_norm=np.ascontiguousarray(layer.ffn_norm, np.float32),
                 freq_factors=(np.zeros(0, np.float32) if ff is None else np.ascontiguousarray(ff, np.float32)),

@@ -182,11 +182,16 @@ class WeightMatrix:
                 raise ValueError("the intdot path belongs to the fast kernel layer (set_kernels('fast'))")
             out = reference_matmul(fmt, self.vfmt, self.blocks, x2)
         else:
-            if self._fast is None:
-                from ..kernels.drivers import FastRunner
-                self._fast = FastRunner(fmt, self.vfmt, self.blocks)
-            out = self._fast.matmul(x2, path, self.prepared)
+            out = self.fast_runner().matmul(x2, path, self.prepared)
         return out[0] if x.ndim == 1 else out
+
+    def fast_runner(self):
+        """The fast layer's runner of these weights (refimpl.kernels.drivers.FastRunner), made on first use; it
+        holds the packed copy of the weights where the fast layer has a packed layout for the type."""
+        if self._fast is None:
+            from ..kernels.drivers import FastRunner
+            self._fast = FastRunner(self.fmt, self.vfmt, self.blocks, self.prepared)
+        return self._fast
 
 
 def matmul(w_raw, qtype, x, *, prepared=None, path: str = "auto") -> np.ndarray:

@@ -1,0 +1,442 @@
+"""Packed weights: a layout prepared once at load time for the decode and prompt paths (llama.cpp's ``REPACK``).
+
+The row dots (refimpl.kernels.rowdot) read the weights as the file holds them.  That layout costs instructions the
+arithmetic does not need: Q4_0's 18-byte blocks give one 16-byte load per row and block, IQ4_XS rebuilds its 6-bit
+scales and reduces eight sub-block sums per row one by one, Q4_K unpacks its 12 scale bytes and shuffles every
+nibble into lane order.  On this 2-core machine those kernels were compute-bound below the memory's read speed
+(in cache, 2 threads: Q4_K / Q4_0 ~23 GB/s, IQ4_XS ~14 GB/s, against ~30 GB/s of DRAM).  llama.cpp's CPU backend
+copies such weights into interleaved blocks of several rows when it loads a model (ggml-cpu/repack.cpp:
+block_q4_0x8, block_q4_Kx8, block_iq4_nlx8).  Here the same idea, for ``GROUP`` = 8 rows:
+
+* **rows in lanes** (Q4_0, IQ4_XS): each 4-byte chunk of the 8 rows' nibbles side by side, so one VNNI
+  ``vpdpbusd`` multiplies 4 levels of each of 8 rows (x 2 chunks in 512 bits) by the activation's chunk broadcast
+  to the rows' lanes; a block's 8 integer sums come out in the 8 lanes of one vector with no transposition, and
+  the float part runs for the 8 rows as one <8 x float>, each lane its row's own operations in the reference's
+  order (so its bits);
+* **rows apart, scales ready** (Q4_K): the float part keeps eight lanes per row (aux32[l] of the C), so the rows
+  stay apart; each row's nibbles are stored in the lanes' order (no shuffle at run time), its 6-bit scales and
+  mins as bytes, and the rows' d / dmin as vectors.
+
+A packed matrix is (rows / GROUP, blocks per row) group blocks of ``gbytes`` bytes.  Only the fast layer reads it;
+the reference layer and every other path keep the file's layout (WeightMatrix.blocks).  ``pack`` is plain loops
+(its inverse, ``unpack``, is the test: tests/test_kernels_packed.py packs and unpacks hostile blocks, and compares
+every packed dot with the reference vec_dot of each row, bit for bit).  Where the host lacks AVX-512 VNNI
+``PACKED`` is empty and the row dots serve.
+
+Reading order: pack_q4_0 (the layout), _q4_0_block (the dot over it), _make_group_dot, PACKED; the drivers are
+refimpl.kernels.drivers.matmul_packed / matmul_group_packed / matmul_packed_tiles.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .._jit import njit
+from .lanes import LANE_ORDER
+from .rowdot import AVAILABLE, VNNI
+
+GROUP = 8           # rows per packed group (ggml-cpu/repack.cpp's x8 layouts)
+
+# the byte layout of one group block of each format (offsets in bytes)
+Q4_0_GBYTES = 8 * 18            # qs chunks 0..1 of 8 rows @0 (64), chunks 2..3 @64 (64), d[8] f16 @128
+IQ4_XS_GBYTES = 8 * 136 + 16    # per sub-block ib: qs @128 ib (as Q4_0's), ls-32[ib][row] int8 @1024, d[8] @1088
+Q4_K_GBYTES = 8 * 144 + 32      # qs of row r @128 r (lane order), scales/mins bytes of row r @1024 + 16 r,
+                                # d[8] f16 @1152, dmin[8] f16 @1168
+
+PACKED: dict = {}   # ggml type name -> PackedFormat
+
+
+@njit
+def _interleave_nibbles(src, s_off, dst, d_off, r):
+    # row r's 16 qs bytes (32 nibble levels: byte j low = level j, high = level j + 16) into a group's 128-byte
+    # rows-in-lanes slot: chunk c (bytes 4c..4c+3) of row r at 32 (c // 2) ... see pack_q4_0
+    for c in range(4):
+        base = d_off + 64 * (c // 2) + 32 * (c % 2) + 4 * r
+        for b in range(4):
+            dst[base + b] = src[s_off + 4 * c + b]
+
+
+@njit
+def _deinterleave_nibbles(src, s_off, dst, d_off, r):
+    for c in range(4):
+        base = s_off + 64 * (c // 2) + 32 * (c % 2) + 4 * r
+        for b in range(4):
+            dst[d_off + 4 * c + b] = src[base + b]
+
+
+@njit
+def pack_q4_0(raw):
+    """(rows, nb * 18) block_q4_0 bytes -> (rows / 8, nb * 144) group blocks.  Group block of rows 8g..8g+7,
+    block i: the 64 bytes @0 hold chunks 0 and 1 (qs bytes 0..3 and 4..7) of rows 0..7, 4 bytes each, in the
+    order (chunk, row); @64 the same for chunks 2 and 3; @128 the 8 rows' d.  A byte's low nibble is a level of
+    the block's first half, its high nibble the level 16 further, so the low nibbles of @0 are levels 0..7 of
+    each row and its high nibbles levels 16..23: two <64 x u8> level vectors per 64 bytes."""
+    rows = raw.shape[0]
+    nb = raw.shape[1] // 18
+    out = np.empty((rows // GROUP, nb * Q4_0_GBYTES), np.uint8)
+    for g in range(rows // GROUP):
+        for i in range(nb):
+            o = i * Q4_0_GBYTES
+            for r in range(GROUP):
+                src = raw[GROUP * g + r]
+                _interleave_nibbles(src, 18 * i + 2, out[g], o, r)
+                out[g, o + 128 + 2 * r] = src[18 * i]
+                out[g, o + 128 + 2 * r + 1] = src[18 * i + 1]
+    return out
+
+
+@njit
+def unpack_q4_0(packed, rows):
+    nb = packed.shape[1] // Q4_0_GBYTES
+    raw = np.empty((rows, nb * 18), np.uint8)
+    for g in range(rows // GROUP):
+        for i in range(nb):
+            o = i * Q4_0_GBYTES
+            for r in range(GROUP):
+                dst = raw[GROUP * g + r]
+                _deinterleave_nibbles(packed[g], o, dst, 18 * i + 2, r)
+                dst[18 * i] = packed[g, o + 128 + 2 * r]
+                dst[18 * i + 1] = packed[g, o + 128 + 2 * r + 1]
+    return raw
+
+
+@njit
+def pack_iq4_xs(raw):
+    """(rows, nb * 136) block_iq4_xs bytes -> (rows / 8, nb * 1104) group blocks: per sub-block ib (32 levels, 16
+    qs bytes) the 8 rows' nibbles as Q4_0's (@128 ib), then the sub-blocks' scales as ggml computes them,
+    ls - 32 = ((scales_l >> 4 (ib % 2)) & 15 | ((scales_h >> 2 ib) & 3) << 4) - 32, as int8 in the order (ib, row)
+    @1024, then the rows' d @1088."""
+    rows = raw.shape[0]
+    nb = raw.shape[1] // 136
+    out = np.empty((rows // GROUP, nb * IQ4_XS_GBYTES), np.uint8)
+    for g in range(rows // GROUP):
+        for i in range(nb):
+            o = i * IQ4_XS_GBYTES
+            for r in range(GROUP):
+                src = raw[GROUP * g + r]
+                s = 136 * i
+                scales_h = np.int64(src[s + 2]) | (np.int64(src[s + 3]) << 8)
+                for ib in range(8):
+                    _interleave_nibbles(src, s + 8 + 16 * ib, out[g], o + 128 * ib, r)
+                    low = (np.int64(src[s + 4 + ib // 2]) >> (4 * (ib % 2))) & 0xF
+                    ls = (low | (((scales_h >> (2 * ib)) & 3) << 4)) - 32
+                    out[g, o + 1024 + GROUP * ib + r] = np.uint8(ls & 0xFF)
+                out[g, o + 1088 + 2 * r] = src[s]
+                out[g, o + 1088 + 2 * r + 1] = src[s + 1]
+    return out
+
+
+@njit
+def unpack_iq4_xs(packed, rows):
+    nb = packed.shape[1] // IQ4_XS_GBYTES
+    raw = np.empty((rows, nb * 136), np.uint8)
+    for g in range(rows // GROUP):
+        for i in range(nb):
+            o = i * IQ4_XS_GBYTES
+            for r in range(GROUP):
+                dst = raw[GROUP * g + r]
+                s = 136 * i
+                scales_h = 0
+                for ib in range(8):
+                    _deinterleave_nibbles(packed[g], o + 128 * ib, dst, s + 8 + 16 * ib, r)
+                    ls = (np.int64(packed[g, o + 1024 + GROUP * ib + r]) + 32) & 0x3F
+                    scales_h |= (ls >> 4) << (2 * ib)
+                    if ib % 2 == 0:
+                        dst[s + 4 + ib // 2] = ls & 0xF
+                    else:
+                        dst[s + 4 + ib // 2] |= (ls & 0xF) << 4
+                dst[s + 2] = scales_h & 0xFF
+                dst[s + 3] = scales_h >> 8
+                dst[s] = packed[g, o + 1088 + 2 * r]
+                dst[s + 1] = packed[g, o + 1088 + 2 * r + 1]
+    return raw
+
+
+@njit
+def _q4_K_scale_min(sc, s, j):
+    # get_scale_min_k4 (ggml-quants.c) of sub-block j from the 12 scale bytes at sc[s:]
+    if j < 4:
+        return sc[s + j] & 63, sc[s + j + 4] & 63
+    return (sc[s + j + 4] & 0xF) | ((sc[s + j - 4] >> 6) << 4), (sc[s + j + 4] >> 4) | ((sc[s + j] >> 6) << 4)
+
+
+@njit
+def pack_q4_K(raw):
+    """(rows, nb * 144) block_q4_K bytes -> (rows / 8, nb * 1184) group blocks: row r's 128 qs bytes @128 r, each
+    32-byte run in LANE_ORDER (byte p = the file's byte LANE_ORDER[p] of the run: its low nibbles are then the
+    lane-packed levels of sub-block 2k, its high nibbles those of 2k + 1); row r's scales and mins
+    (get_scale_min_k4) as bytes @1024 + 16 r: scales 0..3, mins 0..3, scales 4..7, mins 4..7; the rows' d @1152
+    and dmin @1168."""
+    rows = raw.shape[0]
+    nb = raw.shape[1] // 144
+    out = np.empty((rows // GROUP, nb * Q4_K_GBYTES), np.uint8)
+    for g in range(rows // GROUP):
+        for i in range(nb):
+            o = i * Q4_K_GBYTES
+            for r in range(GROUP):
+                src = raw[GROUP * g + r]
+                s = 144 * i
+                for k in range(4):
+                    for p in range(32):
+                        out[g, o + 128 * r + 32 * k + p] = src[s + 16 + 32 * k + LANE_ORDER[p]]
+                for j in range(8):
+                    sc, m = _q4_K_scale_min(src, s + 4, j)
+                    out[g, o + 1024 + 16 * r + 8 * (j // 4) + j % 4] = sc
+                    out[g, o + 1024 + 16 * r + 8 * (j // 4) + 4 + j % 4] = m
+                out[g, o + 1152 + 2 * r] = src[s]
+                out[g, o + 1152 + 2 * r + 1] = src[s + 1]
+                out[g, o + 1168 + 2 * r] = src[s + 2]
+                out[g, o + 1168 + 2 * r + 1] = src[s + 3]
+    return out
+
+
+class PackedFormat:
+    """A packed layout of one ggml type: ``pack(raw rows) -> group blocks``, the group dot (``dot(w, g, y, out)``:
+    out[8g + k] = vec_dot(n, row 8g + k, y) for the 8 rows of group g) and the tile (``tile(w, g, y, t0, out)``:
+    the same for tokens t0 .. t0 + tile_tokens - 1 of y, out (tokens, rows)).  ``block_dtype`` views a group
+    block as one record (the drivers take (groups, nb) arrays of it)."""
+
+    def __init__(self, name, gbytes, pack, dot, tile, tile_tokens):
+        self.name, self.gbytes, self.pack, self.dot, self.tile, self.tile_tokens = \
+            name, gbytes, pack, dot, tile, tile_tokens
+        self.block_dtype = np.dtype([("b", np.uint8, (gbytes,))])
+
+    def packed(self, raw_rows: np.ndarray) -> np.ndarray:
+        """The (groups, nb) group-block array of raw (rows, row bytes) weights (rows a multiple of GROUP)."""
+        p = self.pack(np.ascontiguousarray(raw_rows))
+        return p.reshape(-1).view(self.block_dtype).reshape(p.shape[0], -1)
+
+
+if AVAILABLE and VNNI:
+    from llvmlite import ir
+    from numba import types
+    from numba.core import cgutils
+    from numba.extending import intrinsic
+
+    from .lanes import _maddwd, _splat_float, _vec
+    from .rowdot import (F8, F32, I8, _add_nan_first, _at, _c32, _f16, _load, _mul_nan_first, _over_blocks,
+                         _q4_K_final, _row_sums_vec, _SCALE_LANE)
+
+    V16 = _vec(32, 16)
+    F16V8 = ir.VectorType(ir.HalfType(), 8)
+
+    def _dpbusd512(builder, acc, a_u8, b_i8):
+        # VNNI vpdpbusd on 512 bits: acc + sums of four adjacent a[j] * b[j] (a unsigned, b signed): exact
+        fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(V16, [V16, V16, V16]),
+                                            "llvm.x86.avx512.vpdpbusd.512")
+        return builder.call(fn, [acc, builder.bitcast(a_u8, V16), builder.bitcast(b_i8, V16)])
+
+    def _halves8(builder, v16):
+        # lanes l and l + 8 of a <16 x i32> added: lane r = row r's sum (rows in lanes)
+        lo = builder.shuffle_vector(v16, v16, ir.Constant(_vec(32, 8), list(range(8))))
+        hi = builder.shuffle_vector(v16, v16, ir.Constant(_vec(32, 8), list(range(8, 16))))
+        return builder.add(lo, hi)
+
+    def _f16x8(builder, ptr, off):
+        # 8 halves at byte off, widened (vcvtph2ps: ggml_compute_fp16_to_fp32's bits)
+        return builder.fpext(_load(builder, ptr, off, F16V8), F8)
+
+    def _chunk_pairs(builder, ptr, off):
+        # the 32 activation levels at byte off as the 4 vectors the rows-in-lanes dots multiply: vector k holds
+        # chunk 2k (4 bytes) in lanes 0..7 and chunk 2k + 1 in lanes 8..15 (one per row)
+        y = _load(builder, ptr, off, _vec(32, 8))
+        return [builder.shuffle_vector(y, y, ir.Constant(V16, [2 * k] * 8 + [2 * k + 1] * 8)) for k in range(4)]
+
+    def _levels_rows_in_lanes(builder, gb, off, table=None):
+        # the 4 level vectors (u8) of a 128-byte rows-in-lanes slot at gb + off: low nibbles of @0 (chunks 0, 1),
+        # of @64 (2, 3), high nibbles of @0 (4, 5), of @64 (6, 7); through a pshufb table if one is given
+        m = ir.Constant(_vec(8, 64), [15] * 64)
+        four = ir.Constant(_vec(8, 64), [4] * 64)
+        p0, p1 = _load(builder, gb, off, _vec(8, 64)), _load(builder, gb, off + 64, _vec(8, 64))
+        levels = [builder.and_(p0, m), builder.and_(p1, m), builder.lshr(p0, four), builder.lshr(p1, four)]
+        if table is not None:
+            pshufb = cgutils.get_or_insert_function(builder.module, ir.FunctionType(_vec(8, 64), [_vec(8, 64)] * 2),
+                                                    "llvm.x86.avx512.pshuf.b.512")
+            levels = [builder.call(pshufb, [table, v]) for v in levels]
+        return levels
+
+    def _rows_dot(builder, levels, yv, offset):
+        # <8 x i32>: row r's sum of (level - offset) * y over the 32 levels: vpdpbusd from the start
+        # -offset * (sum of y's chunks), the two halves of each row's lanes added at the end
+        zero = ir.Constant(V16, [0] * 16)
+        off = ir.Constant(_vec(8, 64), [offset] * 64)
+        start = zero
+        for k in range(4):
+            start = _dpbusd512(builder, start, off, yv[k])
+        acc = builder.sub(zero, start)
+        for k in range(4):
+            acc = _dpbusd512(builder, acc, levels[k], yv[k])
+        return _halves8(builder, acc)
+
+    # ------------------------------------------------------------------------------------------------- Q4_0
+    # equals refimpl.quant.formats.legacy.vec_dot_q4_0_q8_0 for each row (y Q8_0: d f16 @0, qs[32] @2).
+
+    def _q4_0_state(n_tok):
+        return (ir.Constant(F8, [0.0] * 8),) * n_tok
+
+    def _q4_0_block(builder, gb, ybs, state):
+        levels = _levels_rows_in_lanes(builder, gb, 0)
+        xd = _f16x8(builder, gb, 128)
+        out = []
+        for yb, sumf in zip(ybs, state):
+            sumi = builder.sitofp(_rows_dot(builder, levels, _chunk_pairs(builder, yb, 2), 8), F8)
+            # ref._step_q4_0: sumf += sumi*x.d*y.d (left to right)
+            term = _mul_nan_first(builder, builder.fmul(sumi, xd), _splat_float(builder, _f16(builder, yb, 0), 8))
+            out.append(_add_nan_first(builder, sumf, term))
+        return tuple(out)
+
+    def _rows_final(builder, state):
+        return [[builder.extract_element(s, _c32(k)) for k in range(GROUP)] for s in state]
+
+    # ------------------------------------------------------------------------------------------------- IQ4_XS
+    # equals refimpl.quant.formats.iq4.vec_dot_iq4_xs_q8_K for each row (y Q8_K in its own order: d f32 @0,
+    # qs[256] @4).
+
+    _KVALUES = (-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113)
+
+    def _iq4_xs_block(builder, gb, ybs, state):
+        # sum kvalue*y = vpdpbusd(-128 * sum y, kvalue + 128, y): the table holds kvalue + 128 (unsigned)
+        table = ir.Constant(_vec(8, 64), [v + 128 for v in _KVALUES] * 4)
+        d4d8s = [_mul_nan_first(builder, _f16x8(builder, gb, 1088), _splat_float(builder, _load(builder, yb, 0, F32), 8))
+                 for yb in ybs]
+        state = list(state)
+        for ib in range(8):
+            levels = _levels_rows_in_lanes(builder, gb, 128 * ib, table)
+            ls = builder.sitofp(_load(builder, gb, 1024 + GROUP * ib, _vec(8, 8)), F8)
+            for t, yb in enumerate(ybs):
+                sumi = builder.sitofp(_rows_dot(builder, levels, _chunk_pairs(builder, yb, 4 + 32 * ib), 128), F8)
+                # ref._step_iq4_xs: sumf += (d4d8*ls)*sumi, each rounded as the C's scalar ops
+                term = builder.fmul(builder.fmul(d4d8s[t], ls), sumi)
+                state[t] = _add_nan_first(builder, state[t], term)
+        return tuple(state)
+
+    # ------------------------------------------------------------------------------------------------- Q4_K
+    # equals refimpl.quant.formats.kquants.vec_dot_q4_K_q8_K for each row (y lane-packed by
+    # kquants.pack_q8_K_lanes; block_q8_K: d f32 @0, qs[256] @4, bsums i16[16] @260).
+
+    def _q4_K_state(n_tok):
+        # per token: the 8 rows' <8 x float> lanes, then the rows' sumf as one <8 x float>
+        return ((ir.Constant(F8, [0.0] * 8),) * GROUP + (ir.Constant(F8, [0.0] * 8),)) * n_tok
+
+    def _q4_K_block(builder, gb, ybs, state):
+        mod = builder.module
+        maddubs = cgutils.get_or_insert_function(mod, ir.FunctionType(_vec(16, 32), [_vec(8, 64), _vec(8, 64)]),
+                                                 "llvm.x86.avx512.pmaddubs.w.512")
+        maddwd = cgutils.get_or_insert_function(mod, ir.FunctionType(V16, [_vec(16, 32), _vec(16, 32)]),
+                                                "llvm.x86.avx512.pmaddw.d.512")
+        ys = []
+        for yb in ybs:
+            q8 = [_load(builder, yb, 4 + 64 * p, _vec(8, 64)) for p in range(4)]
+            bsums16 = _load(builder, yb, 260, _vec(16, 16))
+            ys.append((_load(builder, yb, 0, F32), q8, bsums16))
+        xd, xdmin = _f16x8(builder, gb, 1152), _f16x8(builder, gb, 1168)
+        per = GROUP + 1
+        new = list(state)
+        sumi_parts = [[] for _ in ybs]
+        shift = ir.Constant(_vec(16, 32), [0] * 16 + [4] * 16)
+        m = ir.Constant(_vec(8, 64), [15] * 64)
+        ds = [_mul_nan_first(builder, xd, _splat_float(builder, yd, 8)) for yd, _, _ in ys]
+        for r in range(GROUP):
+            sm = builder.zext(_load(builder, gb, 1024 + 16 * r, _vec(8, 16)), _vec(16, 16))
+            levels, scls = [], []
+            for p in range(4):
+                # sub-blocks 2p (low nibbles) and 2p + 1 (high) of the run, side by side, already in lane order
+                q = _load(builder, gb, 128 * r + 32 * p, _vec(8, 32))
+                q2 = builder.bitcast(builder.shuffle_vector(q, q, ir.Constant(_vec(32, 64), list(range(32)) * 2)),
+                                     _vec(16, 32))
+                levels.append(builder.and_(builder.bitcast(builder.lshr(q2, shift), _vec(8, 64)), m))
+                scls.append(builder.shuffle_vector(sm, sm, ir.Constant(_vec(32, 32), [_SCALE_LANE[2 * p]] * 16
+                                                                       + [_SCALE_LANE[2 * p + 1]] * 16)))
+            mins16 = builder.shuffle_vector(sm, sm, ir.Constant(_vec(32, 16),
+                                                                [_SCALE_LANE[j // 2] + 4 for j in range(16)]))
+            for t, (yd, q8, bsums16) in enumerate(ys):
+                acc = ir.Constant(V16, [0] * 16)
+                for p in range(4):
+                    acc = builder.add(acc, builder.call(maddwd, [builder.call(maddubs, [levels[p], q8[p]]), scls[p]]))
+                aux32 = builder.add(builder.shuffle_vector(acc, acc, ir.Constant(_vec(32, 8), list(range(8)))),
+                                    builder.shuffle_vector(acc, acc, ir.Constant(_vec(32, 8), list(range(8, 16)))))
+                sumi_parts[t].append(_maddwd(builder, bsums16, mins16))
+                # ref._q45_K_step: sums[l] += d*aux32[l] (d = x.d*y.d of this row)
+                d = _splat_float(builder, builder.extract_element(ds[t], _c32(r)), 8)
+                k = per * t + r
+                new[k] = _add_nan_first(builder, new[k], builder.fmul(d, builder.sitofp(aux32, F8)))
+        for t, (yd, _, _) in enumerate(ys):
+            # ref._q45_K_step: dmin = y.d*x.dmin; sumf -= dmin*sumi (all rows as one vector)
+            dmin = _mul_nan_first(builder, _splat_float(builder, yd, 8), xdmin)
+            sumi = builder.sitofp(_row_sums_vec(builder, sumi_parts[t]), F8)
+            k = per * t + GROUP
+            new[k] = builder.fsub(new[k], builder.fmul(dmin, sumi))
+        return tuple(new)
+
+    def _q4_K_rows_final(builder, state):
+        per = GROUP + 1
+        out = []
+        for t in range(len(state) // per):
+            s = state[per * t:per * (t + 1)]
+            out.append([_q4_K_final(builder, (s[r], builder.extract_element(s[GROUP], _c32(r)))) for r in range(GROUP)])
+        return out
+
+    # ------------------------------------------------------------------------------------------------- the loop
+
+    class _Kind:
+        def __init__(self, gbytes, ybytes, state, block, final):
+            self.gbytes, self.ybytes, self.state, self.block, self.final = gbytes, ybytes, state, block, final
+
+    _KINDS = {
+        "Q4_0": _Kind(Q4_0_GBYTES, 34, _q4_0_state, _q4_0_block, _rows_final),
+        "IQ4_XS": _Kind(IQ4_XS_GBYTES, 292, _q4_0_state, _iq4_xs_block, _rows_final),
+        "Q4_K": _Kind(Q4_K_GBYTES, 292, _q4_K_state, _q4_K_block, _q4_K_rows_final),
+    }
+
+    def _kind(name):
+        # looked up by name from the intrinsics' codegen (see refimpl.kernels.rowdot._format: cache keys)
+        return _KINDS[name]
+
+    def _make_group_dot(name: str, n_tok: int):
+        """An intrinsic ``group_dot(w, g, y, t0, out)``: out[t0 + j, 8g + k] = vec_dot(n, row 8g + k, y[t0 + j])
+        for k < 8, j < n_tok; w the (groups, nb) packed group blocks, y (tokens, nb) activation blocks, out
+        (tokens, rows) float32, all C-contiguous.  One LLVM loop over the blocks, the state in registers."""
+        @intrinsic
+        def group_dot(typingctx, w, g, y, t0, out):
+            if not (isinstance(w, types.Array) and w.ndim == 2 and w.layout == "C" and isinstance(y, types.Array)
+                    and y.ndim == 2 and y.layout == "C" and isinstance(out, types.Array) and out.ndim == 2
+                    and out.layout == "C" and out.dtype == types.float32 and isinstance(g, types.Integer)
+                    and isinstance(t0, types.Integer)):
+                return None
+
+            def codegen(context, builder, sig, args):
+                kind = _kind(name)
+                warr = context.make_array(sig.args[0])(context, builder, args[0])
+                yarr = context.make_array(sig.args[2])(context, builder, args[2])
+                oarr = context.make_array(sig.args[4])(context, builder, args[4])
+                intp = context.get_value_type(types.intp)
+                gv = context.cast(builder, args[1], sig.args[1], types.intp)
+                t0v = context.cast(builder, args[3], sig.args[3], types.intp)
+                nb = builder.extract_value(warr.shape, 1)
+                wstride, ystride, ostride = (builder.extract_value(a.strides, 0) for a in (warr, yarr, oarr))
+                row = builder.gep(builder.bitcast(warr.data, I8.as_pointer()), [builder.mul(gv, wstride)])
+                ydata = builder.bitcast(yarr.data, I8.as_pointer())
+                toks = [builder.gep(ydata, [builder.mul(builder.add(t0v, ir.Constant(intp, j)), ystride)])
+                        for j in range(n_tok)]
+
+                def step(i, state):
+                    return kind.block(builder, _at(builder, row, i, kind.gbytes, intp),
+                                      [_at(builder, tok, i, kind.ybytes, intp) for tok in toks], state)
+                results = kind.final(builder, _over_blocks(builder, nb, kind.state(n_tok), step))
+                odata = builder.bitcast(oarr.data, I8.as_pointer())
+                r0 = builder.mul(gv, ir.Constant(intp, GROUP))
+                for j, row_results in enumerate(results):
+                    orow = builder.bitcast(builder.gep(odata, [builder.mul(builder.add(t0v, ir.Constant(intp, j)),
+                                                                           ostride)]), F32.as_pointer())
+                    for k, v in enumerate(row_results):
+                        builder.store(v, builder.gep(orow, [builder.add(r0, ir.Constant(intp, k))]))
+                return context.get_dummy_value()
+
+            return types.void(w, g, y, t0, out), codegen
+        return group_dot
+
+    # tokens per tile call: as many as keep the state in registers (Q4_K: 9 <8 x float> per token)
+    _TILE_TOKENS = {"Q4_0": 4, "IQ4_XS": 4, "Q4_K": 2}
+    _PACKERS = {"Q4_0": pack_q4_0, "IQ4_XS": pack_iq4_xs, "Q4_K": pack_q4_K}
+    for _name, _kind_of in _KINDS.items():
+        PACKED[_name] = PackedFormat(_name, _kind_of.gbytes, _PACKERS[_name], _make_group_dot(_name, 1),
+                                     _make_group_dot(_name, _TILE_TOKENS[_name]), _TILE_TOKENS[_name])
