@@ -214,7 +214,7 @@ if AVAILABLE and VNNI:
 
     from .lanes import _maddwd, _splat_float, _vec
     from .rowdot import (F8, F32, I8, _add_nan_first, _at, _c32, _f16, _load, _mul_nan_first, _over_blocks,
-                         _q4_K_final, _row_sums_vec, _SCALE_LANE)
+                         _row_sums_vec, _SCALE_LANE)
 
     V16 = _vec(32, 16)
     F16V8 = ir.VectorType(ir.HalfType(), 8)
@@ -285,7 +285,8 @@ if AVAILABLE and VNNI:
         return tuple(out)
 
     def _rows_final(builder, state):
-        return [[builder.extract_element(s, _c32(k)) for k in range(GROUP)] for s in state]
+        # per token the 8 rows' results: the state itself (lane r = row r)
+        return list(state)
 
     # ------------------------------------------------------------------------------------------------- IQ4_XS
     # equals refimpl.quant.formats.iq4.vec_dot_iq4_xs_q8_K for each row (y Q8_K in its own order: d f32 @0,
@@ -367,12 +368,32 @@ if AVAILABLE and VNNI:
             new[k] = builder.fsub(new[k], builder.fmul(dmin, sumi))
         return tuple(new)
 
+    def _transpose8(builder, vecs):
+        # the 8 x 8 floats of vecs (vecs[r][l]) as T[l][r]: unpack, shuffle, 128-bit permute (24 shuffles)
+        def sh(a, b, mask):
+            return builder.shuffle_vector(a, b, ir.Constant(_vec(32, 8), mask))
+        t = []
+        for r in range(0, 8, 2):
+            t += [sh(vecs[r], vecs[r + 1], [0, 8, 1, 9, 4, 12, 5, 13]), sh(vecs[r], vecs[r + 1], [2, 10, 3, 11, 6, 14, 7, 15])]
+        lo, hi = [0, 1, 8, 9, 4, 5, 12, 13], [2, 3, 10, 11, 6, 7, 14, 15]
+        u = [sh(t[0], t[2], lo), sh(t[0], t[2], hi), sh(t[1], t[3], lo), sh(t[1], t[3], hi),
+             sh(t[4], t[6], lo), sh(t[4], t[6], hi), sh(t[5], t[7], lo), sh(t[5], t[7], hi)]
+        first, second = [0, 1, 2, 3, 8, 9, 10, 11], [4, 5, 6, 7, 12, 13, 14, 15]
+        return ([sh(u[c], u[4 + c], first) for c in range(4)] + [sh(u[c], u[4 + c], second) for c in range(4)])
+
     def _q4_K_rows_final(builder, state):
+        # ref._q4_K_final for the 8 rows at once: sumf += sums[0]; sumf = sums[1] + sumf; sumf += sums[2..7], lane
+        # r of each vector being row r (the rows' lanes transposed)
         per = GROUP + 1
         out = []
         for t in range(len(state) // per):
             s = state[per * t:per * (t + 1)]
-            out.append([_q4_K_final(builder, (s[r], builder.extract_element(s[GROUP], _c32(r)))) for r in range(GROUP)])
+            lane = _transpose8(builder, s[:GROUP])
+            acc = _add_nan_first(builder, s[GROUP], lane[0])
+            acc = _add_nan_first(builder, lane[1], acc)
+            for l in range(2, 8):
+                acc = _add_nan_first(builder, acc, lane[l])
+            out.append(acc)
         return out
 
     # ------------------------------------------------------------------------------------------------- the loop
@@ -424,11 +445,11 @@ if AVAILABLE and VNNI:
                 results = kind.final(builder, _over_blocks(builder, nb, kind.state(n_tok), step))
                 odata = builder.bitcast(oarr.data, I8.as_pointer())
                 r0 = builder.mul(gv, ir.Constant(intp, GROUP))
-                for j, row_results in enumerate(results):
+                for j, rows8 in enumerate(results):
+                    # token t0 + j's 8 outputs (rows 8g .. 8g + 7) are adjacent: one vector store
                     orow = builder.bitcast(builder.gep(odata, [builder.mul(builder.add(t0v, ir.Constant(intp, j)),
                                                                            ostride)]), F32.as_pointer())
-                    for k, v in enumerate(row_results):
-                        builder.store(v, builder.gep(orow, [builder.add(r0, ir.Constant(intp, k))]))
+                    builder.store(rows8, builder.bitcast(builder.gep(orow, [r0]), F8.as_pointer()), align=4)
                 return context.get_dummy_value()
 
             return types.void(w, g, y, t0, out), codegen
