@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from conftest import assert_bits_equal, reference_matmul
-from refimpl import kernels, quant
+from refimpl import quant
 from refimpl.kernels import packed
 from test_kernels_props import _hostile_blocks, hostile_operands, reference_dots
 
@@ -24,10 +24,11 @@ G = packed.GROUP
 
 
 def test_the_packed_formats():
-    assert set(NAMES) == {"Q4_0", "IQ4_XS", "Q4_K"}
+    assert set(NAMES) == {"Q4_0", "Q8_0", "IQ4_XS", "Q4_K"}
 
 
-@pytest.mark.parametrize("name, unpack", [("Q4_0", packed.unpack_q4_0), ("IQ4_XS", packed.unpack_iq4_xs)])
+@pytest.mark.parametrize("name, unpack", [("Q4_0", packed.unpack_q4_0), ("Q8_0", packed.unpack_q8_0),
+                                          ("IQ4_XS", packed.unpack_iq4_xs)])
 @SETTINGS
 @given(seed=st.integers(0, 2**32 - 1), n_groups=st.integers(1, 3), n_blocks=st.integers(1, 3))
 def test_packing_loses_nothing(name, unpack, seed, n_groups, n_blocks):
@@ -58,12 +59,11 @@ def _runner(name):
 
 def _run_packed(name, w, y):
     """Every (row, token) of w (rows, nb) against y (tokens, nb) through the packed group dots and tiles, the
-    activations in the layout the format's kernels read (FastKernels.pack_acts)."""
+    activations in the layout the packed kernels read (PackedFormat.pack_acts)."""
     pf = packed.PACKED[name]
-    fk = kernels.get(name)
     acts = np.ascontiguousarray(y.copy())
-    if fk.pack_acts is not None:
-        fk.pack_acts(acts)
+    if pf.pack_acts is not None:
+        pf.pack_acts(acts)
     out = np.full((y.shape[0], w.shape[0]), np.nan, np.float32)
     _runner(name)(pf.packed(np.ascontiguousarray(w).view(np.uint8).reshape(w.shape[0], -1)), acts, out)
     return out

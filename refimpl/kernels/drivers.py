@@ -316,7 +316,7 @@ def _group_parts(fmt, vfmt):
     def build(fmt, vfmt):
         if isinstance(fmt, PackedFormat):
             return quantize_and_multiply(convert_rows(activation_converter(vfmt)), matmul_group_packed(fmt.dot),
-                                         _pack_acts(fmt.name))
+                                         fmt.pack_acts)
         rows, pack = _rows_driver(fmt, matmul_group_rows, matmul_group_row_dots)
         return quantize_and_multiply(convert_rows(activation_converter(vfmt)), rows, pack)
     return _format_parts("group", fmt, vfmt, build)
@@ -374,17 +374,12 @@ def prepare(blocks: np.ndarray, fmt) -> intdot.PreparedWeights | None:
     return None if idot is None else intdot.PreparedWeights(blocks, fmt, idot)
 
 
-def _pack_acts(name):
-    fk = fast_kernels(name)
-    return fk.pack_acts if fk is not None else None
-
-
 def _runner_parts(fmt, vfmt):
     """(convert, quantize_and_multiply, intdot, quantize_and_tiles) of a weight format, or of a PackedFormat (its
     packed drivers; no intdot)."""
     def build(fmt, vfmt):
         if isinstance(fmt, PackedFormat):
-            convert, pack = convert_rows(activation_converter(vfmt)), _pack_acts(fmt.name)
+            convert, pack = convert_rows(activation_converter(vfmt)), fmt.pack_acts
             return (convert, quantize_and_multiply(convert, matmul_packed(fmt.dot), pack), None,
                     quantize_and_multiply(convert, matmul_packed_tiles(fmt.tile, fmt.tile_tokens, fmt.dot), pack))
         rows, pack = _rows_driver(fmt, matmul_rows, matmul_row_dots)

@@ -8,7 +8,7 @@ nibble into lane order.  On this 2-core machine those kernels were compute-bound
 copies such weights into interleaved blocks of several rows when it loads a model (ggml-cpu/repack.cpp:
 block_q4_0x8, block_q4_Kx8, block_iq4_nlx8).  Here the same idea, for ``GROUP`` = 8 rows:
 
-* **rows in lanes** (Q4_0, IQ4_XS): each 4-byte chunk of the 8 rows' nibbles side by side, so one VNNI
+* **rows in lanes** (Q4_0, Q8_0, IQ4_XS): each 4-byte chunk of the 8 rows' levels side by side, so one VNNI
   ``vpdpbusd`` multiplies 4 levels of each of 8 rows (x 2 chunks in 512 bits) by the activation's chunk broadcast
   to the rows' lanes; a block's 8 integer sums come out in the 8 lanes of one vector with no transposition, and
   the float part runs for the 8 rows as one <8 x float>, each lane its row's own operations in the reference's
@@ -19,8 +19,8 @@ block_q4_0x8, block_q4_Kx8, block_iq4_nlx8).  Here the same idea, for ``GROUP`` 
 
 A packed matrix is (rows / GROUP, blocks per row) group blocks of ``gbytes`` bytes.  Only the fast layer reads it;
 the reference layer and every other path keep the file's layout (WeightMatrix.blocks).  ``pack`` is plain loops
-(its inverse, ``unpack``, is the test: tests/test_kernels_packed.py packs and unpacks hostile blocks, and compares
-every packed dot with the reference vec_dot of each row, bit for bit).  Where the host lacks AVX-512 VNNI
+(tests/test_kernels_packed.py unpacks the rows-in-lanes layouts back to the file's bytes, and compares every
+packed dot and tile with the reference vec_dot of each row, bit for bit, on hostile blocks).  Where the host lacks AVX-512 VNNI
 ``PACKED`` is empty and the row dots serve.
 
 Reading order: pack_q4_0 (the layout), _q4_0_block (the dot over it), _make_group_dot, PACKED; the drivers are
@@ -38,6 +38,7 @@ GROUP = 8           # rows per packed group (ggml-cpu/repack.cpp's x8 layouts)
 
 # the byte layout of one group block of each format (offsets in bytes)
 Q4_0_GBYTES = 8 * 18            # qs chunks 0..1 of 8 rows @0 (64), chunks 2..3 @64 (64), d[8] f16 @128
+Q8_0_GBYTES = 8 * 34             # levels, 4 vectors of (chunk, row) @0 (256), d[8] f16 @256
 IQ4_XS_GBYTES = 8 * 136 + 16    # per sub-block ib: qs @128 ib (as Q4_0's), ls-32[ib][row] int8 @1024, d[8] @1088
 Q4_K_GBYTES = 8 * 144 + 32      # qs of row r @128 r (lane order), scales/mins bytes of row r @1024 + 16 r,
                                 # d[8] f16 @1152, dmin[8] f16 @1168
@@ -96,6 +97,44 @@ def unpack_q4_0(packed, rows):
                 _deinterleave_nibbles(packed[g], o, dst, 18 * i + 2, r)
                 dst[18 * i] = packed[g, o + 128 + 2 * r]
                 dst[18 * i + 1] = packed[g, o + 128 + 2 * r + 1]
+    return raw
+
+
+@njit
+def pack_q8_0(raw):
+    """(rows, nb * 34) block_q8_0 bytes -> (rows / 8, nb * 272) group blocks: the 8 rows' 32 levels as 4 vectors of
+    64 bytes, vector k holding chunk 2k (levels 8k..8k+3) of rows 0..7 then chunk 2k + 1, 4 bytes each (the
+    layout Q4_0's nibbles unpack to); then the rows' d @256."""
+    rows = raw.shape[0]
+    nb = raw.shape[1] // 34
+    out = np.empty((rows // GROUP, nb * Q8_0_GBYTES), np.uint8)
+    for g in range(rows // GROUP):
+        for i in range(nb):
+            o = i * Q8_0_GBYTES
+            for r in range(GROUP):
+                src = raw[GROUP * g + r]
+                for c in range(8):
+                    for b in range(4):
+                        out[g, o + 32 * c + 4 * r + b] = src[34 * i + 2 + 4 * c + b]
+                out[g, o + 256 + 2 * r] = src[34 * i]
+                out[g, o + 256 + 2 * r + 1] = src[34 * i + 1]
+    return out
+
+
+@njit
+def unpack_q8_0(packed, rows):
+    nb = packed.shape[1] // Q8_0_GBYTES
+    raw = np.empty((rows, nb * 34), np.uint8)
+    for g in range(rows // GROUP):
+        for i in range(nb):
+            o = i * Q8_0_GBYTES
+            for r in range(GROUP):
+                dst = raw[GROUP * g + r]
+                for c in range(8):
+                    for b in range(4):
+                        dst[34 * i + 2 + 4 * c + b] = packed[g, o + 32 * c + 4 * r + b]
+                dst[34 * i] = packed[g, o + 256 + 2 * r]
+                dst[34 * i + 1] = packed[g, o + 256 + 2 * r + 1]
     return raw
 
 
@@ -189,15 +228,32 @@ def pack_q4_K(raw):
     return out
 
 
+@njit
+def pack_q8_K_sums(blocks):
+    """Q8_K activation blocks (tokens, nb), in place: bsums[k] = the sum of qs[16 k .. 16 k + 15], as
+    quantize_row_q8_K computes them.  The packed IQ4_XS dots take a sub-block's activation sum from bsums (the
+    reference vec_dot does not read them), so they are made sure of here, whoever made the blocks."""
+    for t in range(blocks.shape[0]):
+        for i in range(blocks.shape[1]):
+            qs = blocks[t, i]["qs"]
+            for k in range(16):
+                acc = 0
+                for j in range(16):
+                    acc += qs[16 * k + j]
+                blocks[t, i]["bsums"][k] = acc
+
+
 class PackedFormat:
     """A packed layout of one ggml type: ``pack(raw rows) -> group blocks``, the group dot (``dot(w, g, y, out)``:
     out[8g + k] = vec_dot(n, row 8g + k, y) for the 8 rows of group g) and the tile (``tile(w, g, y, t0, out)``:
     the same for tokens t0 .. t0 + tile_tokens - 1 of y, out (tokens, rows)).  ``block_dtype`` views a group
     block as one record (the drivers take (groups, nb) arrays of it)."""
 
-    def __init__(self, name, gbytes, pack, dot, tile, tile_tokens):
+    def __init__(self, name, gbytes, pack, dot, tile, tile_tokens, pack_acts=None):
         self.name, self.gbytes, self.pack, self.dot, self.tile, self.tile_tokens = \
             name, gbytes, pack, dot, tile, tile_tokens
+        # the activations' layout for these dots (in place on (tokens, nb) blocks), as FastKernels.pack_acts
+        self.pack_acts = pack_acts
         self.block_dtype = np.dtype([("b", np.uint8, (gbytes,))])
 
     def packed(self, raw_rows: np.ndarray) -> np.ndarray:
@@ -284,6 +340,22 @@ if AVAILABLE and VNNI:
             out.append(_add_nan_first(builder, sumf, term))
         return tuple(out)
 
+    # ------------------------------------------------------------------------------------------------- Q8_0
+    # equals refimpl.quant.formats.legacy.vec_dot_q8_0_q8_0 for each row (y Q8_0).
+
+    def _q8_0_block(builder, gb, ybs, state):
+        # sum x*y = sum (x + 128)*y - 128 * sum y, x + 128 being x with its sign bit flipped, read as unsigned
+        flip = ir.Constant(_vec(8, 64), [0x80] * 64)
+        levels = [builder.xor(_load(builder, gb, 64 * k, _vec(8, 64)), flip) for k in range(4)]
+        xd = _f16x8(builder, gb, 256)
+        out = []
+        for yb, sumf in zip(ybs, state):
+            sumi = builder.sitofp(_rows_dot(builder, levels, _chunk_pairs(builder, yb, 2), 128), F8)
+            # ref._step_q8_0: sumf += sumi*(y.d*x.d)
+            dd = _mul_nan_first(builder, _splat_float(builder, _f16(builder, yb, 0), 8), xd)
+            out.append(_add_nan_first(builder, sumf, builder.fmul(sumi, dd)))
+        return tuple(out)
+
     def _rows_final(builder, state):
         # per token the 8 rows' results: the state itself (lane r = row r)
         return list(state)
@@ -295,16 +367,25 @@ if AVAILABLE and VNNI:
     _KVALUES = (-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113)
 
     def _iq4_xs_block(builder, gb, ybs, state):
-        # sum kvalue*y = vpdpbusd(-128 * sum y, kvalue + 128, y): the table holds kvalue + 128 (unsigned)
+        # sum kvalue*y = sum (kvalue + 128)*y - 128 * sum y: the table holds kvalue + 128 (unsigned, for vpdpbusd),
+        # sum y of sub-block ib is bsums[2 ib] + bsums[2 ib + 1] (refreshed from qs by pack_q8_K_sums)
         table = ir.Constant(_vec(8, 64), [v + 128 for v in _KVALUES] * 4)
         d4d8s = [_mul_nan_first(builder, _f16x8(builder, gb, 1088), _splat_float(builder, _load(builder, yb, 0, F32), 8))
                  for yb in ybs]
+        offsets = [builder.shl(_maddwd(builder, _load(builder, yb, 260, _vec(16, 16)), ir.Constant(_vec(16, 16), [1] * 16)),
+                               ir.Constant(_vec(32, 8), [7] * 8)) for yb in ybs]
+        zero = ir.Constant(V16, [0] * 16)
         state = list(state)
         for ib in range(8):
             levels = _levels_rows_in_lanes(builder, gb, 128 * ib, table)
             ls = builder.sitofp(_load(builder, gb, 1024 + GROUP * ib, _vec(8, 8)), F8)
             for t, yb in enumerate(ybs):
-                sumi = builder.sitofp(_rows_dot(builder, levels, _chunk_pairs(builder, yb, 4 + 32 * ib), 128), F8)
+                yv = _chunk_pairs(builder, yb, 4 + 32 * ib)
+                acc = zero
+                for k in range(4):
+                    acc = _dpbusd512(builder, acc, levels[k], yv[k])
+                offset = builder.shuffle_vector(offsets[t], offsets[t], ir.Constant(_vec(32, 8), [ib] * 8))
+                sumi = builder.sitofp(builder.sub(_halves8(builder, acc), offset), F8)
                 # ref._step_iq4_xs: sumf += (d4d8*ls)*sumi, each rounded as the C's scalar ops
                 term = builder.fmul(builder.fmul(d4d8s[t], ls), sumi)
                 state[t] = _add_nan_first(builder, state[t], term)
@@ -404,6 +485,7 @@ if AVAILABLE and VNNI:
 
     _KINDS = {
         "Q4_0": _Kind(Q4_0_GBYTES, 34, _q4_0_state, _q4_0_block, _rows_final),
+        "Q8_0": _Kind(Q8_0_GBYTES, 34, _q4_0_state, _q8_0_block, _rows_final),
         "IQ4_XS": _Kind(IQ4_XS_GBYTES, 292, _q4_0_state, _iq4_xs_block, _rows_final),
         "Q4_K": _Kind(Q4_K_GBYTES, 292, _q4_K_state, _q4_K_block, _q4_K_rows_final),
     }
@@ -456,8 +538,16 @@ if AVAILABLE and VNNI:
         return group_dot
 
     # tokens per tile call: as many as keep the state in registers (Q4_K: 9 <8 x float> per token)
-    _TILE_TOKENS = {"Q4_0": 4, "IQ4_XS": 4, "Q4_K": 2}
-    _PACKERS = {"Q4_0": pack_q4_0, "IQ4_XS": pack_iq4_xs, "Q4_K": pack_q4_K}
+    _TILE_TOKENS = {"Q4_0": 4, "Q8_0": 4, "IQ4_XS": 4, "Q4_K": 2}
+    _PACKERS = {"Q4_0": pack_q4_0, "Q8_0": pack_q8_0, "IQ4_XS": pack_iq4_xs, "Q4_K": pack_q4_K}
+    def _pack_acts_of(name):
+        from . import get as fast_kernels
+        if name == "IQ4_XS":
+            return pack_q8_K_sums
+        fk = fast_kernels(name)
+        return fk.pack_acts if fk is not None else None
+
     for _name, _kind_of in _KINDS.items():
         PACKED[_name] = PackedFormat(_name, _kind_of.gbytes, _PACKERS[_name], _make_group_dot(_name, 1),
-                                     _make_group_dot(_name, _TILE_TOKENS[_name]), _TILE_TOKENS[_name])
+                                     _make_group_dot(_name, _TILE_TOKENS[_name]), _TILE_TOKENS[_name],
+                                     _pack_acts_of(_name))
