@@ -4,10 +4,10 @@ The fast layer compiles closures over the formats' kernels (row drivers, float f
 entries on a per-process random uuid, so each process compiled them again and added one more entry to the cache
 (refimpl/kernels/jitcache.py says why and how it is fixed).  Here the shipped model runs twice in fresh processes
 sharing one empty cache directory: after the second run the cache must be exactly as the first left it (no new or
-rewritten index/data file).  Besides the model (Q8_0: the vec_dot path for one token, the BLAS intdot path for a
-prompt of 8+ tokens), the script multiplies Q4_K and IQ4_XS weights (drivers with scratch arrays, folds that are
-closures too; the row dots of refimpl/kernels/rowdot.py, alone and grouped), and the second process must have
-compiled none of the drivers (all loaded from the cache).
+rewritten index/data file).  Besides the model (Q8_0, packed: refimpl/kernels/packed.py's group dots for one token,
+its tiles for a prompt of 8+ tokens), the script multiplies Q4_K and IQ4_XS weights (packed, alone and grouped:
+closures over intrinsics whose codegen must pickle the same before and after a compilation), and the second
+process must have compiled none of the drivers (all loaded from the cache).
 """
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ SCRIPT = r"""
 import numpy as np
 from refimpl import model, quant
 m = model.load(model.__file__.rsplit("/", 2)[0] + "/data/tiny-kjv-q8_0.gguf", n_ctx=64)
-nxt = int(np.argmax(m.eval(list(range(3, 13)), logits="last")[-1]))     # 10 tokens: the intdot path
+nxt = int(np.argmax(m.eval(list(range(3, 13)), logits="last")[-1]))     # 10 tokens: the tiles
 for _ in range(2):
     nxt = int(np.argmax(m.eval([nxt])[-1]))                               # one token: the vec_dot path
 rng = np.random.default_rng(0)
@@ -34,7 +34,7 @@ for qtype in ("Q4_K", "IQ4_XS"):
     raw.view(np.uint16)[:, 0] = 0x3C00                                    # a finite F16 scale (d) in every row
     for n_tok in (1, 8):
         quant.matmul(raw, qtype, rng.standard_normal((n_tok, 256)).astype(np.float32))
-    # the grouped decode driver (several matrices in one call: row dots for these formats)
+    # the grouped decode driver (several matrices in one call)
     from refimpl.kernels import drivers
     drivers.matmul_group([quant.WeightMatrix(raw, qtype)] * 2, rng.standard_normal((1, 256)).astype(np.float32))
 from numba.core.dispatcher import Dispatcher

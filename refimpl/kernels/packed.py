@@ -494,6 +494,39 @@ if AVAILABLE and VNNI:
         # looked up by name from the intrinsics' codegen (see refimpl.kernels.rowdot._format: cache keys)
         return _KINDS[name]
 
+    def _group_dot_codegen(name, n_tok, context, builder, sig, args):
+        # the body of group_dot's codegen, at module level: numba's cache key pickles the intrinsic's Python
+        # function by value with the globals it names, and llvmlite type objects (I8, F32, F8) pickle differently
+        # once a compilation has used them (they cache their pointer types), which made the key of every closure
+        # over a packed dot differ between the lookup and the save (a recompilation in each process).  A
+        # module-level function pickles by name.
+        kind = _kind(name)
+        warr = context.make_array(sig.args[0])(context, builder, args[0])
+        yarr = context.make_array(sig.args[2])(context, builder, args[2])
+        oarr = context.make_array(sig.args[4])(context, builder, args[4])
+        intp = context.get_value_type(types.intp)
+        gv = context.cast(builder, args[1], sig.args[1], types.intp)
+        t0v = context.cast(builder, args[3], sig.args[3], types.intp)
+        nb = builder.extract_value(warr.shape, 1)
+        wstride, ystride, ostride = (builder.extract_value(a.strides, 0) for a in (warr, yarr, oarr))
+        row = builder.gep(builder.bitcast(warr.data, I8.as_pointer()), [builder.mul(gv, wstride)])
+        ydata = builder.bitcast(yarr.data, I8.as_pointer())
+        toks = [builder.gep(ydata, [builder.mul(builder.add(t0v, ir.Constant(intp, j)), ystride)])
+                for j in range(n_tok)]
+
+        def step(i, state):
+            return kind.block(builder, _at(builder, row, i, kind.gbytes, intp),
+                              [_at(builder, tok, i, kind.ybytes, intp) for tok in toks], state)
+        results = kind.final(builder, _over_blocks(builder, nb, kind.state(n_tok), step))
+        odata = builder.bitcast(oarr.data, I8.as_pointer())
+        r0 = builder.mul(gv, ir.Constant(intp, GROUP))
+        for j, rows8 in enumerate(results):
+            # token t0 + j's 8 outputs (rows 8g .. 8g + 7) are adjacent: one vector store
+            orow = builder.bitcast(builder.gep(odata, [builder.mul(builder.add(t0v, ir.Constant(intp, j)), ostride)]),
+                                   F32.as_pointer())
+            builder.store(rows8, builder.bitcast(builder.gep(orow, [r0]), F8.as_pointer()), align=4)
+        return context.get_dummy_value()
+
     def _make_group_dot(name: str, n_tok: int):
         """An intrinsic ``group_dot(w, g, y, t0, out)``: out[t0 + j, 8g + k] = vec_dot(n, row 8g + k, y[t0 + j])
         for k < 8, j < n_tok; w the (groups, nb) packed group blocks, y (tokens, nb) activation blocks, out
@@ -507,32 +540,7 @@ if AVAILABLE and VNNI:
                 return None
 
             def codegen(context, builder, sig, args):
-                kind = _kind(name)
-                warr = context.make_array(sig.args[0])(context, builder, args[0])
-                yarr = context.make_array(sig.args[2])(context, builder, args[2])
-                oarr = context.make_array(sig.args[4])(context, builder, args[4])
-                intp = context.get_value_type(types.intp)
-                gv = context.cast(builder, args[1], sig.args[1], types.intp)
-                t0v = context.cast(builder, args[3], sig.args[3], types.intp)
-                nb = builder.extract_value(warr.shape, 1)
-                wstride, ystride, ostride = (builder.extract_value(a.strides, 0) for a in (warr, yarr, oarr))
-                row = builder.gep(builder.bitcast(warr.data, I8.as_pointer()), [builder.mul(gv, wstride)])
-                ydata = builder.bitcast(yarr.data, I8.as_pointer())
-                toks = [builder.gep(ydata, [builder.mul(builder.add(t0v, ir.Constant(intp, j)), ystride)])
-                        for j in range(n_tok)]
-
-                def step(i, state):
-                    return kind.block(builder, _at(builder, row, i, kind.gbytes, intp),
-                                      [_at(builder, tok, i, kind.ybytes, intp) for tok in toks], state)
-                results = kind.final(builder, _over_blocks(builder, nb, kind.state(n_tok), step))
-                odata = builder.bitcast(oarr.data, I8.as_pointer())
-                r0 = builder.mul(gv, ir.Constant(intp, GROUP))
-                for j, rows8 in enumerate(results):
-                    # token t0 + j's 8 outputs (rows 8g .. 8g + 7) are adjacent: one vector store
-                    orow = builder.bitcast(builder.gep(odata, [builder.mul(builder.add(t0v, ir.Constant(intp, j)),
-                                                                           ostride)]), F32.as_pointer())
-                    builder.store(rows8, builder.bitcast(builder.gep(orow, [r0]), F8.as_pointer()), align=4)
-                return context.get_dummy_value()
+                return _group_dot_codegen(name, n_tok, context, builder, sig, args)
 
             return types.void(w, g, y, t0, out), codegen
         return group_dot

@@ -534,6 +534,29 @@ if AVAILABLE:
                 builder.store(v, s)
         return tuple(builder.load(s) for s in slots)
 
+    def _row_dot_codegen(name, n_rows, context, builder, sig, args):
+        # row_dot's codegen at module level (see refimpl.kernels.packed._group_dot_codegen: a stable cache key)
+        fmt = _format(name)
+        warr = context.make_array(sig.args[0])(context, builder, args[0])
+        yarr = context.make_array(sig.args[2])(context, builder, args[2])
+        oarr = context.make_array(sig.args[3])(context, builder, args[3])
+        intp = context.get_value_type(types.intp)
+        r0v = context.cast(builder, args[1], sig.args[1], types.intp)
+        nb = builder.extract_value(warr.shape, 1)
+        stride0 = builder.extract_value(warr.strides, 0)
+        wdata = builder.bitcast(warr.data, I8.as_pointer())
+        ydata = builder.bitcast(yarr.data, I8.as_pointer())
+        rows = [builder.gep(wdata, [builder.mul(builder.add(r0v, ir.Constant(intp, k)), stride0)])
+                for k in range(n_rows)]
+        def step(i, state):
+            xbs = [_at(builder, row, i, fmt.wbytes, intp) for row in rows]
+            _prefetch(builder, xbs, fmt.wbytes, stride0, intp)
+            return fmt.block(builder, xbs, fmt.load_y(builder, _at(builder, ydata, i, fmt.ybytes, intp)), state)
+        odata = oarr.data
+        for k, result in enumerate(fmt.final(builder, _over_blocks(builder, nb, fmt.state(n_rows), step))):
+            builder.store(result, builder.gep(odata, [builder.add(r0v, ir.Constant(intp, k))]))
+        return context.get_dummy_value()
+
     def _make_row_dot(name: str, n_rows: int):
         """An intrinsic ``row_dot(w, r0, y, out)``: out[r0 + k] = vec_dot(n, w[r0 + k], y) for k < n_rows, w the
         (rows, nb) weight blocks, y one token's (nb,) activation blocks (lane-packed for the K-quants whose
@@ -546,26 +569,7 @@ if AVAILABLE:
                 return None
 
             def codegen(context, builder, sig, args):
-                fmt = _format(name)
-                warr = context.make_array(sig.args[0])(context, builder, args[0])
-                yarr = context.make_array(sig.args[2])(context, builder, args[2])
-                oarr = context.make_array(sig.args[3])(context, builder, args[3])
-                intp = context.get_value_type(types.intp)
-                r0v = context.cast(builder, args[1], sig.args[1], types.intp)
-                nb = builder.extract_value(warr.shape, 1)
-                stride0 = builder.extract_value(warr.strides, 0)
-                wdata = builder.bitcast(warr.data, I8.as_pointer())
-                ydata = builder.bitcast(yarr.data, I8.as_pointer())
-                rows = [builder.gep(wdata, [builder.mul(builder.add(r0v, ir.Constant(intp, k)), stride0)])
-                        for k in range(n_rows)]
-                def step(i, state):
-                    xbs = [_at(builder, row, i, fmt.wbytes, intp) for row in rows]
-                    _prefetch(builder, xbs, fmt.wbytes, stride0, intp)
-                    return fmt.block(builder, xbs, fmt.load_y(builder, _at(builder, ydata, i, fmt.ybytes, intp)), state)
-                odata = oarr.data
-                for k, result in enumerate(fmt.final(builder, _over_blocks(builder, nb, fmt.state(n_rows), step))):
-                    builder.store(result, builder.gep(odata, [builder.add(r0v, ir.Constant(intp, k))]))
-                return context.get_dummy_value()
+                return _row_dot_codegen(name, n_rows, context, builder, sig, args)
 
             return types.void(w, r0, y, out), codegen
         return row_dot
@@ -581,6 +585,45 @@ if AVAILABLE:
             orow = builder.bitcast(builder.gep(odata, [builder.mul(builder.add(t0v, ir.Constant(intp, j)), ostride)]),
                                    F32.as_pointer())
             builder.store(result, builder.gep(orow, [r0v]))
+
+    def _tile_dot_codegen(name, n_rows, n_tok, context, builder, sig, args):
+        # tile_dot's codegen at module level (a stable cache key, as _row_dot_codegen)
+        fmt = _format(name)
+        warr = context.make_array(sig.args[0])(context, builder, args[0])
+        yarr = context.make_array(sig.args[2])(context, builder, args[2])
+        oarr = context.make_array(sig.args[4])(context, builder, args[4])
+        intp = context.get_value_type(types.intp)
+        r0v = context.cast(builder, args[1], sig.args[1], types.intp)
+        t0v = context.cast(builder, args[3], sig.args[3], types.intp)
+        nb = builder.extract_value(warr.shape, 1)
+        wdata = builder.bitcast(warr.data, I8.as_pointer())
+        ydata = builder.bitcast(yarr.data, I8.as_pointer())
+        odata = builder.bitcast(oarr.data, I8.as_pointer())
+        wstride, ystride, ostride = (builder.extract_value(a.strides, 0) for a in (warr, yarr, oarr))
+        rows = [builder.gep(wdata, [builder.mul(builder.add(r0v, ir.Constant(intp, k)), wstride)])
+                for k in range(n_rows)]
+        toks = [builder.gep(ydata, [builder.mul(builder.add(t0v, ir.Constant(intp, j)), ystride)])
+                for j in range(n_tok)]
+        if n_rows == 1 and fmt.tile is not None:
+            _tile_loop(builder, fmt, nb, rows[0], toks, odata, ostride, r0v, t0v, intp)
+            return context.get_dummy_value()
+        # every token's own state, side by side in one tuple
+        per_tok = len(fmt.state(n_rows))
+
+        def step(i, state):
+            xbs = [_at(builder, row, i, fmt.wbytes, intp) for row in rows]
+            new = []
+            for j, tok in enumerate(toks):
+                ys = fmt.load_y(builder, _at(builder, tok, i, fmt.ybytes, intp))
+                new += fmt.block(builder, xbs, ys, state[per_tok * j:per_tok * (j + 1)])
+            return tuple(new)
+        final_state = _over_blocks(builder, nb, fmt.state(n_rows) * n_tok, step)
+        for j in range(n_tok):
+            orow = builder.bitcast(builder.gep(odata, [builder.mul(builder.add(t0v, ir.Constant(intp, j)),
+                                                                   ostride)]), F32.as_pointer())
+            for k, result in enumerate(fmt.final(builder, final_state[per_tok * j:per_tok * (j + 1)])):
+                builder.store(result, builder.gep(orow, [builder.add(r0v, ir.Constant(intp, k))]))
+        return context.get_dummy_value()
 
     def _make_tile_dot(name: str, n_rows: int, n_tok: int):
         """An intrinsic ``tile_dot(w, r0, y, t0, out)``: out[t0 + j, r0 + k] = vec_dot(n, w[r0 + k], y[t0 + j]) for
@@ -598,42 +641,7 @@ if AVAILABLE:
                 return None
 
             def codegen(context, builder, sig, args):
-                fmt = _format(name)
-                warr = context.make_array(sig.args[0])(context, builder, args[0])
-                yarr = context.make_array(sig.args[2])(context, builder, args[2])
-                oarr = context.make_array(sig.args[4])(context, builder, args[4])
-                intp = context.get_value_type(types.intp)
-                r0v = context.cast(builder, args[1], sig.args[1], types.intp)
-                t0v = context.cast(builder, args[3], sig.args[3], types.intp)
-                nb = builder.extract_value(warr.shape, 1)
-                wdata = builder.bitcast(warr.data, I8.as_pointer())
-                ydata = builder.bitcast(yarr.data, I8.as_pointer())
-                odata = builder.bitcast(oarr.data, I8.as_pointer())
-                wstride, ystride, ostride = (builder.extract_value(a.strides, 0) for a in (warr, yarr, oarr))
-                rows = [builder.gep(wdata, [builder.mul(builder.add(r0v, ir.Constant(intp, k)), wstride)])
-                        for k in range(n_rows)]
-                toks = [builder.gep(ydata, [builder.mul(builder.add(t0v, ir.Constant(intp, j)), ystride)])
-                        for j in range(n_tok)]
-                if n_rows == 1 and fmt.tile is not None:
-                    _tile_loop(builder, fmt, nb, rows[0], toks, odata, ostride, r0v, t0v, intp)
-                    return context.get_dummy_value()
-                # every token's own state, side by side in one tuple
-                per_tok = len(fmt.state(n_rows))
-
-                def step(i, state):
-                    xbs = [_at(builder, row, i, fmt.wbytes, intp) for row in rows]
-                    new = []
-                    for j, tok in enumerate(toks):
-                        ys = fmt.load_y(builder, _at(builder, tok, i, fmt.ybytes, intp))
-                        new += fmt.block(builder, xbs, ys, state[per_tok * j:per_tok * (j + 1)])
-                    return tuple(new)
-                final_state = _over_blocks(builder, nb, fmt.state(n_rows) * n_tok, step)
-                for j in range(n_tok):
-                    orow = builder.bitcast(builder.gep(odata, [builder.mul(builder.add(t0v, ir.Constant(intp, j)),
-                                                                           ostride)]), F32.as_pointer())
-                    for k, result in enumerate(fmt.final(builder, final_state[per_tok * j:per_tok * (j + 1)])):
-                        builder.store(result, builder.gep(orow, [builder.add(r0v, ir.Constant(intp, k))]))
-                return context.get_dummy_value()
+                return _tile_dot_codegen(name, n_rows, n_tok, context, builder, sig, args)
 
             return types.void(w, r0, y, t0, out), codegen
         return tile_dot
