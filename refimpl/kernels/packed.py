@@ -8,14 +8,14 @@ nibble into lane order.  On this 2-core machine those kernels were compute-bound
 copies such weights into interleaved blocks of several rows when it loads a model (ggml-cpu/repack.cpp:
 block_q4_0x8, block_q4_Kx8, block_iq4_nlx8).  Here the same idea, for ``GROUP`` = 8 rows:
 
-* **rows in lanes** (Q4_0, Q8_0, IQ4_XS): each 4-byte chunk of the 8 rows' levels side by side, so one VNNI
+* **rows in lanes** (Q4_0, Q8_0, IQ4_NL, IQ4_XS): each 4-byte chunk of the 8 rows' levels side by side, so one VNNI
   ``vpdpbusd`` multiplies 4 levels of each of 8 rows (x 2 chunks in 512 bits) by the activation's chunk broadcast
   to the rows' lanes; a block's 8 integer sums come out in the 8 lanes of one vector with no transposition, and
   the float part runs for the 8 rows as one <8 x float>, each lane its row's own operations in the reference's
   order (so its bits);
-* **rows apart, scales ready** (Q4_K): the float part keeps eight lanes per row (aux32[l] of the C), so the rows
-  stay apart; each row's nibbles are stored in the lanes' order (no shuffle at run time), its 6-bit scales and
-  mins as bytes, and the rows' d / dmin as vectors.
+* **rows apart, scales ready** (Q4_K, Q5_K, Q6_K): the float part keeps eight lanes per row (aux32[l] of the C),
+  so the rows stay apart; each row's nibbles (and high bits) are stored in the lanes' order (no shuffle at run
+  time), Q4_K/Q5_K's 6-bit scales and mins as bytes, and the rows' d / dmin as vectors.
 
 A packed matrix is (rows / GROUP, blocks per row) group blocks of ``gbytes`` bytes.  Only the fast layer reads it;
 the reference layer and every other path keep the file's layout (WeightMatrix.blocks).  ``pack`` is plain loops
@@ -41,7 +41,10 @@ GROUP = 8           # rows per packed group (ggml-cpu/repack.cpp's x8 layouts)
 Q4_0_GBYTES = 8 * 18            # qs chunks 0..1 of 8 rows @0 (64), chunks 2..3 @64 (64), d[8] f16 @128
 Q8_0_GBYTES = 8 * 34             # levels, 4 vectors of (chunk, row) @0 (256), d[8] f16 @256
 IQ4_XS_GBYTES = 8 * 136 + 16    # per sub-block ib: qs @128 ib (as Q4_0's), ls-32[ib][row] int8 @1024, d[8] @1088
-Q4_K_GBYTES = 8 * 144 + 32      # qs of row r @128 r (lane order), scales/mins bytes of row r @1024 + 16 r,
+Q6_K_GBYTES = 8 * 210            # ql of row r @128 r, qh @1024 + 64 r (lane order), scales @1536 + 16 r, d[8] @1664
+Q4_K_GBYTES = 8 * 144 + 32
+Q5_K_GBYTES = 8 * 176 + 32      # as Q4_K with row r's 32 qh bytes (lane order) @1024 + 32 r: scales/mins @1280 + 16 r,
+                                # d[8] @1408, dmin[8] @1424      # qs of row r @128 r (lane order), scales/mins bytes of row r @1024 + 16 r,
                                 # d[8] f16 @1152, dmin[8] f16 @1168
 
 PACKED: dict = {}   # ggml type name -> PackedFormat
@@ -244,6 +247,62 @@ def pack_q8_K_sums(blocks):
                 blocks[t, i]["bsums"][k] = acc
 
 
+@njit(parallel=True)
+def pack_q5_K(raw):
+    """(rows, nb * 176) block_q5_K bytes -> (rows / 8, nb * 1440) group blocks: pack_q4_K's layout with each row's
+    32 qh bytes in LANE_ORDER @1024 + 32 r (bit 2k of qh byte l is the fifth bit of level l of sub-block 2k, bit
+    2k + 1 that of sub-block 2k + 1), so scales/mins @1280 + 16 r, d @1408, dmin @1424."""
+    rows = raw.shape[0]
+    nb = raw.shape[1] // 176
+    out = np.empty((rows // GROUP, nb * Q5_K_GBYTES), np.uint8)
+    for g in prange(rows // GROUP):     # groups in parallel
+        for i in range(nb):
+            o = i * Q5_K_GBYTES
+            for r in range(GROUP):
+                src = raw[GROUP * g + r]
+                s = 176 * i
+                for k in range(4):
+                    for p in range(32):
+                        out[g, o + 128 * r + 32 * k + p] = src[s + 48 + 32 * k + LANE_ORDER[p]]
+                for p in range(32):
+                    out[g, o + 1024 + 32 * r + p] = src[s + 16 + LANE_ORDER[p]]
+                for j in range(8):
+                    sc, m = _q4_K_scale_min(src, s + 4, j)
+                    out[g, o + 1280 + 16 * r + 8 * (j // 4) + j % 4] = sc
+                    out[g, o + 1280 + 16 * r + 8 * (j // 4) + 4 + j % 4] = m
+                for b in range(2):
+                    out[g, o + 1408 + 2 * r + b] = src[s + b]
+                    out[g, o + 1424 + 2 * r + b] = src[s + 2 + b]
+    return out
+
+
+@njit(parallel=True)
+def pack_q6_K(raw):
+    """(rows, nb * 210) block_q6_K bytes -> (rows / 8, nb * 1680) group blocks: row r's 128 ql bytes @128 r and
+    its 64 qh bytes @1024 + 64 r, each 32-byte run in LANE_ORDER (a level is built from the ql and qh bytes at the
+    same position, so the levels come out lane-packed); the rows' 16 int8 scales @1536 + 16 r; their d @1664."""
+    rows = raw.shape[0]
+    nb = raw.shape[1] // 210
+    out = np.empty((rows // GROUP, nb * Q6_K_GBYTES), np.uint8)
+    for g in prange(rows // GROUP):     # groups in parallel (a 1B model: 0.9 GB at load)
+        for i in range(nb):
+            o = i * Q6_K_GBYTES
+            for r in range(GROUP):
+                src = raw[GROUP * g + r]
+                s = 210 * i
+                for k in range(4):
+                    for p in range(32):
+                        out[g, o + 128 * r + 32 * k + p] = src[s + 32 * k + LANE_ORDER[p]]
+                for k in range(2):
+                    for p in range(32):
+                        out[g, o + 1024 + 64 * r + 32 * k + p] = src[s + 128 + 32 * k + LANE_ORDER[p]]
+                for j in range(16):
+                    out[g, o + 1536 + 16 * r + j] = src[s + 192 + j]
+                out[g, o + 1664 + 2 * r] = src[s + 208]
+                out[g, o + 1664 + 2 * r + 1] = src[s + 209]
+    return out
+
+
 class PackedFormat:
     """A packed layout of one ggml type: ``pack(raw rows) -> group blocks``, the group dot (``dot(w, g, y, out)``:
     out[8g + k] = vec_dot(n, row 8g + k, y) for the 8 rows of group g) and the tile (``tile(w, g, y, t0, out)``:
@@ -281,6 +340,14 @@ if AVAILABLE and VNNI:
         fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(V16, [V16, V16, V16]),
                                             "llvm.x86.avx512.vpdpbusd.512")
         return builder.call(fn, [acc, builder.bitcast(a_u8, V16), builder.bitcast(b_i8, V16)])
+
+    def _maddubs512(builder):
+        return cgutils.get_or_insert_function(builder.module, ir.FunctionType(_vec(16, 32), [_vec(8, 64), _vec(8, 64)]),
+                                              "llvm.x86.avx512.pmaddubs.w.512")
+
+    def _maddwd512(builder):
+        return cgutils.get_or_insert_function(builder.module, ir.FunctionType(V16, [_vec(16, 32), _vec(16, 32)]),
+                                              "llvm.x86.avx512.pmaddw.d.512")
 
     def _halves8(builder, v16):
         # lanes l and l + 8 of a <16 x i32> added: lane r = row r's sum (rows in lanes)
@@ -339,6 +406,22 @@ if AVAILABLE and VNNI:
             # ref._step_q4_0: sumf += sumi*x.d*y.d (left to right)
             term = _mul_nan_first(builder, builder.fmul(sumi, xd), _splat_float(builder, _f16(builder, yb, 0), 8))
             out.append(_add_nan_first(builder, sumf, term))
+        return tuple(out)
+
+    # ------------------------------------------------------------------------------------------------- IQ4_NL
+    # equals refimpl.quant.formats.iq4.vec_dot_iq4_nl_q8_0 for each row; packed as Q4_0 (the same block shape).
+
+    def _iq4_nl_block(builder, gb, ybs, state):
+        # sum kvalue*y = vpdpbusd(-128 * sum y, kvalue + 128, y): the table holds kvalue + 128 (unsigned)
+        table = ir.Constant(_vec(8, 64), [v + 128 for v in _KVALUES] * 4)
+        levels = _levels_rows_in_lanes(builder, gb, 0, table)
+        xd = _f16x8(builder, gb, 128)
+        out = []
+        for yb, sumf in zip(ybs, state):
+            sumi = builder.sitofp(_rows_dot(builder, levels, _chunk_pairs(builder, yb, 2), 128), F8)
+            # ref._step_iq4_nl: sumf += (x.d*y.d)*sumi
+            d = _mul_nan_first(builder, xd, _splat_float(builder, _f16(builder, yb, 0), 8))
+            out.append(_add_nan_first(builder, sumf, builder.fmul(d, sumi)))
         return tuple(out)
 
     # ------------------------------------------------------------------------------------------------- Q8_0
@@ -400,7 +483,9 @@ if AVAILABLE and VNNI:
         # per token: the 8 rows' <8 x float> lanes, then the rows' sumf as one <8 x float>
         return ((ir.Constant(F8, [0.0] * 8),) * GROUP + (ir.Constant(F8, [0.0] * 8),)) * n_tok
 
-    def _q4_K_block(builder, gb, ybs, state):
+    def _q45_K_block(builder, gb, ybs, state, q5):
+        # Q4_K's super-block of 8 rows, or Q5_K's (q5: a fifth bit from qh, 16 added where it is set)
+        sc_at = 1280 if q5 else 1024
         mod = builder.module
         maddubs = cgutils.get_or_insert_function(mod, ir.FunctionType(_vec(16, 32), [_vec(8, 64), _vec(8, 64)]),
                                                  "llvm.x86.avx512.pmaddubs.w.512")
@@ -411,7 +496,7 @@ if AVAILABLE and VNNI:
             q8 = [_load(builder, yb, 4 + 64 * p, _vec(8, 64)) for p in range(4)]
             bsums16 = _load(builder, yb, 260, _vec(16, 16))
             ys.append((_load(builder, yb, 0, F32), q8, bsums16))
-        xd, xdmin = _f16x8(builder, gb, 1152), _f16x8(builder, gb, 1168)
+        xd, xdmin = _f16x8(builder, gb, sc_at + 128), _f16x8(builder, gb, sc_at + 144)
         per = GROUP + 1
         new = list(state)
         sumi_parts = [[] for _ in ybs]
@@ -419,14 +504,25 @@ if AVAILABLE and VNNI:
         m = ir.Constant(_vec(8, 64), [15] * 64)
         ds = [_mul_nan_first(builder, xd, _splat_float(builder, yd, 8)) for yd, _, _ in ys]
         for r in range(GROUP):
-            sm = builder.zext(_load(builder, gb, 1024 + 16 * r, _vec(8, 16)), _vec(16, 16))
+            sm = builder.zext(_load(builder, gb, sc_at + 16 * r, _vec(8, 16)), _vec(16, 16))
+            if q5:
+                qh = _load(builder, gb, 1024 + 32 * r, _vec(8, 32))
+                qh2 = builder.bitcast(builder.shuffle_vector(qh, qh, ir.Constant(_vec(32, 64), list(range(32)) * 2)),
+                                      _vec(16, 32))
             levels, scls = [], []
             for p in range(4):
                 # sub-blocks 2p (low nibbles) and 2p + 1 (high) of the run, side by side, already in lane order
                 q = _load(builder, gb, 128 * r + 32 * p, _vec(8, 32))
                 q2 = builder.bitcast(builder.shuffle_vector(q, q, ir.Constant(_vec(32, 64), list(range(32)) * 2)),
                                      _vec(16, 32))
-                levels.append(builder.and_(builder.bitcast(builder.lshr(q2, shift), _vec(8, 64)), m))
+                lv = builder.and_(builder.bitcast(builder.lshr(q2, shift), _vec(8, 64)), m)
+                if q5:
+                    # bits 2p and 2p + 1 of the run's qh bytes (lane order too), times 16
+                    hb = builder.and_(builder.bitcast(builder.lshr(qh2, ir.Constant(_vec(16, 32), [2 * p] * 16
+                                                                                    + [2 * p + 1] * 16)), _vec(8, 64)),
+                                      ir.Constant(_vec(8, 64), [1] * 64))
+                    lv = builder.or_(lv, builder.shl(hb, ir.Constant(_vec(8, 64), [4] * 64)))
+                levels.append(lv)
                 scls.append(builder.shuffle_vector(sm, sm, ir.Constant(_vec(32, 32), [_SCALE_LANE[2 * p]] * 16
                                                                        + [_SCALE_LANE[2 * p + 1]] * 16)))
             mins16 = builder.shuffle_vector(sm, sm, ir.Constant(_vec(32, 16),
@@ -450,6 +546,12 @@ if AVAILABLE and VNNI:
             new[k] = builder.fsub(new[k], builder.fmul(dmin, sumi))
         return tuple(new)
 
+    def _q4_K_block(builder, gb, ybs, state):
+        return _q45_K_block(builder, gb, ybs, state, False)
+
+    def _q5_K_block(builder, gb, ybs, state):
+        return _q45_K_block(builder, gb, ybs, state, True)
+
     def _transpose8(builder, vecs):
         # the 8 x 8 floats of vecs (vecs[r][l]) as T[l][r]: unpack, shuffle, 128-bit permute (24 shuffles)
         def sh(a, b, mask):
@@ -463,17 +565,106 @@ if AVAILABLE and VNNI:
         first, second = [0, 1, 2, 3, 8, 9, 10, 11], [4, 5, 6, 7, 12, 13, 14, 15]
         return ([sh(u[c], u[4 + c], first) for c in range(4)] + [sh(u[c], u[4 + c], second) for c in range(4)])
 
-    def _q4_K_rows_final(builder, state):
-        # ref._q4_K_final for the 8 rows at once: sumf += sums[0]; sumf = sums[1] + sumf; sumf += sums[2..7], lane
-        # r of each vector being row r (the rows' lanes transposed)
+    def _q45_K_rows_final(builder, state, q5):
+        # ref._q4_K_final for the 8 rows at once: sumf += sums[0]; sumf = sums[1] + sumf; sumf += sums[2..7];
+        # ref._q5_K_final: sumf = sums[0] + sumf; sumf += sums[1..7]; lane r of each vector being row r (the rows'
+        # lanes transposed)
         per = GROUP + 1
         out = []
         for t in range(len(state) // per):
             s = state[per * t:per * (t + 1)]
             lane = _transpose8(builder, s[:GROUP])
-            acc = _add_nan_first(builder, s[GROUP], lane[0])
-            acc = _add_nan_first(builder, lane[1], acc)
-            for l in range(2, 8):
+            if q5:
+                acc = _add_nan_first(builder, lane[0], s[GROUP])
+                first = 1
+            else:
+                acc = _add_nan_first(builder, s[GROUP], lane[0])
+                acc = _add_nan_first(builder, lane[1], acc)
+                first = 2
+            for l in range(first, 8):
+                acc = _add_nan_first(builder, acc, lane[l])
+            out.append(acc)
+        return out
+
+    def _q4_K_rows_final(builder, state):
+        return _q45_K_rows_final(builder, state, False)
+
+    def _q5_K_rows_final(builder, state):
+        return _q45_K_rows_final(builder, state, True)
+
+    # ------------------------------------------------------------------------------------------------- Q6_K
+    # equals refimpl.quant.formats.kquants.vec_dot_q6_K_q8_K for each row (y lane-packed).
+
+    def _q6_K_state(n_tok):
+        return (ir.Constant(F8, [0.0] * 8),) * (GROUP * n_tok)
+
+    def _q6_K_acts(builder, ybs):
+        # per token: y.d, the activations of groups (2p, 2p + 1) as <64 x i8> (lane-packed), and 32 * their
+        # byte-pair sums (pmaddubsw(32, y): the offset of the stored levels)
+        maddubs = _maddubs512(builder)
+        thirty_two = ir.Constant(_vec(8, 64), [32] * 64)
+        ys = []
+        for yb in ybs:
+            q8 = [_load(builder, yb, 4 + 64 * p, _vec(8, 64)) for p in range(4)]
+            ys.append((_load(builder, yb, 0, F32), q8, [builder.call(maddubs, [thirty_two, v]) for v in q8]))
+        return ys
+
+    def _q6_K_unpack(builder, ql_ptr, qh_ptr, sc_ptr):
+        # one row's super-block: the levels (+ 32) of groups (2p, 2p + 1) as <64 x u8>, lane-packed, p = 0..3, and
+        # the int16 scales of their byte pairs (pair m of group g: scale 2g + m % 2)
+        m15, m3 = ir.Constant(_vec(8, 64), [15] * 64), ir.Constant(_vec(8, 64), [3] * 64)
+        four = ir.Constant(_vec(8, 64), [4] * 64)
+        sc = builder.sext(_load(builder, sc_ptr, 0, _vec(8, 16)), _vec(16, 16))
+        levels, scls = [], []
+        for h in range(2):
+            ql = _load(builder, ql_ptr, 64 * h, _vec(8, 64))
+            hh = _load(builder, qh_ptr, 32 * h, _vec(8, 32))
+            hh2 = builder.bitcast(builder.shuffle_vector(hh, hh, ir.Constant(_vec(32, 64), list(range(32)) * 2)),
+                                  _vec(16, 32))
+            for t, (nib, shifts) in enumerate(((builder.and_(ql, m15), (0, 2)),
+                                               (builder.and_(builder.lshr(ql, four), m15), (4, 6)))):
+                # groups 4h + 2t and 4h + 2t + 1: the nibbles of q4a | q4b, their two bits of qh
+                hb = builder.and_(builder.bitcast(builder.lshr(hh2, ir.Constant(_vec(16, 32), [shifts[0]] * 16
+                                                                                + [shifts[1]] * 16)), _vec(8, 64)), m3)
+                levels.append(builder.or_(nib, builder.shl(hb, four)))
+                g0, g1 = 4 * h + 2 * t, 4 * h + 2 * t + 1
+                scls.append(builder.shuffle_vector(sc, sc, ir.Constant(_vec(32, 32), [2 * g0, 2 * g0 + 1] * 8
+                                                                       + [2 * g1, 2 * g1 + 1] * 8)))
+        return levels, scls
+
+    def _q6_K_aux32(builder, unpacked, y):
+        # aux32 (<8 x i32>) of one row against one token: sum over pairs of (level - 32) * y, times the pair's scale
+        maddubs, maddwd = _maddubs512(builder), _maddwd512(builder)
+        levels, scls = unpacked
+        _, q8, offs = y
+        acc = ir.Constant(V16, [0] * 16)
+        for p in range(4):
+            pairs = builder.sub(builder.call(maddubs, [levels[p], q8[p]]), offs[p])
+            acc = builder.add(acc, builder.call(maddwd, [pairs, scls[p]]))
+        return _halves8(builder, acc)
+
+    def _q6_K_block(builder, gb, ybs, state):
+        ys = _q6_K_acts(builder, ybs)
+        xd = _f16x8(builder, gb, 1664)
+        ds = [_mul_nan_first(builder, xd, _splat_float(builder, yd, 8)) for yd, _, _ in ys]
+        new = list(state)
+        for r in range(GROUP):
+            unpacked = _q6_K_unpack(builder, builder.gep(gb, [_c32(128 * r)]), builder.gep(gb, [_c32(1024 + 64 * r)]),
+                                    builder.gep(gb, [_c32(1536 + 16 * r)]))
+            for t, y in enumerate(ys):
+                # ref._lanes_step: d = x.d*y.d; sums[l] += d*aux32[l]
+                d = _splat_float(builder, builder.extract_element(ds[t], _c32(r)), 8)
+                k = GROUP * t + r
+                new[k] = _add_nan_first(builder, new[k], builder.fmul(d, builder.sitofp(_q6_K_aux32(builder, unpacked, y), F8)))
+        return tuple(new)
+
+    def _q6_K_rows_final(builder, state):
+        # ref._lanes_final for the 8 rows at once: sumf = 0; sumf += sums[l], l = 0..7
+        out = []
+        for t in range(len(state) // GROUP):
+            lane = _transpose8(builder, state[GROUP * t:GROUP * (t + 1)])
+            acc = ir.Constant(F8, [0.0] * 8)
+            for l in range(8):
                 acc = _add_nan_first(builder, acc, lane[l])
             out.append(acc)
         return out
@@ -481,14 +672,20 @@ if AVAILABLE and VNNI:
     # ------------------------------------------------------------------------------------------------- the loop
 
     class _Kind:
+        """A packed format's part of the loops: group-block and activation-block bytes, the state of n_tok tokens
+        (``state(n_tok)``), the step over one group block (``block(builder, gb, [yb per token], state)``), the
+        results (``final(builder, state)`` -> per token the 8 rows' <8 x float>)."""
         def __init__(self, gbytes, ybytes, state, block, final):
             self.gbytes, self.ybytes, self.state, self.block, self.final = gbytes, ybytes, state, block, final
 
     _KINDS = {
         "Q4_0": _Kind(Q4_0_GBYTES, 34, _q4_0_state, _q4_0_block, _rows_final),
         "Q8_0": _Kind(Q8_0_GBYTES, 34, _q4_0_state, _q8_0_block, _rows_final),
+        "IQ4_NL": _Kind(Q4_0_GBYTES, 34, _q4_0_state, _iq4_nl_block, _rows_final),
         "IQ4_XS": _Kind(IQ4_XS_GBYTES, 292, _q4_0_state, _iq4_xs_block, _rows_final),
         "Q4_K": _Kind(Q4_K_GBYTES, 292, _q4_K_state, _q4_K_block, _q4_K_rows_final),
+        "Q5_K": _Kind(Q5_K_GBYTES, 292, _q4_K_state, _q5_K_block, _q5_K_rows_final),
+        "Q6_K": _Kind(Q6_K_GBYTES, 292, _q6_K_state, _q6_K_block, _q6_K_rows_final),
     }
 
     def _kind(name):
@@ -547,12 +744,18 @@ if AVAILABLE and VNNI:
         return group_dot
 
     # tokens per tile call: as many as keep the state in registers (Q4_K: 9 <8 x float> per token)
-    _TILE_TOKENS = {"Q4_0": 4, "Q8_0": 4, "IQ4_XS": 4, "Q4_K": 2}
-    _PACKERS = {"Q4_0": pack_q4_0, "Q8_0": pack_q8_0, "IQ4_XS": pack_iq4_xs, "Q4_K": pack_q4_K}
+    _TILE_TOKENS = {"Q4_0": 4, "Q8_0": 4, "IQ4_NL": 4, "IQ4_XS": 4, "Q4_K": 2, "Q5_K": 2, "Q6_K": 2}
+    # IQ4_NL's block is Q4_0's shape (d f16, 16 bytes of nibbles): the same packing
+    _PACKERS = {"Q4_0": pack_q4_0, "Q8_0": pack_q8_0, "IQ4_NL": pack_q4_0, "IQ4_XS": pack_iq4_xs, "Q4_K": pack_q4_K,
+                "Q5_K": pack_q5_K, "Q6_K": pack_q6_K}
     def _pack_acts_of(name):
         from . import get as fast_kernels
         if name == "IQ4_XS":
             return pack_q8_K_sums
+        if name == "Q5_K":
+            # the packed Q5_K reads its activations lane-packed, as Q4_K's kernels do (the file-layout Q5_K
+            # kernels read them in their own order)
+            return fast_kernels("Q4_K").pack_acts
         fk = fast_kernels(name)
         return fk.pack_acts if fk is not None else None
 
