@@ -1,5 +1,5 @@
-"""Packed weights (refimpl.kernels.packed: the load-time layout of Q4_0, Q8_0, IQ4_NL, IQ4_XS, Q4_K, Q5_K and Q6_K,
-8 rows per group) give the reference vec_dot's bits for every row and token: the group dots and tiles on random and
+"""Packed weights (refimpl.kernels.packed: the load-time layout of Q4_0, Q8_0, IQ4_NL, IQ4_XS and Q2_K … Q6_K, 8
+rows per group) give the reference vec_dot's bits for every row and token: the group dots and tiles on random and
 hostile blocks (NaN/Inf/denormal scales, NaN payloads, levels at their bounds), every F16 scale, and through
 WeightMatrix, the grouped decode driver and a model whose file pages are released after packing."""
 from __future__ import annotations
@@ -24,7 +24,7 @@ G = packed.GROUP
 
 
 def test_the_packed_formats():
-    assert set(NAMES) == {"Q4_0", "Q8_0", "IQ4_NL", "IQ4_XS", "Q4_K", "Q5_K", "Q6_K"}
+    assert set(NAMES) == {"Q4_0", "Q8_0", "IQ4_NL", "IQ4_XS", "Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K"}
 
 
 @pytest.mark.parametrize("name, unpack", [("Q4_0", packed.unpack_q4_0), ("IQ4_NL", packed.unpack_q4_0),
@@ -86,7 +86,7 @@ def test_every_f16_scale_widens_as_ggml_does(name):
     rng = np.random.default_rng(3)
     w = _hostile_blocks(fmt, rng, 65536, 0.0).view(fmt.block_dtype).reshape(65536, 1)
     w["d"][:, 0] = np.arange(65536, dtype=np.uint16)
-    if name in ("Q4_K", "Q5_K"):
+    if name in ("Q2_K", "Q4_K", "Q5_K"):
         w["dmin"][:, 0] = rng.permutation(65536).astype(np.uint16)
     y = _hostile_blocks(vfmt, rng, fmt.block_size // vfmt.block_size, 0.0).view(vfmt.block_dtype).reshape(1, -1)
     assert_bits_equal(_run_packed(name, w, y), reference_dots(fmt, fmt.block_size, w, y), f"{name}, every F16 d")

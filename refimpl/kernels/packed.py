@@ -8,14 +8,14 @@ nibble into lane order.  On this 2-core machine those kernels were compute-bound
 copies such weights into interleaved blocks of several rows when it loads a model (ggml-cpu/repack.cpp:
 block_q4_0x8, block_q4_Kx8, block_iq4_nlx8).  Here the same idea, for ``GROUP`` = 8 rows:
 
-* **rows in lanes** (Q4_0, Q8_0, IQ4_NL, IQ4_XS): each 4-byte chunk of the 8 rows' levels side by side, so one VNNI
+* **rows in lanes** (Q4_0, Q8_0, IQ4_NL, IQ4_XS, Q2_K): each 4-byte chunk of the 8 rows' levels side by side, so one VNNI
   ``vpdpbusd`` multiplies 4 levels of each of 8 rows (x 2 chunks in 512 bits) by the activation's chunk broadcast
   to the rows' lanes; a block's 8 integer sums come out in the 8 lanes of one vector with no transposition, and
   the float part runs for the 8 rows as one <8 x float>, each lane its row's own operations in the reference's
   order (so its bits);
-* **rows apart, scales ready** (Q4_K, Q5_K, Q6_K): the float part keeps eight lanes per row (aux32[l] of the C),
+* **rows apart, scales ready** (Q3_K, Q4_K, Q5_K, Q6_K): the float part keeps eight lanes per row (aux32[l] of the C),
   so the rows stay apart; each row's nibbles (and high bits) are stored in the lanes' order (no shuffle at run
-  time), Q4_K/Q5_K's 6-bit scales and mins as bytes, and the rows' d / dmin as vectors.
+  time), Q3_K/Q4_K/Q5_K's 6-bit scales (and mins) as bytes, and the rows' d / dmin as vectors.
 
 A packed matrix is (rows / GROUP, blocks per row) group blocks of ``gbytes`` bytes.  Only the fast layer reads it;
 the reference layer and every other path keep the file's layout (WeightMatrix.blocks).  ``pack`` is plain loops
@@ -32,6 +32,7 @@ import numpy as np
 from numba import prange
 
 from .._jit import njit
+from ..quant.formats.kquants import _q3_K_scales
 from .lanes import LANE_ORDER
 from .rowdot import AVAILABLE, VNNI
 
@@ -42,6 +43,8 @@ Q4_0_GBYTES = 8 * 18            # qs chunks 0..1 of 8 rows @0 (64), chunks 2..3 
 Q8_0_GBYTES = 8 * 34             # levels, 4 vectors of (chunk, row) @0 (256), d[8] f16 @256
 IQ4_XS_GBYTES = 8 * 136 + 16    # per sub-block ib: qs @128 ib (as Q4_0's), ls-32[ib][row] int8 @1024, d[8] @1088
 Q6_K_GBYTES = 8 * 210            # ql of row r @128 r, qh @1024 + 64 r (lane order), scales @1536 + 16 r, d[8] @1664
+Q3_K_GBYTES = 8 * 114            # qs of row r @64 r, hmask @512 + 32 r (lane order), scales - 32 @768 + 16 r, d @896
+Q2_K_GBYTES = 8 * 84             # levels of run k @256 k (rows in lanes), scales[sub-block][row] @512, d @640, dmin @656
 Q4_K_GBYTES = 8 * 144 + 32
 Q5_K_GBYTES = 8 * 176 + 32      # as Q4_K with row r's 32 qh bytes (lane order) @1024 + 32 r: scales/mins @1280 + 16 r,
                                 # d[8] @1408, dmin[8] @1424      # qs of row r @128 r (lane order), scales/mins bytes of row r @1024 + 16 r,
@@ -248,6 +251,61 @@ def pack_q8_K_sums(blocks):
 
 
 @njit(parallel=True)
+def pack_q2_K(raw):
+    """(rows, nb * 84) block_q2_K bytes -> (rows / 8, nb * 672) group blocks: per half k of qs (32 bytes) the 8
+    rows' chunks of 4 bytes side by side as Q4_0's (@256 k: 64 bytes per chunk pair), every 2-bit field of a byte
+    then being a level of the same row in the same lane; the 16 scale bytes of the rows in the order (sub-block,
+    row) @512; d[8] @640, dmin[8] @656."""
+    rows = raw.shape[0]
+    nb = raw.shape[1] // 84
+    out = np.empty((rows // GROUP, nb * Q2_K_GBYTES), np.uint8)
+    for g in prange(rows // GROUP):     # groups in parallel
+        for i in range(nb):
+            o = i * Q2_K_GBYTES
+            for r in range(GROUP):
+                src = raw[GROUP * g + r]
+                s = 84 * i
+                for k in range(2):
+                    for c in range(8):
+                        for b in range(4):
+                            out[g, o + 256 * k + 32 * c + 4 * r + b] = src[s + 16 + 32 * k + 4 * c + b]
+                for j in range(16):
+                    out[g, o + 512 + GROUP * j + r] = src[s + j]
+                for b in range(2):
+                    out[g, o + 640 + 2 * r + b] = src[s + 80 + b]
+                    out[g, o + 656 + 2 * r + b] = src[s + 82 + b]
+    return out
+
+
+@njit(parallel=True)
+def pack_q3_K(raw):
+    """(rows, nb * 110) block_q3_K bytes -> (rows / 8, nb * 912) group blocks: row r's 64 qs bytes @64 r and its 32
+    hmask bytes @512 + 32 r, each 32-byte run in LANE_ORDER (a level is built from the bytes at one position);
+    its 16 scales as ggml's kmask shuffle gives them, minus 32, as int8 @768 + 16 r; the rows' d @896."""
+    rows = raw.shape[0]
+    nb = raw.shape[1] // 110
+    out = np.empty((rows // GROUP, nb * Q3_K_GBYTES), np.uint8)
+    for g in prange(rows // GROUP):     # groups in parallel
+        scales = np.zeros(16, np.int8)
+        for i in range(nb):
+            o = i * Q3_K_GBYTES
+            for r in range(GROUP):
+                src = raw[GROUP * g + r]
+                s = 110 * i
+                for k in range(2):
+                    for p in range(32):
+                        out[g, o + 64 * r + 32 * k + p] = src[s + 32 + 32 * k + LANE_ORDER[p]]
+                for p in range(32):
+                    out[g, o + 512 + 32 * r + p] = src[s + LANE_ORDER[p]]
+                _q3_K_scales(src[s + 96:s + 108], scales)
+                for j in range(16):
+                    out[g, o + 768 + 16 * r + j] = np.uint8((np.int64(scales[j]) - 32) & 0xFF)
+                out[g, o + 896 + 2 * r] = src[s + 108]
+                out[g, o + 896 + 2 * r + 1] = src[s + 109]
+    return out
+
+
+@njit(parallel=True)
 def pack_q5_K(raw):
     """(rows, nb * 176) block_q5_K bytes -> (rows / 8, nb * 1440) group blocks: pack_q4_K's layout with each row's
     32 qh bytes in LANE_ORDER @1024 + 32 r (bit 2k of qh byte l is the fifth bit of level l of sub-block 2k, bit
@@ -424,6 +482,47 @@ if AVAILABLE and VNNI:
             out.append(_add_nan_first(builder, sumf, builder.fmul(d, sumi)))
         return tuple(out)
 
+    # ------------------------------------------------------------------------------------------------- Q2_K
+    # equals refimpl.quant.formats.kquants.vec_dot_q2_K_q8_K for each row (y Q8_K in its own order; its bsums are
+    # read as the reference reads them, for the mins).
+
+    def _q2_K_block(builder, gb, ybs, state):
+        v8 = _vec(32, 8)
+        m3 = ir.Constant(_vec(8, 64), [3] * 64)
+        xd, xdmin = _f16x8(builder, gb, 640), _f16x8(builder, gb, 656)
+        scb = [builder.zext(_load(builder, gb, 512 + GROUP * j, _vec(8, 8)), v8) for j in range(16)]
+        scales = [builder.and_(b, ir.Constant(v8, [15] * 8)) for b in scb]
+        mins = [builder.lshr(b, ir.Constant(v8, [4] * 8)) for b in scb]
+        packs = [_load(builder, gb, 64 * q, _vec(8, 64)) for q in range(8)]       # run k: packs[4k .. 4k + 3]
+        zero = ir.Constant(V16, [0] * 16)
+        out = []
+        for yb, sumf in zip(ybs, state):
+            yd = _load(builder, yb, 0, F32)
+            bsums = builder.sext(_load(builder, yb, 260, _vec(16, 16)), _vec(32, 16))
+            summs = ir.Constant(v8, [0] * 8)
+            for j in range(16):
+                bj = builder.shuffle_vector(bsums, bsums, ir.Constant(v8, [j] * 8))
+                summs = builder.add(summs, builder.mul(bj, mins[j]))
+            isum = ir.Constant(v8, [0] * 8)
+            for k in range(2):
+                for j in range(4):
+                    y = _load(builder, yb, 4 + 128 * k + 32 * j, v8)
+                    shift = ir.Constant(_vec(16, 32), [2 * j] * 32)
+                    for half in range(2):
+                        acc = zero
+                        for p in (2 * half, 2 * half + 1):
+                            lv = builder.and_(builder.bitcast(builder.lshr(builder.bitcast(packs[4 * k + p], _vec(16, 32)),
+                                                                           shift), _vec(8, 64)), m3)
+                            yv = builder.shuffle_vector(y, y, ir.Constant(V16, [2 * p] * 8 + [2 * p + 1] * 8))
+                            acc = _dpbusd512(builder, acc, lv, yv)
+                        isum = builder.add(isum, builder.mul(_halves8(builder, acc), scales[8 * k + 2 * j + half]))
+            # ref: dall = x.d*y.d; dmin = x.dmin*y.d; sumf += dall*isum - dmin*summs
+            ydv = _splat_float(builder, yd, 8)
+            dall, dmin = _mul_nan_first(builder, xd, ydv), _mul_nan_first(builder, xdmin, ydv)
+            term = builder.fsub(builder.fmul(dall, builder.sitofp(isum, F8)), builder.fmul(dmin, builder.sitofp(summs, F8)))
+            out.append(_add_nan_first(builder, sumf, term))
+        return tuple(out)
+
     # ------------------------------------------------------------------------------------------------- Q8_0
     # equals refimpl.quant.formats.legacy.vec_dot_q8_0_q8_0 for each row (y Q8_0).
 
@@ -598,11 +697,11 @@ if AVAILABLE and VNNI:
     def _q6_K_state(n_tok):
         return (ir.Constant(F8, [0.0] * 8),) * (GROUP * n_tok)
 
-    def _q6_K_acts(builder, ybs):
-        # per token: y.d, the activations of groups (2p, 2p + 1) as <64 x i8> (lane-packed), and 32 * their
-        # byte-pair sums (pmaddubsw(32, y): the offset of the stored levels)
+    def _q6_K_acts(builder, ybs, offset=32):
+        # per token: y.d, the activations of groups (2p, 2p + 1) as <64 x i8> (lane-packed), and offset * their
+        # byte-pair sums (pmaddubsw(offset, y): the offset of the stored levels, 32 for Q6_K, 4 for Q3_K)
         maddubs = _maddubs512(builder)
-        thirty_two = ir.Constant(_vec(8, 64), [32] * 64)
+        thirty_two = ir.Constant(_vec(8, 64), [offset] * 64)
         ys = []
         for yb in ybs:
             q8 = [_load(builder, yb, 4 + 64 * p, _vec(8, 64)) for p in range(4)]
@@ -658,6 +757,46 @@ if AVAILABLE and VNNI:
                 new[k] = _add_nan_first(builder, new[k], builder.fmul(d, builder.sitofp(_q6_K_aux32(builder, unpacked, y), F8)))
         return tuple(new)
 
+    # ------------------------------------------------------------------------------------------------- Q3_K
+    # equals refimpl.quant.formats.kquants.vec_dot_q3_K_q8_K for each row (y lane-packed): Q6_K's loop with 3-bit
+    # levels stored + 4 (2 bits from qs, the third from hmask: set means no -4)
+
+    def _q3_K_unpack(builder, qs_ptr, hm_ptr, sc_ptr):
+        m3, m1 = ir.Constant(_vec(8, 64), [3] * 64), ir.Constant(_vec(8, 64), [1] * 64)
+        sc = builder.sext(_load(builder, sc_ptr, 0, _vec(8, 16)), _vec(16, 16))
+        hm = _load(builder, hm_ptr, 0, _vec(8, 32))
+        hm2 = builder.bitcast(builder.shuffle_vector(hm, hm, ir.Constant(_vec(32, 64), list(range(32)) * 2)), _vec(16, 32))
+        levels, scls = [], []
+        for k in range(2):
+            q = _load(builder, qs_ptr, 32 * k, _vec(8, 32))
+            q2 = builder.bitcast(builder.shuffle_vector(q, q, ir.Constant(_vec(32, 64), list(range(32)) * 2)), _vec(16, 32))
+            for t in range(2):
+                # groups g0 = 4k + 2t and g1 = g0 + 1: bits 2 (g % 4) of qs, bit g of hmask
+                g0, g1 = 4 * k + 2 * t, 4 * k + 2 * t + 1
+                lo = builder.and_(builder.bitcast(builder.lshr(q2, ir.Constant(_vec(16, 32), [2 * (g0 % 4)] * 16
+                                                                              + [2 * (g1 % 4)] * 16)), _vec(8, 64)), m3)
+                hb = builder.and_(builder.bitcast(builder.lshr(hm2, ir.Constant(_vec(16, 32), [g0] * 16 + [g1] * 16)),
+                                                  _vec(8, 64)), m1)
+                levels.append(builder.or_(lo, builder.shl(hb, ir.Constant(_vec(8, 64), [2] * 64))))
+                scls.append(builder.shuffle_vector(sc, sc, ir.Constant(_vec(32, 32), [2 * g0, 2 * g0 + 1] * 8
+                                                                       + [2 * g1, 2 * g1 + 1] * 8)))
+        return levels, scls
+
+    def _q3_K_block(builder, gb, ybs, state):
+        ys = _q6_K_acts(builder, ybs, 4)
+        xd = _f16x8(builder, gb, 896)
+        ds = [_mul_nan_first(builder, xd, _splat_float(builder, yd, 8)) for yd, _, _ in ys]
+        new = list(state)
+        for r in range(GROUP):
+            unpacked = _q3_K_unpack(builder, builder.gep(gb, [_c32(64 * r)]), builder.gep(gb, [_c32(512 + 32 * r)]),
+                                    builder.gep(gb, [_c32(768 + 16 * r)]))
+            for t, y in enumerate(ys):
+                # ref._lanes_step: d = x.d*y.d; sums[l] += d*aux32[l]
+                d = _splat_float(builder, builder.extract_element(ds[t], _c32(r)), 8)
+                k = GROUP * t + r
+                new[k] = _add_nan_first(builder, new[k], builder.fmul(d, builder.sitofp(_q6_K_aux32(builder, unpacked, y), F8)))
+        return tuple(new)
+
     def _q6_K_rows_final(builder, state):
         # ref._lanes_final for the 8 rows at once: sumf = 0; sumf += sums[l], l = 0..7
         out = []
@@ -682,6 +821,8 @@ if AVAILABLE and VNNI:
         "Q4_0": _Kind(Q4_0_GBYTES, 34, _q4_0_state, _q4_0_block, _rows_final),
         "Q8_0": _Kind(Q8_0_GBYTES, 34, _q4_0_state, _q8_0_block, _rows_final),
         "IQ4_NL": _Kind(Q4_0_GBYTES, 34, _q4_0_state, _iq4_nl_block, _rows_final),
+        "Q2_K": _Kind(Q2_K_GBYTES, 292, _q4_0_state, _q2_K_block, _rows_final),
+        "Q3_K": _Kind(Q3_K_GBYTES, 292, _q6_K_state, _q3_K_block, _q6_K_rows_final),
         "IQ4_XS": _Kind(IQ4_XS_GBYTES, 292, _q4_0_state, _iq4_xs_block, _rows_final),
         "Q4_K": _Kind(Q4_K_GBYTES, 292, _q4_K_state, _q4_K_block, _q4_K_rows_final),
         "Q5_K": _Kind(Q5_K_GBYTES, 292, _q4_K_state, _q5_K_block, _q5_K_rows_final),
@@ -744,16 +885,17 @@ if AVAILABLE and VNNI:
         return group_dot
 
     # tokens per tile call: as many as keep the state in registers (Q4_K: 9 <8 x float> per token)
-    _TILE_TOKENS = {"Q4_0": 4, "Q8_0": 4, "IQ4_NL": 4, "IQ4_XS": 4, "Q4_K": 2, "Q5_K": 2, "Q6_K": 2}
+    _TILE_TOKENS = {"Q4_0": 4, "Q8_0": 4, "IQ4_NL": 4, "IQ4_XS": 4, "Q2_K": 2, "Q3_K": 2, "Q4_K": 2, "Q5_K": 2,
+                    "Q6_K": 2}
     # IQ4_NL's block is Q4_0's shape (d f16, 16 bytes of nibbles): the same packing
     _PACKERS = {"Q4_0": pack_q4_0, "Q8_0": pack_q8_0, "IQ4_NL": pack_q4_0, "IQ4_XS": pack_iq4_xs, "Q4_K": pack_q4_K,
-                "Q5_K": pack_q5_K, "Q6_K": pack_q6_K}
+                "Q2_K": pack_q2_K, "Q3_K": pack_q3_K, "Q5_K": pack_q5_K, "Q6_K": pack_q6_K}
     def _pack_acts_of(name):
         from . import get as fast_kernels
         if name == "IQ4_XS":
             return pack_q8_K_sums
-        if name == "Q5_K":
-            # the packed Q5_K reads its activations lane-packed, as Q4_K's kernels do (the file-layout Q5_K
+        if name in ("Q3_K", "Q5_K"):
+            # the packed Q3_K/Q5_K read their activations lane-packed, as Q4_K's kernels do (their file-layout
             # kernels read them in their own order)
             return fast_kernels("Q4_K").pack_acts
         fk = fast_kernels(name)
