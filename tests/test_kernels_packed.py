@@ -1,4 +1,4 @@
-"""Packed weights (refimpl.kernels.packed: the load-time layout of Q4_0, Q8_0, IQ4_NL, IQ4_XS and Q2_K … Q6_K, 8
+"""Packed weights (refimpl.kernels.packed: the load-time layout of Q4_0, Q8_0, IQ4_NL, IQ4_XS and Q2_K … Q5_K, 8
 rows per group) give the reference vec_dot's bits for every row and token: the group dots and tiles on random and
 hostile blocks (NaN/Inf/denormal scales, NaN payloads, levels at their bounds), every F16 scale, and through
 WeightMatrix, the grouped decode driver and a model whose file pages are released after packing."""
@@ -24,7 +24,7 @@ G = packed.GROUP
 
 
 def test_the_packed_formats():
-    assert set(NAMES) == {"Q4_0", "Q8_0", "IQ4_NL", "IQ4_XS", "Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K"}
+    assert set(NAMES) == {"Q4_0", "Q8_0", "IQ4_NL", "IQ4_XS", "Q2_K", "Q3_K", "Q4_K", "Q5_K"}
 
 
 @pytest.mark.parametrize("name, unpack", [("Q4_0", packed.unpack_q4_0), ("IQ4_NL", packed.unpack_q4_0),

@@ -10,7 +10,7 @@ refimpl has two layers, as ggml has ``ggml-quants.c`` + the ``*_generic`` functi
     lanes.py     the vector intrinsics (LLVM IR): a block's integer sum, eight int32 lanes, as one vector step
     intdot.py    the BLAS integer path: the exact integer part of a whole matmul by float32 GEMM
     rowdot.py    the decode path's matvec: several weight rows per call in one LLVM loop (Q4_K, Q6_K, Q8_0, ...)
-    packed.py    weights packed once at load, 8 rows interleaved (llama.cpp's REPACK): Q4_0, Q8_0, IQ4_NL, IQ4_XS, Q2_K … Q6_K
+    packed.py    weights packed once at load, 8 rows interleaved (llama.cpp's REPACK): Q4_0, Q8_0, IQ4_NL, IQ4_XS, Q2_K … Q5_K
     drivers.py   the compiled row drivers of matmul (one per kernel, cached) and WeightMatrix's fast runner
     decode.py    a one-token decode step of a plain llama layer as one compiled call (Model._decode_plan)
     legacy.py    fast kernels of Q4_0 … Q8_0          (one module per format family, each with a ``KERNELS`` table)

@@ -13,7 +13,7 @@ block_q4_0x8, block_q4_Kx8, block_iq4_nlx8).  Here the same idea, for ``GROUP`` 
   to the rows' lanes; a block's 8 integer sums come out in the 8 lanes of one vector with no transposition, and
   the float part runs for the 8 rows as one <8 x float>, each lane its row's own operations in the reference's
   order (so its bits);
-* **rows apart, scales ready** (Q3_K, Q4_K, Q5_K, Q6_K): the float part keeps eight lanes per row (aux32[l] of the C),
+* **rows apart, scales ready** (Q3_K, Q4_K, Q5_K): the float part keeps eight lanes per row (aux32[l] of the C),
   so the rows stay apart; each row's nibbles (and high bits) are stored in the lanes' order (no shuffle at run
   time), Q3_K/Q4_K/Q5_K's 6-bit scales (and mins) as bytes, and the rows' d / dmin as vectors.
 
@@ -42,7 +42,6 @@ GROUP = 8           # rows per packed group (ggml-cpu/repack.cpp's x8 layouts)
 Q4_0_GBYTES = 8 * 18            # qs chunks 0..1 of 8 rows @0 (64), chunks 2..3 @64 (64), d[8] f16 @128
 Q8_0_GBYTES = 8 * 34             # levels, 4 vectors of (chunk, row) @0 (256), d[8] f16 @256
 IQ4_XS_GBYTES = 8 * 136 + 16    # per sub-block ib: qs @128 ib (as Q4_0's), ls-32[ib][row] int8 @1024, d[8] @1088
-Q6_K_GBYTES = 8 * 210            # ql of row r @128 r, qh @1024 + 64 r (lane order), scales @1536 + 16 r, d[8] @1664
 Q3_K_GBYTES = 8 * 114            # qs of row r @64 r, hmask @512 + 32 r (lane order), scales - 32 @768 + 16 r, d @896
 Q2_K_GBYTES = 8 * 84             # levels of run k @256 k (rows in lanes), scales[sub-block][row] @512, d @640, dmin @656
 Q4_K_GBYTES = 8 * 144 + 32
@@ -331,33 +330,6 @@ def pack_q5_K(raw):
                 for b in range(2):
                     out[g, o + 1408 + 2 * r + b] = src[s + b]
                     out[g, o + 1424 + 2 * r + b] = src[s + 2 + b]
-    return out
-
-
-@njit(parallel=True)
-def pack_q6_K(raw):
-    """(rows, nb * 210) block_q6_K bytes -> (rows / 8, nb * 1680) group blocks: row r's 128 ql bytes @128 r and
-    its 64 qh bytes @1024 + 64 r, each 32-byte run in LANE_ORDER (a level is built from the ql and qh bytes at the
-    same position, so the levels come out lane-packed); the rows' 16 int8 scales @1536 + 16 r; their d @1664."""
-    rows = raw.shape[0]
-    nb = raw.shape[1] // 210
-    out = np.empty((rows // GROUP, nb * Q6_K_GBYTES), np.uint8)
-    for g in prange(rows // GROUP):     # groups in parallel (a 1B model: 0.9 GB at load)
-        for i in range(nb):
-            o = i * Q6_K_GBYTES
-            for r in range(GROUP):
-                src = raw[GROUP * g + r]
-                s = 210 * i
-                for k in range(4):
-                    for p in range(32):
-                        out[g, o + 128 * r + 32 * k + p] = src[s + 32 * k + LANE_ORDER[p]]
-                for k in range(2):
-                    for p in range(32):
-                        out[g, o + 1024 + 64 * r + 32 * k + p] = src[s + 128 + 32 * k + LANE_ORDER[p]]
-                for j in range(16):
-                    out[g, o + 1536 + 16 * r + j] = src[s + 192 + j]
-                out[g, o + 1664 + 2 * r] = src[s + 208]
-                out[g, o + 1664 + 2 * r + 1] = src[s + 209]
     return out
 
 
@@ -691,15 +663,17 @@ if AVAILABLE and VNNI:
     def _q5_K_rows_final(builder, state):
         return _q45_K_rows_final(builder, state, True)
 
-    # ------------------------------------------------------------------------------------------------- Q6_K
-    # equals refimpl.quant.formats.kquants.vec_dot_q6_K_q8_K for each row (y lane-packed).
+    # ------------------------------------------------------------------------------------------------- K lanes
+    # the parts of the K-quants whose float part is ref._lanes_step / _lanes_final (Q3_K here; Q6_K's file-layout
+    # kernels stream faster than its packed form did: 8 vs 19 GB/s on one thread from memory, though 27 vs 19 in
+    # cache, not understood, so Q6_K is not packed)
 
-    def _q6_K_state(n_tok):
+    def _lanes_state(n_tok):
         return (ir.Constant(F8, [0.0] * 8),) * (GROUP * n_tok)
 
-    def _q6_K_acts(builder, ybs, offset=32):
+    def _lanes_acts(builder, ybs, offset):
         # per token: y.d, the activations of groups (2p, 2p + 1) as <64 x i8> (lane-packed), and offset * their
-        # byte-pair sums (pmaddubsw(offset, y): the offset of the stored levels, 32 for Q6_K, 4 for Q3_K)
+        # byte-pair sums (pmaddubsw(offset, y): the offset of the stored levels, 4 for Q3_K)
         maddubs = _maddubs512(builder)
         thirty_two = ir.Constant(_vec(8, 64), [offset] * 64)
         ys = []
@@ -708,30 +682,7 @@ if AVAILABLE and VNNI:
             ys.append((_load(builder, yb, 0, F32), q8, [builder.call(maddubs, [thirty_two, v]) for v in q8]))
         return ys
 
-    def _q6_K_unpack(builder, ql_ptr, qh_ptr, sc_ptr):
-        # one row's super-block: the levels (+ 32) of groups (2p, 2p + 1) as <64 x u8>, lane-packed, p = 0..3, and
-        # the int16 scales of their byte pairs (pair m of group g: scale 2g + m % 2)
-        m15, m3 = ir.Constant(_vec(8, 64), [15] * 64), ir.Constant(_vec(8, 64), [3] * 64)
-        four = ir.Constant(_vec(8, 64), [4] * 64)
-        sc = builder.sext(_load(builder, sc_ptr, 0, _vec(8, 16)), _vec(16, 16))
-        levels, scls = [], []
-        for h in range(2):
-            ql = _load(builder, ql_ptr, 64 * h, _vec(8, 64))
-            hh = _load(builder, qh_ptr, 32 * h, _vec(8, 32))
-            hh2 = builder.bitcast(builder.shuffle_vector(hh, hh, ir.Constant(_vec(32, 64), list(range(32)) * 2)),
-                                  _vec(16, 32))
-            for t, (nib, shifts) in enumerate(((builder.and_(ql, m15), (0, 2)),
-                                               (builder.and_(builder.lshr(ql, four), m15), (4, 6)))):
-                # groups 4h + 2t and 4h + 2t + 1: the nibbles of q4a | q4b, their two bits of qh
-                hb = builder.and_(builder.bitcast(builder.lshr(hh2, ir.Constant(_vec(16, 32), [shifts[0]] * 16
-                                                                                + [shifts[1]] * 16)), _vec(8, 64)), m3)
-                levels.append(builder.or_(nib, builder.shl(hb, four)))
-                g0, g1 = 4 * h + 2 * t, 4 * h + 2 * t + 1
-                scls.append(builder.shuffle_vector(sc, sc, ir.Constant(_vec(32, 32), [2 * g0, 2 * g0 + 1] * 8
-                                                                       + [2 * g1, 2 * g1 + 1] * 8)))
-        return levels, scls
-
-    def _q6_K_aux32(builder, unpacked, y):
+    def _lanes_aux32(builder, unpacked, y):
         # aux32 (<8 x i32>) of one row against one token: sum over pairs of (level - 32) * y, times the pair's scale
         maddubs, maddwd = _maddubs512(builder), _maddwd512(builder)
         levels, scls = unpacked
@@ -742,23 +693,8 @@ if AVAILABLE and VNNI:
             acc = builder.add(acc, builder.call(maddwd, [pairs, scls[p]]))
         return _halves8(builder, acc)
 
-    def _q6_K_block(builder, gb, ybs, state):
-        ys = _q6_K_acts(builder, ybs)
-        xd = _f16x8(builder, gb, 1664)
-        ds = [_mul_nan_first(builder, xd, _splat_float(builder, yd, 8)) for yd, _, _ in ys]
-        new = list(state)
-        for r in range(GROUP):
-            unpacked = _q6_K_unpack(builder, builder.gep(gb, [_c32(128 * r)]), builder.gep(gb, [_c32(1024 + 64 * r)]),
-                                    builder.gep(gb, [_c32(1536 + 16 * r)]))
-            for t, y in enumerate(ys):
-                # ref._lanes_step: d = x.d*y.d; sums[l] += d*aux32[l]
-                d = _splat_float(builder, builder.extract_element(ds[t], _c32(r)), 8)
-                k = GROUP * t + r
-                new[k] = _add_nan_first(builder, new[k], builder.fmul(d, builder.sitofp(_q6_K_aux32(builder, unpacked, y), F8)))
-        return tuple(new)
-
     # ------------------------------------------------------------------------------------------------- Q3_K
-    # equals refimpl.quant.formats.kquants.vec_dot_q3_K_q8_K for each row (y lane-packed): Q6_K's loop with 3-bit
+    # equals refimpl.quant.formats.kquants.vec_dot_q3_K_q8_K for each row (y lane-packed): 3-bit
     # levels stored + 4 (2 bits from qs, the third from hmask: set means no -4)
 
     def _q3_K_unpack(builder, qs_ptr, hm_ptr, sc_ptr):
@@ -783,7 +719,7 @@ if AVAILABLE and VNNI:
         return levels, scls
 
     def _q3_K_block(builder, gb, ybs, state):
-        ys = _q6_K_acts(builder, ybs, 4)
+        ys = _lanes_acts(builder, ybs, 4)
         xd = _f16x8(builder, gb, 896)
         ds = [_mul_nan_first(builder, xd, _splat_float(builder, yd, 8)) for yd, _, _ in ys]
         new = list(state)
@@ -794,10 +730,10 @@ if AVAILABLE and VNNI:
                 # ref._lanes_step: d = x.d*y.d; sums[l] += d*aux32[l]
                 d = _splat_float(builder, builder.extract_element(ds[t], _c32(r)), 8)
                 k = GROUP * t + r
-                new[k] = _add_nan_first(builder, new[k], builder.fmul(d, builder.sitofp(_q6_K_aux32(builder, unpacked, y), F8)))
+                new[k] = _add_nan_first(builder, new[k], builder.fmul(d, builder.sitofp(_lanes_aux32(builder, unpacked, y), F8)))
         return tuple(new)
 
-    def _q6_K_rows_final(builder, state):
+    def _lanes_rows_final(builder, state):
         # ref._lanes_final for the 8 rows at once: sumf = 0; sumf += sums[l], l = 0..7
         out = []
         for t in range(len(state) // GROUP):
@@ -822,11 +758,10 @@ if AVAILABLE and VNNI:
         "Q8_0": _Kind(Q8_0_GBYTES, 34, _q4_0_state, _q8_0_block, _rows_final),
         "IQ4_NL": _Kind(Q4_0_GBYTES, 34, _q4_0_state, _iq4_nl_block, _rows_final),
         "Q2_K": _Kind(Q2_K_GBYTES, 292, _q4_0_state, _q2_K_block, _rows_final),
-        "Q3_K": _Kind(Q3_K_GBYTES, 292, _q6_K_state, _q3_K_block, _q6_K_rows_final),
+        "Q3_K": _Kind(Q3_K_GBYTES, 292, _lanes_state, _q3_K_block, _lanes_rows_final),
         "IQ4_XS": _Kind(IQ4_XS_GBYTES, 292, _q4_0_state, _iq4_xs_block, _rows_final),
         "Q4_K": _Kind(Q4_K_GBYTES, 292, _q4_K_state, _q4_K_block, _q4_K_rows_final),
         "Q5_K": _Kind(Q5_K_GBYTES, 292, _q4_K_state, _q5_K_block, _q5_K_rows_final),
-        "Q6_K": _Kind(Q6_K_GBYTES, 292, _q6_K_state, _q6_K_block, _q6_K_rows_final),
     }
 
     def _kind(name):
@@ -854,8 +789,8 @@ if AVAILABLE and VNNI:
                 for j in range(n_tok)]
 
         def step(i, state):
-            return kind.block(builder, _at(builder, row, i, kind.gbytes, intp),
-                              [_at(builder, tok, i, kind.ybytes, intp) for tok in toks], state)
+            gb = _at(builder, row, i, kind.gbytes, intp)
+            return kind.block(builder, gb, [_at(builder, tok, i, kind.ybytes, intp) for tok in toks], state)
         results = kind.final(builder, _over_blocks(builder, nb, kind.state(n_tok), step))
         odata = builder.bitcast(oarr.data, I8.as_pointer())
         r0 = builder.mul(gv, ir.Constant(intp, GROUP))
@@ -885,11 +820,10 @@ if AVAILABLE and VNNI:
         return group_dot
 
     # tokens per tile call: as many as keep the state in registers (Q4_K: 9 <8 x float> per token)
-    _TILE_TOKENS = {"Q4_0": 4, "Q8_0": 4, "IQ4_NL": 4, "IQ4_XS": 4, "Q2_K": 2, "Q3_K": 2, "Q4_K": 2, "Q5_K": 2,
-                    "Q6_K": 2}
+    _TILE_TOKENS = {"Q4_0": 4, "Q8_0": 4, "IQ4_NL": 4, "IQ4_XS": 4, "Q2_K": 2, "Q3_K": 2, "Q4_K": 2, "Q5_K": 2}
     # IQ4_NL's block is Q4_0's shape (d f16, 16 bytes of nibbles): the same packing
     _PACKERS = {"Q4_0": pack_q4_0, "Q8_0": pack_q8_0, "IQ4_NL": pack_q4_0, "IQ4_XS": pack_iq4_xs, "Q4_K": pack_q4_K,
-                "Q2_K": pack_q2_K, "Q3_K": pack_q3_K, "Q5_K": pack_q5_K, "Q6_K": pack_q6_K}
+                "Q2_K": pack_q2_K, "Q3_K": pack_q3_K, "Q5_K": pack_q5_K}
     def _pack_acts_of(name):
         from . import get as fast_kernels
         if name == "IQ4_XS":
