@@ -53,21 +53,34 @@ PACKED: dict = {}   # ggml type name -> PackedFormat
 
 
 @njit
-def _interleave_nibbles(src, s_off, dst, d_off, r):
-    # row r's 16 qs bytes (32 nibble levels: byte j low = level j, high = level j + 16) into a group's 128-byte
-    # rows-in-lanes slot: chunk c (bytes 4c..4c+3) of row r at 32 (c // 2) ... see pack_q4_0
-    for c in range(4):
-        base = d_off + 64 * (c // 2) + 32 * (c % 2) + 4 * r
+def _interleave_chunks(src, s_off, dst, d_off, r, n_chunks):
+    # row r's n_chunks chunks of 4 bytes at src[s_off:] into a group's rows-in-lanes slot at dst[d_off:]: chunk c of
+    # row r at 32 c + 4 r (the 8 rows' chunk c side by side, 32 bytes; a 64-byte vector holds chunks c and c + 1)
+    for c in range(n_chunks):
         for b in range(4):
-            dst[base + b] = src[s_off + 4 * c + b]
+            dst[d_off + 32 * c + 4 * r + b] = src[s_off + 4 * c + b]
 
 
 @njit
-def _deinterleave_nibbles(src, s_off, dst, d_off, r):
-    for c in range(4):
-        base = s_off + 64 * (c // 2) + 32 * (c % 2) + 4 * r
+def _deinterleave_chunks(src, s_off, dst, d_off, r, n_chunks):
+    for c in range(n_chunks):
         for b in range(4):
-            dst[d_off + 4 * c + b] = src[base + b]
+            dst[d_off + 4 * c + b] = src[s_off + 32 * c + 4 * r + b]
+
+
+@njit
+def _lane_ordered_runs(src, s_off, dst, d_off, n_runs):
+    # n_runs runs of 32 bytes, each in LANE_ORDER: byte p of a run = the source's byte LANE_ORDER[p] of that run
+    for k in range(n_runs):
+        for p in range(32):
+            dst[d_off + 32 * k + p] = src[s_off + 32 * k + LANE_ORDER[p]]
+
+
+@njit
+def _copy2(src, s_off, dst, d_off):
+    # one F16 (two bytes)
+    dst[d_off] = src[s_off]
+    dst[d_off + 1] = src[s_off + 1]
 
 
 @njit(parallel=True)
@@ -85,9 +98,8 @@ def pack_q4_0(raw):
             o = i * Q4_0_GBYTES
             for r in range(GROUP):
                 src = raw[GROUP * g + r]
-                _interleave_nibbles(src, 18 * i + 2, out[g], o, r)
-                out[g, o + 128 + 2 * r] = src[18 * i]
-                out[g, o + 128 + 2 * r + 1] = src[18 * i + 1]
+                _interleave_chunks(src, 18 * i + 2, out[g], o, r, 4)
+                _copy2(src, 18 * i, out[g], o + 128 + 2 * r)
     return out
 
 
@@ -100,9 +112,8 @@ def unpack_q4_0(packed, rows):
             o = i * Q4_0_GBYTES
             for r in range(GROUP):
                 dst = raw[GROUP * g + r]
-                _deinterleave_nibbles(packed[g], o, dst, 18 * i + 2, r)
-                dst[18 * i] = packed[g, o + 128 + 2 * r]
-                dst[18 * i + 1] = packed[g, o + 128 + 2 * r + 1]
+                _deinterleave_chunks(packed[g], o, dst, 18 * i + 2, r, 4)
+                _copy2(packed[g], o + 128 + 2 * r, dst, 18 * i)
     return raw
 
 
@@ -119,11 +130,8 @@ def pack_q8_0(raw):
             o = i * Q8_0_GBYTES
             for r in range(GROUP):
                 src = raw[GROUP * g + r]
-                for c in range(8):
-                    for b in range(4):
-                        out[g, o + 32 * c + 4 * r + b] = src[34 * i + 2 + 4 * c + b]
-                out[g, o + 256 + 2 * r] = src[34 * i]
-                out[g, o + 256 + 2 * r + 1] = src[34 * i + 1]
+                _interleave_chunks(src, 34 * i + 2, out[g], o, r, 8)
+                _copy2(src, 34 * i, out[g], o + 256 + 2 * r)
     return out
 
 
@@ -136,11 +144,8 @@ def unpack_q8_0(packed, rows):
             o = i * Q8_0_GBYTES
             for r in range(GROUP):
                 dst = raw[GROUP * g + r]
-                for c in range(8):
-                    for b in range(4):
-                        dst[34 * i + 2 + 4 * c + b] = packed[g, o + 32 * c + 4 * r + b]
-                dst[34 * i] = packed[g, o + 256 + 2 * r]
-                dst[34 * i + 1] = packed[g, o + 256 + 2 * r + 1]
+                _deinterleave_chunks(packed[g], o, dst, 34 * i + 2, r, 8)
+                _copy2(packed[g], o + 256 + 2 * r, dst, 34 * i)
     return raw
 
 
@@ -161,12 +166,11 @@ def pack_iq4_xs(raw):
                 s = 136 * i
                 scales_h = np.int64(src[s + 2]) | (np.int64(src[s + 3]) << 8)
                 for ib in range(8):
-                    _interleave_nibbles(src, s + 8 + 16 * ib, out[g], o + 128 * ib, r)
+                    _interleave_chunks(src, s + 8 + 16 * ib, out[g], o + 128 * ib, r, 4)
                     low = (np.int64(src[s + 4 + ib // 2]) >> (4 * (ib % 2))) & 0xF
                     ls = (low | (((scales_h >> (2 * ib)) & 3) << 4)) - 32
                     out[g, o + 1024 + GROUP * ib + r] = np.uint8(ls & 0xFF)
-                out[g, o + 1088 + 2 * r] = src[s]
-                out[g, o + 1088 + 2 * r + 1] = src[s + 1]
+                _copy2(src, s, out[g], o + 1088 + 2 * r)
     return out
 
 
@@ -182,7 +186,7 @@ def unpack_iq4_xs(packed, rows):
                 s = 136 * i
                 scales_h = 0
                 for ib in range(8):
-                    _deinterleave_nibbles(packed[g], o + 128 * ib, dst, s + 8 + 16 * ib, r)
+                    _deinterleave_chunks(packed[g], o + 128 * ib, dst, s + 8 + 16 * ib, r, 4)
                     ls = (np.int64(packed[g, o + 1024 + GROUP * ib + r]) + 32) & 0x3F
                     scales_h |= (ls >> 4) << (2 * ib)
                     if ib % 2 == 0:
@@ -191,8 +195,7 @@ def unpack_iq4_xs(packed, rows):
                         dst[s + 4 + ib // 2] |= (ls & 0xF) << 4
                 dst[s + 2] = scales_h & 0xFF
                 dst[s + 3] = scales_h >> 8
-                dst[s] = packed[g, o + 1088 + 2 * r]
-                dst[s + 1] = packed[g, o + 1088 + 2 * r + 1]
+                _copy2(packed[g], o + 1088 + 2 * r, dst, s)
     return raw
 
 
@@ -202,6 +205,15 @@ def _q4_K_scale_min(sc, s, j):
     if j < 4:
         return sc[s + j] & 63, sc[s + j + 4] & 63
     return (sc[s + j + 4] & 0xF) | ((sc[s + j - 4] >> 6) << 4), (sc[s + j + 4] >> 4) | ((sc[s + j] >> 6) << 4)
+
+
+@njit
+def _q4_K_scale_min_bytes(src, s_off, dst, d_off):
+    # the 8 scales and 8 mins of the 12 bytes at src[s_off:] as bytes: scales 0..3, mins 0..3, scales 4..7, mins 4..7
+    for j in range(8):
+        sc, m = _q4_K_scale_min(src, s_off, j)
+        dst[d_off + 8 * (j // 4) + j % 4] = sc
+        dst[d_off + 8 * (j // 4) + 4 + j % 4] = m
 
 
 @njit(parallel=True)
@@ -220,17 +232,10 @@ def pack_q4_K(raw):
             for r in range(GROUP):
                 src = raw[GROUP * g + r]
                 s = 144 * i
-                for k in range(4):
-                    for p in range(32):
-                        out[g, o + 128 * r + 32 * k + p] = src[s + 16 + 32 * k + LANE_ORDER[p]]
-                for j in range(8):
-                    sc, m = _q4_K_scale_min(src, s + 4, j)
-                    out[g, o + 1024 + 16 * r + 8 * (j // 4) + j % 4] = sc
-                    out[g, o + 1024 + 16 * r + 8 * (j // 4) + 4 + j % 4] = m
-                out[g, o + 1152 + 2 * r] = src[s]
-                out[g, o + 1152 + 2 * r + 1] = src[s + 1]
-                out[g, o + 1168 + 2 * r] = src[s + 2]
-                out[g, o + 1168 + 2 * r + 1] = src[s + 3]
+                _lane_ordered_runs(src, s + 16, out[g], o + 128 * r, 4)
+                _q4_K_scale_min_bytes(src, s + 4, out[g], o + 1024 + 16 * r)
+                _copy2(src, s, out[g], o + 1152 + 2 * r)
+                _copy2(src, s + 2, out[g], o + 1168 + 2 * r)
     return out
 
 
@@ -265,14 +270,11 @@ def pack_q2_K(raw):
                 src = raw[GROUP * g + r]
                 s = 84 * i
                 for k in range(2):
-                    for c in range(8):
-                        for b in range(4):
-                            out[g, o + 256 * k + 32 * c + 4 * r + b] = src[s + 16 + 32 * k + 4 * c + b]
+                    _interleave_chunks(src, s + 16 + 32 * k, out[g], o + 256 * k, r, 8)
                 for j in range(16):
                     out[g, o + 512 + GROUP * j + r] = src[s + j]
-                for b in range(2):
-                    out[g, o + 640 + 2 * r + b] = src[s + 80 + b]
-                    out[g, o + 656 + 2 * r + b] = src[s + 82 + b]
+                _copy2(src, s + 80, out[g], o + 640 + 2 * r)
+                _copy2(src, s + 82, out[g], o + 656 + 2 * r)
     return out
 
 
@@ -291,16 +293,12 @@ def pack_q3_K(raw):
             for r in range(GROUP):
                 src = raw[GROUP * g + r]
                 s = 110 * i
-                for k in range(2):
-                    for p in range(32):
-                        out[g, o + 64 * r + 32 * k + p] = src[s + 32 + 32 * k + LANE_ORDER[p]]
-                for p in range(32):
-                    out[g, o + 512 + 32 * r + p] = src[s + LANE_ORDER[p]]
+                _lane_ordered_runs(src, s + 32, out[g], o + 64 * r, 2)
+                _lane_ordered_runs(src, s, out[g], o + 512 + 32 * r, 1)
                 _q3_K_scales(src[s + 96:s + 108], scales)
                 for j in range(16):
                     out[g, o + 768 + 16 * r + j] = np.uint8((np.int64(scales[j]) - 32) & 0xFF)
-                out[g, o + 896 + 2 * r] = src[s + 108]
-                out[g, o + 896 + 2 * r + 1] = src[s + 109]
+                _copy2(src, s + 108, out[g], o + 896 + 2 * r)
     return out
 
 
@@ -318,18 +316,11 @@ def pack_q5_K(raw):
             for r in range(GROUP):
                 src = raw[GROUP * g + r]
                 s = 176 * i
-                for k in range(4):
-                    for p in range(32):
-                        out[g, o + 128 * r + 32 * k + p] = src[s + 48 + 32 * k + LANE_ORDER[p]]
-                for p in range(32):
-                    out[g, o + 1024 + 32 * r + p] = src[s + 16 + LANE_ORDER[p]]
-                for j in range(8):
-                    sc, m = _q4_K_scale_min(src, s + 4, j)
-                    out[g, o + 1280 + 16 * r + 8 * (j // 4) + j % 4] = sc
-                    out[g, o + 1280 + 16 * r + 8 * (j // 4) + 4 + j % 4] = m
-                for b in range(2):
-                    out[g, o + 1408 + 2 * r + b] = src[s + b]
-                    out[g, o + 1424 + 2 * r + b] = src[s + 2 + b]
+                _lane_ordered_runs(src, s + 48, out[g], o + 128 * r, 4)
+                _lane_ordered_runs(src, s + 16, out[g], o + 1024 + 32 * r, 1)
+                _q4_K_scale_min_bytes(src, s + 4, out[g], o + 1280 + 16 * r)
+                _copy2(src, s, out[g], o + 1408 + 2 * r)
+                _copy2(src, s + 2, out[g], o + 1424 + 2 * r)
     return out
 
 
