@@ -52,8 +52,8 @@ class Weight:
     def matrix(self) -> quant.WeightMatrix:
         if self._matrix is None:                # bound on first use: type, block view and kernels resolved once
             self._matrix = quant.WeightMatrix(self.raw.reshape(self.n_rows, -1), self.qtype)
-            if (quant.get_kernels() == "fast" and self._matrix.vfmt is not None
-                    and self._matrix.fast_runner().packed is not None):
+            runner = self._matrix.fast_runner() if quant.get_kernels() == "fast" else None
+            if runner is not None and runner.packed is not None:
                 # the fast layer reads its packed copy from now on (refimpl.kernels.packed): the file's pages of
                 # this tensor, read once to pack it, leave the process (they stay in the page cache), so a model
                 # is in memory once, as llama.cpp's repacked buffers are

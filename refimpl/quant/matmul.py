@@ -187,7 +187,10 @@ class WeightMatrix:
 
     def fast_runner(self):
         """The fast layer's runner of these weights (refimpl.kernels.drivers.FastRunner), made on first use; it
-        holds the packed copy of the weights where the fast layer has a packed layout for the type."""
+        holds the packed copy of the weights where the fast layer has a packed layout for the type.  None for a
+        type without an activation type (its float path has no fast runner)."""
+        if self.vfmt is None:
+            return None
         if self._fast is None:
             from ..kernels.drivers import FastRunner
             self._fast = FastRunner(self.fmt, self.vfmt, self.blocks, self.prepared)
