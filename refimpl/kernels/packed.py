@@ -8,11 +8,11 @@ nibble into lane order.  On this 2-core machine those kernels were compute-bound
 copies such weights into interleaved blocks of several rows when it loads a model (ggml-cpu/repack.cpp:
 block_q4_0x8, block_q4_Kx8, block_iq4_nlx8).  Here the same idea, for ``GROUP`` = 8 rows:
 
-* **rows in lanes** (Q4_0, Q8_0, IQ4_NL, IQ4_XS, Q2_K): each 4-byte chunk of the 8 rows' levels side by side, so one VNNI
-  ``vpdpbusd`` multiplies 4 levels of each of 8 rows (x 2 chunks in 512 bits) by the activation's chunk broadcast
-  to the rows' lanes; a block's 8 integer sums come out in the 8 lanes of one vector with no transposition, and
-  the float part runs for the 8 rows as one <8 x float>, each lane its row's own operations in the reference's
-  order (so its bits);
+* **rows in lanes** (Q4_0, Q8_0, IQ4_NL, IQ4_XS, Q2_K): each 4-byte chunk of the 8 rows' levels side by side, so one
+  VNNI ``vpdpbusd`` multiplies 4 levels of each of 8 rows (x 2 chunks in 512 bits) by the activation's chunk
+  broadcast to the rows' lanes; a block's 8 integer sums come out in the 8 lanes of one vector with no
+  transposition, and the float part runs for the 8 rows as one <8 x float>, each lane its row's own operations in
+  the reference's order (so its bits);
 * **rows apart, scales ready** (Q3_K, Q4_K, Q5_K): the float part keeps eight lanes per row (aux32[l] of the C),
   so the rows stay apart; each row's nibbles (and high bits) are stored in the lanes' order (no shuffle at run
   time), Q3_K/Q4_K/Q5_K's 6-bit scales (and mins) as bytes, and the rows' d / dmin as vectors.
@@ -20,8 +20,8 @@ block_q4_0x8, block_q4_Kx8, block_iq4_nlx8).  Here the same idea, for ``GROUP`` 
 A packed matrix is (rows / GROUP, blocks per row) group blocks of ``gbytes`` bytes.  Only the fast layer reads it;
 the reference layer and every other path keep the file's layout (WeightMatrix.blocks).  ``pack`` is plain loops
 (tests/test_kernels_packed.py unpacks the rows-in-lanes layouts back to the file's bytes, and compares every
-packed dot and tile with the reference vec_dot of each row, bit for bit, on hostile blocks).  Where the host lacks AVX-512 VNNI
-``PACKED`` is empty and the row dots serve.
+packed dot and tile with the reference vec_dot of each row, bit for bit, on hostile blocks).  Where the host lacks
+AVX-512 VNNI ``PACKED`` is empty and the row dots serve.
 
 Reading order: pack_q4_0 (the layout), _q4_0_block (the dot over it), _make_group_dot, PACKED; the drivers are
 refimpl.kernels.drivers.matmul_packed / matmul_group_packed / matmul_packed_tiles.
@@ -40,14 +40,14 @@ GROUP = 8           # rows per packed group (ggml-cpu/repack.cpp's x8 layouts)
 
 # the byte layout of one group block of each format (offsets in bytes)
 Q4_0_GBYTES = 8 * 18            # qs chunks 0..1 of 8 rows @0 (64), chunks 2..3 @64 (64), d[8] f16 @128
-Q8_0_GBYTES = 8 * 34             # levels, 4 vectors of (chunk, row) @0 (256), d[8] f16 @256
+Q8_0_GBYTES = 8 * 34            # levels, 4 vectors of (chunk, row) @0 (256), d[8] f16 @256
 IQ4_XS_GBYTES = 8 * 136 + 16    # per sub-block ib: qs @128 ib (as Q4_0's), ls-32[ib][row] int8 @1024, d[8] @1088
-Q3_K_GBYTES = 8 * 114            # qs of row r @64 r, hmask @512 + 32 r (lane order), scales - 32 @768 + 16 r, d @896
-Q2_K_GBYTES = 8 * 84             # levels of run k @256 k (rows in lanes), scales[sub-block][row] @512, d @640, dmin @656
-Q4_K_GBYTES = 8 * 144 + 32
-Q5_K_GBYTES = 8 * 176 + 32      # as Q4_K with row r's 32 qh bytes (lane order) @1024 + 32 r: scales/mins @1280 + 16 r,
-                                # d[8] @1408, dmin[8] @1424      # qs of row r @128 r (lane order), scales/mins bytes of row r @1024 + 16 r,
+Q2_K_GBYTES = 8 * 84            # levels of run k @256 k (rows in lanes), scales[sub-block][row] @512, d @640, dmin @656
+Q3_K_GBYTES = 8 * 114           # qs of row r @64 r, hmask @512 + 32 r (lane order), scales - 32 @768 + 16 r, d @896
+Q4_K_GBYTES = 8 * 144 + 32      # qs of row r @128 r (lane order), scales/mins bytes of row r @1024 + 16 r,
                                 # d[8] f16 @1152, dmin[8] f16 @1168
+Q5_K_GBYTES = 8 * 176 + 32      # as Q4_K with row r's 32 qh bytes (lane order) @1024 + 32 r: scales/mins @1280 + 16 r,
+                                # d[8] @1408, dmin[8] @1424
 
 PACKED: dict = {}   # ggml type name -> PackedFormat
 
@@ -80,7 +80,8 @@ def _lane_ordered_runs(src, s_off, dst32, d_off, n_runs):
         d = d_off // 4 + 8 * k
         for l in range(8):
             dst32[d + l] = (np.uint32(src[s + l]) | (np.uint32(src[s + 8 + l]) << np.uint32(8))
-                            | (np.uint32(src[s + 16 + l]) << np.uint32(16)) | (np.uint32(src[s + 24 + l]) << np.uint32(24)))
+                            | (np.uint32(src[s + 16 + l]) << np.uint32(16))
+                            | (np.uint32(src[s + 24 + l]) << np.uint32(24)))
 
 
 @njit
@@ -384,6 +385,17 @@ if AVAILABLE and VNNI:
         return cgutils.get_or_insert_function(builder.module, ir.FunctionType(V16, [_vec(16, 32), _vec(16, 32)]),
                                               "llvm.x86.avx512.pmaddw.d.512")
 
+    def _both_halves(builder, v32):
+        # a <32 x i8> in both 32-byte halves of a 512-bit vector, seen as 32 words (for per-half word shifts)
+        return builder.bitcast(builder.shuffle_vector(v32, v32, ir.Constant(_vec(32, 64), list(range(32)) * 2)),
+                               _vec(16, 32))
+
+    def _bit_fields(builder, words, shift_lo, shift_hi, mask):
+        # the bytes of ``words`` (<32 x i16>) shifted right by shift_lo (low 32 bytes) / shift_hi (high 32 bytes),
+        # then & mask: one field of every byte, a neighbour byte's bits masked off (x86 has no byte shifts)
+        shifted = builder.lshr(words, ir.Constant(_vec(16, 32), [shift_lo] * 16 + [shift_hi] * 16))
+        return builder.and_(builder.bitcast(shifted, _vec(8, 64)), ir.Constant(_vec(8, 64), [mask] * 64))
+
     def _halves8(builder, v16):
         # lanes l and l + 8 of a <16 x i32> added: lane r = row r's sum (rows in lanes)
         lo = builder.shuffle_vector(v16, v16, ir.Constant(_vec(32, 8), list(range(8))))
@@ -465,7 +477,6 @@ if AVAILABLE and VNNI:
 
     def _q2_K_block(builder, gb, ybs, state):
         v8 = _vec(32, 8)
-        m3 = ir.Constant(_vec(8, 64), [3] * 64)
         xd, xdmin = _f16x8(builder, gb, 640), _f16x8(builder, gb, 656)
         scb = [builder.zext(_load(builder, gb, 512 + GROUP * j, _vec(8, 8)), v8) for j in range(16)]
         scales = [builder.and_(b, ir.Constant(v8, [15] * 8)) for b in scb]
@@ -484,19 +495,18 @@ if AVAILABLE and VNNI:
             for k in range(2):
                 for j in range(4):
                     y = _load(builder, yb, 4 + 128 * k + 32 * j, v8)
-                    shift = ir.Constant(_vec(16, 32), [2 * j] * 32)
                     for half in range(2):
                         acc = zero
                         for p in (2 * half, 2 * half + 1):
-                            lv = builder.and_(builder.bitcast(builder.lshr(builder.bitcast(packs[4 * k + p], _vec(16, 32)),
-                                                                           shift), _vec(8, 64)), m3)
+                            lv = _bit_fields(builder, builder.bitcast(packs[4 * k + p], _vec(16, 32)), 2 * j, 2 * j, 3)
                             yv = builder.shuffle_vector(y, y, ir.Constant(V16, [2 * p] * 8 + [2 * p + 1] * 8))
                             acc = _dpbusd512(builder, acc, lv, yv)
                         isum = builder.add(isum, builder.mul(_halves8(builder, acc), scales[8 * k + 2 * j + half]))
             # ref: dall = x.d*y.d; dmin = x.dmin*y.d; sumf += dall*isum - dmin*summs
             ydv = _splat_float(builder, yd, 8)
             dall, dmin = _mul_nan_first(builder, xd, ydv), _mul_nan_first(builder, xdmin, ydv)
-            term = builder.fsub(builder.fmul(dall, builder.sitofp(isum, F8)), builder.fmul(dmin, builder.sitofp(summs, F8)))
+            term = builder.fsub(builder.fmul(dall, builder.sitofp(isum, F8)),
+                                builder.fmul(dmin, builder.sitofp(summs, F8)))
             out.append(_add_nan_first(builder, sumf, term))
         return tuple(out)
 
@@ -530,9 +540,10 @@ if AVAILABLE and VNNI:
         # sum kvalue*y = sum (kvalue + 128)*y - 128 * sum y: the table holds kvalue + 128 (unsigned, for vpdpbusd),
         # sum y of sub-block ib is bsums[2 ib] + bsums[2 ib + 1] (refreshed from qs by pack_q8_K_sums)
         table = ir.Constant(_vec(8, 64), [v + 128 for v in _KVALUES] * 4)
-        d4d8s = [_mul_nan_first(builder, _f16x8(builder, gb, 1088), _splat_float(builder, _load(builder, yb, 0, F32), 8))
-                 for yb in ybs]
-        offsets = [builder.shl(_maddwd(builder, _load(builder, yb, 260, _vec(16, 16)), ir.Constant(_vec(16, 16), [1] * 16)),
+        xd = _f16x8(builder, gb, 1088)
+        d4d8s = [_mul_nan_first(builder, xd, _splat_float(builder, _load(builder, yb, 0, F32), 8)) for yb in ybs]
+        ones = ir.Constant(_vec(16, 16), [1] * 16)
+        offsets = [builder.shl(_maddwd(builder, _load(builder, yb, 260, _vec(16, 16)), ones),
                                ir.Constant(_vec(32, 8), [7] * 8)) for yb in ybs]
         zero = ir.Constant(V16, [0] * 16)
         state = list(state)
@@ -576,27 +587,19 @@ if AVAILABLE and VNNI:
         per = GROUP + 1
         new = list(state)
         sumi_parts = [[] for _ in ybs]
-        shift = ir.Constant(_vec(16, 32), [0] * 16 + [4] * 16)
-        m = ir.Constant(_vec(8, 64), [15] * 64)
         ds = [_mul_nan_first(builder, xd, _splat_float(builder, yd, 8)) for yd, _, _ in ys]
         for r in range(GROUP):
             sm = builder.zext(_load(builder, gb, sc_at + 16 * r, _vec(8, 16)), _vec(16, 16))
             if q5:
-                qh = _load(builder, gb, 1024 + 32 * r, _vec(8, 32))
-                qh2 = builder.bitcast(builder.shuffle_vector(qh, qh, ir.Constant(_vec(32, 64), list(range(32)) * 2)),
-                                      _vec(16, 32))
+                qh2 = _both_halves(builder, _load(builder, gb, 1024 + 32 * r, _vec(8, 32)))
             levels, scls = [], []
             for p in range(4):
                 # sub-blocks 2p (low nibbles) and 2p + 1 (high) of the run, side by side, already in lane order
-                q = _load(builder, gb, 128 * r + 32 * p, _vec(8, 32))
-                q2 = builder.bitcast(builder.shuffle_vector(q, q, ir.Constant(_vec(32, 64), list(range(32)) * 2)),
-                                     _vec(16, 32))
-                lv = builder.and_(builder.bitcast(builder.lshr(q2, shift), _vec(8, 64)), m)
+                lv = _bit_fields(builder, _both_halves(builder, _load(builder, gb, 128 * r + 32 * p, _vec(8, 32))),
+                                 0, 4, 15)
                 if q5:
                     # bits 2p and 2p + 1 of the run's qh bytes (lane order too), times 16
-                    hb = builder.and_(builder.bitcast(builder.lshr(qh2, ir.Constant(_vec(16, 32), [2 * p] * 16
-                                                                                    + [2 * p + 1] * 16)), _vec(8, 64)),
-                                      ir.Constant(_vec(8, 64), [1] * 64))
+                    hb = _bit_fields(builder, qh2, 2 * p, 2 * p + 1, 1)
                     lv = builder.or_(lv, builder.shl(hb, ir.Constant(_vec(8, 64), [4] * 64)))
                 levels.append(lv)
                 scls.append(builder.shuffle_vector(sm, sm, ir.Constant(_vec(32, 32), [_SCALE_LANE[2 * p]] * 16
@@ -634,7 +637,8 @@ if AVAILABLE and VNNI:
             return builder.shuffle_vector(a, b, ir.Constant(_vec(32, 8), mask))
         t = []
         for r in range(0, 8, 2):
-            t += [sh(vecs[r], vecs[r + 1], [0, 8, 1, 9, 4, 12, 5, 13]), sh(vecs[r], vecs[r + 1], [2, 10, 3, 11, 6, 14, 7, 15])]
+            t += [sh(vecs[r], vecs[r + 1], [0, 8, 1, 9, 4, 12, 5, 13]),
+                  sh(vecs[r], vecs[r + 1], [2, 10, 3, 11, 6, 14, 7, 15])]
         lo, hi = [0, 1, 8, 9, 4, 5, 12, 13], [2, 3, 10, 11, 6, 7, 14, 15]
         u = [sh(t[0], t[2], lo), sh(t[0], t[2], hi), sh(t[1], t[3], lo), sh(t[1], t[3], hi),
              sh(t[4], t[6], lo), sh(t[4], t[6], hi), sh(t[5], t[7], lo), sh(t[5], t[7], hi)]
@@ -703,21 +707,16 @@ if AVAILABLE and VNNI:
     # levels stored + 4 (2 bits from qs, the third from hmask: set means no -4)
 
     def _q3_K_unpack(builder, qs_ptr, hm_ptr, sc_ptr):
-        m3, m1 = ir.Constant(_vec(8, 64), [3] * 64), ir.Constant(_vec(8, 64), [1] * 64)
         sc = builder.sext(_load(builder, sc_ptr, 0, _vec(8, 16)), _vec(16, 16))
-        hm = _load(builder, hm_ptr, 0, _vec(8, 32))
-        hm2 = builder.bitcast(builder.shuffle_vector(hm, hm, ir.Constant(_vec(32, 64), list(range(32)) * 2)), _vec(16, 32))
+        hm2 = _both_halves(builder, _load(builder, hm_ptr, 0, _vec(8, 32)))
         levels, scls = [], []
         for k in range(2):
-            q = _load(builder, qs_ptr, 32 * k, _vec(8, 32))
-            q2 = builder.bitcast(builder.shuffle_vector(q, q, ir.Constant(_vec(32, 64), list(range(32)) * 2)), _vec(16, 32))
+            q2 = _both_halves(builder, _load(builder, qs_ptr, 32 * k, _vec(8, 32)))
             for t in range(2):
                 # groups g0 = 4k + 2t and g1 = g0 + 1: bits 2 (g % 4) of qs, bit g of hmask
                 g0, g1 = 4 * k + 2 * t, 4 * k + 2 * t + 1
-                lo = builder.and_(builder.bitcast(builder.lshr(q2, ir.Constant(_vec(16, 32), [2 * (g0 % 4)] * 16
-                                                                              + [2 * (g1 % 4)] * 16)), _vec(8, 64)), m3)
-                hb = builder.and_(builder.bitcast(builder.lshr(hm2, ir.Constant(_vec(16, 32), [g0] * 16 + [g1] * 16)),
-                                                  _vec(8, 64)), m1)
+                lo = _bit_fields(builder, q2, 2 * (g0 % 4), 2 * (g1 % 4), 3)
+                hb = _bit_fields(builder, hm2, g0, g1, 1)
                 levels.append(builder.or_(lo, builder.shl(hb, ir.Constant(_vec(8, 64), [2] * 64))))
                 scls.append(builder.shuffle_vector(sc, sc, ir.Constant(_vec(32, 32), [2 * g0, 2 * g0 + 1] * 8
                                                                        + [2 * g1, 2 * g1 + 1] * 8)))
@@ -735,7 +734,8 @@ if AVAILABLE and VNNI:
                 # ref._lanes_step: d = x.d*y.d; sums[l] += d*aux32[l]
                 d = _splat_float(builder, builder.extract_element(ds[t], _c32(r)), 8)
                 k = GROUP * t + r
-                new[k] = _add_nan_first(builder, new[k], builder.fmul(d, builder.sitofp(_lanes_aux32(builder, unpacked, y), F8)))
+                aux32 = builder.sitofp(_lanes_aux32(builder, unpacked, y), F8)
+                new[k] = _add_nan_first(builder, new[k], builder.fmul(d, aux32))
         return tuple(new)
 
     def _lanes_rows_final(builder, state):
