@@ -333,16 +333,12 @@ def matmul_group(matrices, x2: np.ndarray):
             or any(m.fmt is not fmt or m.n != n or m.prepared is not None for m in matrices)):
         return None
     runners = [m.fast_runner() for m in matrices]
-    packed = [r.packed for r in runners]
-    if any(p is not None for p in packed) and not all(r.packed_fmt is runners[0].packed_fmt for r in runners):
+    if any(r.read_fmt is not runners[0].read_fmt for r in runners):     # some packed, some not
         return None
     xq = np.zeros((x2.shape[0], vfmt.row_size(n)), dtype=np.uint8)
     xb = xq.reshape(-1).view(vfmt.block_dtype).reshape(x2.shape[0], -1)
     outs = tuple(np.empty((x2.shape[0], m.blocks.shape[0]), dtype=np.float32) for m in matrices)
-    if packed[0] is not None:
-        _group_parts(runners[0].packed_fmt, vfmt)(x2, xb, n, tuple(packed), outs)
-    else:
-        _group_parts(fmt, vfmt)(x2, xb, n, tuple(m.blocks for m in matrices), outs)
+    _group_parts(runners[0].read_fmt, vfmt)(x2, xb, n, tuple(r.read_blocks for r in runners), outs)
     return list(outs)
 
 
@@ -413,6 +409,9 @@ class FastRunner:
             self.packed_fmt = pf
             self.packed = pf.packed(blocks.view(np.uint8).reshape(blocks.shape[0], -1))
             (_, self.packed_multiply, _, self.packed_tiles) = _runner_parts(pf, vfmt)
+        # what the one-token drivers (matmul_group, the decode step) read: the packed copy where there is one
+        self.read_fmt = fmt if pf is None else pf
+        self.read_blocks = blocks if pf is None else self.packed
 
     def matmul(self, x2: np.ndarray, path: str, prepared) -> np.ndarray:
         fmt, vfmt = self.fmt, self.vfmt

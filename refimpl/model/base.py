@@ -328,9 +328,8 @@ class Model:
             base, scale = self.rope_base_scale(il)
             # each matrix as the fast layer reads it: its packed copy (refimpl.kernels.packed) where it has one
             runners = [m.fast_runner() for m in matrices]
-            raw = tuple((m.blocks if r.packed is None else r.packed).view(np.uint8)
-                        for m, r in zip(matrices, runners))
-            formats = tuple((m.fmt if r.packed is None else r.packed_fmt, m.vfmt) for m, r in zip(matrices, runners))
+            raw = tuple(r.read_blocks.view(np.uint8) for r in runners)
+            formats = tuple((r.read_fmt, m.vfmt) for m, r in zip(matrices, runners))
             acts = tuple(np.zeros((1, m.vfmt.row_size(m.n)), np.uint8) for m in matrices)
             plan.append(dict(
                 step=layer_step(formats), weights=raw, acts=acts,
