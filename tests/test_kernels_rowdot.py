@@ -140,9 +140,10 @@ def test_tile_dots_equal_reference_vec_dot(name, seed, n_blocks, n_rows, n_tok, 
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_matmul_batches_use_tiles_with_the_reference_bits(name):
+@pytest.mark.parametrize("rows", [37, 333])   # 333: chunks of 44 rows, so blocks of 32 and 12 (drivers._TILE_ROW_BLOCK)
+def test_matmul_batches_use_tiles_with_the_reference_bits(name, rows):
     rng = np.random.default_rng(11)
-    raw = quant.quantize(rng.standard_normal((37, 512)).astype(np.float32), name)
+    raw = quant.quantize(rng.standard_normal((rows, 512)).astype(np.float32), name)
     acts = rng.standard_normal((19, 512)).astype(np.float32)
     wm = quant.WeightMatrix(raw, name)
     assert wm.matmul(acts[:1]) is not None and wm._fast.quantize_and_tiles is not None

@@ -139,6 +139,10 @@ def matmul_row_dots(dot_rows, dot_row):
     return _cached(("matmul_row_dots", dot_rows, dot_row), make)
 
 
+# rows per block of the tile driver (a multiple of every tile's rows)
+_TILE_ROW_BLOCK = 32
+
+
 def matmul_tiles(tile, tile_rows, tile_tokens, dot_row):
     """``matmul_rows`` for a batch of tokens over a tile dot (refimpl.kernels.rowdot._make_tile_dot): tile_rows rows
     x tile_tokens tokens per call, the leftover tokens and rows by the one-row dot; each output is still one row's
@@ -150,19 +154,22 @@ def matmul_tiles(tile, tile_rows, tile_tokens, dot_row):
             n_chunks, per = _row_chunks(rows)
             for c in prange(n_chunks):
                 end = min(rows, c * per + per)
-                r = c * per
-                while r + tile_rows <= end:
+                # blocks of _TILE_ROW_BLOCK rows: the tile_tokens tokens' activations stay in the core's cache
+                # while the block's rows pass them, instead of every token of the batch passing each row
+                for rb in range(c * per, end, _TILE_ROW_BLOCK):
+                    rb_end = min(end, rb + _TILE_ROW_BLOCK)
+                    r_full = rb + (rb_end - rb) // tile_rows * tile_rows
                     t = 0
                     while t + tile_tokens <= tokens:
-                        tile(w_blocks, r, x_blocks, t, out)
+                        for r in range(rb, r_full, tile_rows):
+                            tile(w_blocks, r, x_blocks, t, out)
                         t += tile_tokens
                     for tt in range(t, tokens):
-                        for rr in range(r, r + tile_rows):
+                        for rr in range(rb, r_full):
                             dot_row(w_blocks, rr, x_blocks[tt], out[tt])
-                    r += tile_rows
-                for rr in range(r, end):
-                    for tt in range(tokens):
-                        dot_row(w_blocks, rr, x_blocks[tt], out[tt])
+                    for rr in range(r_full, rb_end):
+                        for tt in range(tokens):
+                            dot_row(w_blocks, rr, x_blocks[tt], out[tt])
         return matmul_tiles
     return _cached(("matmul_tiles", tile, tile_rows, tile_tokens, dot_row), make)
 

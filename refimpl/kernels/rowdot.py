@@ -346,6 +346,90 @@ if AVAILABLE:
             out.append((sums,))
         return out
 
+    def _q6_K_unpack_wide(builder, xb):
+        # one row's super-block for the 512-bit steps: the signed levels (level - 32, in [-32, 31]) of the 32-level
+        # groups 2p and 2p + 1 (q6_K_ints_ir's order) side by side in one <64 x i8> (LANE_ORDER within each half),
+        # their sub-blocks' four scales spread over the matching int16 pairs, and the row's correction
+        # (_q6_K_ints_wide): sum over p of pmaddwd(pmaddubsw(128, w_p), scales_p)
+        def splat8(v):
+            return ir.Constant(_vec(8), [v] * 32)
+
+        scales = builder.sext(_load(builder, xb, 192, _vec(8, 16)), _vec(16, 16))
+        groups = []
+        for h in range(2):
+            q4a, q4b = _load(builder, xb, 64 * h, _vec(8)), _load(builder, xb, 64 * h + 32, _vec(8))
+            hh = _load(builder, xb, 128 + 32 * h, _vec(8))
+            groups += [
+                builder.or_(builder.and_(q4a, splat8(15)), builder.shl(builder.and_(hh, splat8(3)), splat8(4))),
+                builder.or_(builder.and_(q4b, splat8(15)),
+                            builder.shl(builder.and_(builder.lshr(hh, splat8(2)), splat8(3)), splat8(4))),
+                builder.or_(builder.lshr(q4a, splat8(4)),
+                            builder.shl(builder.and_(builder.lshr(hh, splat8(4)), splat8(3)), splat8(4))),
+                builder.or_(builder.lshr(q4b, splat8(4)), builder.shl(builder.lshr(hh, splat8(6)), splat8(4))),
+            ]
+        lane_order2 = [int(t) for t in LANE_ORDER] + [32 + int(t) for t in LANE_ORDER]
+        maddubs, maddwd = _madd512(builder)
+        weights, scls = [], []
+        corr = ir.Constant(_vec(32, 16), [0] * 16)
+        for p in range(4):
+            g = 2 * p
+            levels = builder.shuffle_vector(groups[g], groups[g + 1], ir.Constant(_vec(32, 64), lane_order2))
+            weights.append(builder.sub(levels, ir.Constant(_vec(8, 64), [32] * 64)))
+            scls.append(builder.shuffle_vector(scales, scales, ir.Constant(
+                _vec(32, 32), [2 * g, 2 * g + 1] * 8 + [2 * g + 2, 2 * g + 3] * 8)))
+            corr = builder.add(corr, builder.call(maddwd, [
+                builder.call(maddubs, [ir.Constant(_vec(8, 64), [0x80] * 64), weights[p]]), scls[p]]))
+        return weights, scls, corr
+
+    def _madd512(builder):
+        mod = builder.module
+        return (cgutils.get_or_insert_function(mod, ir.FunctionType(_vec(16, 32), [_vec(8, 64), _vec(8, 64)]),
+                                               "llvm.x86.avx512.pmaddubs.w.512"),
+                cgutils.get_or_insert_function(mod, ir.FunctionType(_vec(32, 16), [_vec(16, 32), _vec(16, 32)]),
+                                               "llvm.x86.avx512.pmaddw.d.512"))
+
+    def _q6_K_ints_wide(builder, unpacked, q8):
+        # aux32 of an unpacked row against one token.  pmaddubsw takes its unsigned operand from the activations
+        # (y + 128, i.e. y with the sign bit flipped) and the signed one from the row (w = level - 32): a pair is
+        # at most 2 * 255 * 32 < 2^15 (no saturation) and holds sum (y + 128) * w = sum y * w + 128 * sum w, so
+        # after pmaddwd by the scales the row's own correction (_q6_K_unpack_wide, the same pmaddwd of 128 * the
+        # pair sums of w) is subtracted.  Two multiplies per 64 levels instead of three: integer sums, exact in
+        # any grouping; the two 256-bit halves (groups 2p, 2p + 1) added at the end
+        weights, scls, corr = unpacked
+        maddubs, maddwd = _madd512(builder)
+        flip = ir.Constant(_vec(8, 64), [0x80] * 64)
+        acc = builder.sub(ir.Constant(_vec(32, 16), [0] * 16), corr)
+        for p in range(4):
+            y = builder.shuffle_vector(q8[2 * p], q8[2 * p + 1], ir.Constant(_vec(32, 64), list(range(64))))
+            acc = builder.add(acc, builder.call(maddwd, [builder.call(maddubs, [builder.xor(y, flip), weights[p]]),
+                                                         scls[p]]))
+        return builder.add(builder.shuffle_vector(acc, acc, ir.Constant(_vec(32, 8), list(range(8)))),
+                           builder.shuffle_vector(acc, acc, ir.Constant(_vec(32, 8), list(range(8, 16)))))
+
+    def _q6_K_tile_state(n_tok):
+        return (_ZERO8,) * n_tok
+
+    def _q6_K_tile_block(builder, xb, yss, state):
+        # one row's super-block against n_tok tokens: the row unpacked once (_q6_K_unpack_wide), each token's
+        # ref._lanes_step -- d = x.d*y.d (all tokens as one <n_tok x float>, lane t token t's own product);
+        # sums[l] += d*aux32[l]
+        n_tok = len(yss)
+        unpacked = _q6_K_unpack_wide(builder, xb)
+        ydv = ir.Constant(ir.VectorType(F32, n_tok), ir.Undefined)
+        for t, ys in enumerate(yss):
+            ydv = builder.insert_element(ydv, ys[0], _c32(t))
+        dv = _mul_nan_first(builder, _splat_float(builder, _f16(builder, xb, 208), n_tok), ydv)
+        new_sums = []
+        for t, (_, q8, _) in enumerate(yss):
+            aux32 = _q6_K_ints_wide(builder, unpacked, q8)
+            d = builder.extract_element(dv, _c32(t))
+            new_sums.append(_add_nan_first(builder, state[t], builder.fmul(_splat_float(builder, d, 8),
+                                                                           builder.sitofp(aux32, F8))))
+        return tuple(new_sums)
+
+    def _q6_K_tile_final(builder, state):
+        return [_lanes_final(builder, (sums,)) for sums in state]
+
     def _lanes_final(builder, state):
         # ref._lanes_final: sumf = 0; sumf += sums[l], l = 0..7
         (sums,) = state
@@ -493,7 +577,8 @@ if AVAILABLE:
         return {
             "Q4_K": _Format(144, 292, q4_K[0], _q8_K_load, q4_K[1], q4_K[2],
                             tile=(_q4_K_tile_state, _q4_K_tile_block, _q4_K_tile_final) if WIDE else None),
-            "Q6_K": _Format(210, 292, q6_K[0], _q8_K_load, q6_K[1], q6_K[2]),
+            "Q6_K": _Format(210, 292, q6_K[0], _q8_K_load, q6_K[1], q6_K[2],
+                            tile=(_q6_K_tile_state, _q6_K_tile_block, _q6_K_tile_final) if WIDE else None),
             "Q8_0": _Format(34, 34, _joint, _q8_0_load, _q8_0_block_vnni if VNNI else _q8_0_block, _vec_final),
             "Q4_0": _Format(18, 34, _joint, _q8_0_load, _q4_0_block_vnni if VNNI else _q4_0_block, _vec_final),
             "IQ4_XS": _Format(136, 292, iq4_xs[0], _q8_K_natural_load, iq4_xs[1], iq4_xs[2]),
