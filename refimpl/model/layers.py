@@ -21,8 +21,9 @@ import math
 import numpy as np
 from numba import prange
 
-from .._jit import f32, f32_from_bits, f32_to_bits, njit
+from .._jit import f32, f32_from_bits, f32_to_bits, mul_nan_first, njit
 from ..floats import F16_TO_F32, fp16_to_fp32, fp32_to_fp16
+from ..quant.layer import get_kernels
 
 # ----------------------------------------------------------------------------------------------- exp and friends
 
@@ -372,6 +373,21 @@ def softmax_sse2_sum(w, n_kv, valid_lo, valid_hi, mx, out):
     return s
 
 
+@njit
+def dot_nan_first(x, x0, x_step, y, lo, hi):
+    """ggml_vec_dot_f16/f32's ``sumf += (ggml_float)(x[i]*y[i])`` over lo <= i < hi, x[i] = x[x0 + i * x_step],
+    with the NaN the C's SSE instructions keep when both operands are NaN named explicitly: the first (``x``, then
+    ``sumf``; see refimpl._jit.add_nan_first).  LLVM commutes a plain multiply's or add's operands as it likes, so a
+    sum over several NaN payloads would otherwise depend on how its loop was compiled.  A sum with no NaN has the
+    same bits either way, and a NaN, once in a sum, stays: the attention kernels (this module's and
+    refimpl.kernels.attention's) sum plainly and redo only the sums that come out NaN with this one."""
+    acc = 0.0
+    for i in range(lo, hi):
+        if acc == acc:
+            acc = acc + np.float64(mul_nan_first(x[x0 + i * x_step], y[i]))
+    return acc
+
+
 def _attention_impl(q, k_cache, v_cache, kq_pre, positions, n_kv, window, kq_scale, k_f16, v_f16, out):
     # llama.cpp's non-flash attention (llm_graph_context::build_attn_mha), for one sequence in cells 0..n-1:
     #   kq  = ggml_mul_mat(k, q)            vec_dot over head_dim; q rounded to F16 if the cache is F16
@@ -412,6 +428,8 @@ def _attention_impl(q, k_cache, v_cache, kq_pre, positions, n_kv, window, kq_sca
                 for j in range(hi - lo):
                     acc[j] += np.float64(kd[j] * x)
             for j in range(hi - lo):
+                if acc[j] != acc[j]:            # a NaN: its payload by the C's operand order (dot_nan_first)
+                    acc[j] = dot_nan_first(k_cache[kvh].ravel(), lo + j, k_cache.shape[2], qh, 0, hd)
                 w[lo + j] = f32(acc[j])
         mx = -np.inf
         for j in range(lo, hi):
@@ -433,6 +451,8 @@ def _attention_impl(q, k_cache, v_cache, kq_pre, positions, n_kv, window, kq_sca
             for d in range(hd_v):
                 acc_v[d] += np.float64(vj[d] * x)
         for d in range(hd_v):
+            if acc_v[d] != acc_v[d]:
+                acc_v[d] = dot_nan_first(v_cache[kvh].ravel(), d, hd_v, e, lo, hi)
             out[t, h, d] = f32(acc_v[d])
 
 
@@ -456,7 +476,11 @@ def attention(q, k_cache, v_cache, positions, n_kv: int, kq_scale: float, *, win
     if n_head % k_cache.shape[0]:
         raise ValueError(f"n_head {n_head} is not a multiple of n_head_kv {k_cache.shape[0]}")
     out = np.empty((n_tok, n_head, v_cache.shape[2]), dtype=np.float32)
-    kernel = _attention_parallel if n_tok * n_head > 1 else _attention_serial
+    if n_tok > 1 and get_kernels() == "fast":
+        # the fast layer's kernel for a batch of queries: the same sums with their dots register-blocked
+        from ..kernels.attention import attention_blocked as kernel
+    else:
+        kernel = _attention_parallel if n_tok * n_head > 1 else _attention_serial
     kernel(q, k_cache, v_cache, _NO_KQ if kq is None else np.ascontiguousarray(kq, dtype=np.float32),
                np.ascontiguousarray(positions, dtype=np.int64), int(n_kv), int(window), f32(kq_scale),
                bool(k_f16), bool(v_f16), out)
@@ -483,7 +507,12 @@ def _scores_impl(q, k_cache, n_kv, k_f16, out):
                 kd = k_cache[kvh, d]
                 for j in range(n_kv):
                     acc[j] += np.float64(kd[j] * x)
+            qh = np.empty(hd, dtype=np.float32)
+            for d in range(hd):
+                qh[d] = F16_TO_F32[fp32_to_fp16(q[t, h, d])] if k_f16 else q[t, h, d]
             for j in range(n_kv):
+                if acc[j] != acc[j]:            # as _attention_impl
+                    acc[j] = dot_nan_first(k_cache[kvh].ravel(), j, k_cache.shape[2], qh, 0, hd)
                 out[t, h, j] = f32(acc[j])
 
 
