@@ -273,6 +273,9 @@ def ttft(which: str, path: Path, threads: int, lib: str | None) -> tuple[float, 
     env = dict(os.environ)
     if lib:
         env["LLAMA_CPP_LIB_PATH"] = lib
+    # a warm start has Python's bytecode cache too (a user's default): a sandbox's PYTHONDONTWRITEBYTECODE would make
+    # every fresh process compile every imported module from source (~0.17 s of refimpl's start here)
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
     code = TTFT_SCRIPT[which].format(path=str(path), threads=threads)
     out = None
     for _ in range(2):
