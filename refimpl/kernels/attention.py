@@ -27,8 +27,8 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 
 from .._jit import f32, njit
-from ..floats import F16_TO_F32, fp32_to_fp16
-from ..model.layers import dot_nan_first, softmax_sse2_sum
+from ..model.layers import (attention_probabilities, attention_query, attention_task, redo_nan_outputs,
+                             redo_nan_scores)
 
 CELLS = 32    # scores per block: four <8 x double> sums (a double add's latency hides behind the other three)
 DIMS = 64     # output dimensions per block: eight <8 x double> sums, a 64-wide head in one pass over the cells
@@ -148,47 +148,21 @@ def _weighted_sum(v_cache, kvh, e, lo, hi, out_row):
 @njit(parallel=True)
 def attention_blocked(q, k_cache, v_cache, kq_pre, positions, n_kv, window, kq_scale, k_f16, v_f16, out):
     """refimpl.model.layers._attention_impl (same arguments, same bits) with the score and output dots blocked
-    (_scores, _weighted_sum); the tasks, masks, scale, softmax and F16 roundings are the reference's steps."""
+    (_scores, _weighted_sum); the tasks, masks, scale, softmax, F16 roundings and NaN redos are the reference's
+    own functions."""
     n_tok, n_head, hd = q.shape
-    n_head_kv = k_cache.shape[0]
-    group = n_head // n_head_kv
+    group = n_head // k_cache.shape[0]
     n_tasks = n_tok * n_head
     for task in prange(n_tasks):
-        # tasks from both ends in turn, as the reference (a causal token's work grows with its position)
-        k = task // 2 if task % 2 == 0 else n_tasks - 1 - task // 2
-        t = k // n_head
-        h = k % n_head
-        kvh = h // group
-        p = positions[t]
-        hi = p + 1
-        lo = 0
-        if window > 0:
-            lo = max(0, p - window + 1)
-        qh = np.empty(hd, dtype=np.float32)
-        for d in range(hd):
-            qh[d] = F16_TO_F32[fp32_to_fp16(q[t, h, d])] if k_f16 else q[t, h, d]
+        t, h, kvh, lo, hi = attention_task(task, n_tasks, n_head, group, positions, window)
+        qh = attention_query(q, t, h, k_f16)
         w = np.empty(n_kv, dtype=np.float32)
         if kq_pre.shape[0] > 0:
             for j in range(lo, hi):
                 w[j] = kq_pre[t, h, j]
         else:
             _scores(k_cache, kvh, qh, lo, hi, w)
-            for j in range(lo, hi):
-                if w[j] != w[j]:        # a NaN: its payload by the C's operand order, as the reference
-                    w[j] = f32(dot_nan_first(k_cache[kvh].ravel(), j, k_cache.shape[2], qh, 0, hd))
-        mx = -np.inf
-        for j in range(lo, hi):
-            v = w[j] * kq_scale + f32(0.0)        # ggml_vec_scale_f32, then += slope(1.0f) * mask(0.0f)
-            w[j] = v
-            mx = max(mx, v)
-        e = np.zeros(n_kv, dtype=np.float32)
-        s = softmax_sse2_sum(w, n_kv, lo, hi, f32(mx), e)
-        inv = f32(1.0 / s)
-        for j in range(lo, hi):
-            v = e[j] * inv
-            e[j] = F16_TO_F32[fp32_to_fp16(v)] if v_f16 else v
+            redo_nan_scores(w, k_cache, kvh, qh, lo, hi)
+        e = attention_probabilities(w, n_kv, lo, hi, kq_scale, v_f16)
         _weighted_sum(v_cache, kvh, e, lo, hi, out[t, h])
-        hd_v = v_cache.shape[2]
-        for d in range(hd_v):
-            if out[t, h, d] != out[t, h, d]:
-                out[t, h, d] = f32(dot_nan_first(v_cache[kvh].ravel(), d, hd_v, e, lo, hi))
+        redo_nan_outputs(out[t, h], v_cache, kvh, e, lo, hi)

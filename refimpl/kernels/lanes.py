@@ -527,30 +527,37 @@ else:
         return builder.add(builder.shuffle_vector(scaled, scaled, ir.Constant(_vec(32, 8), list(range(0, 16, 2)))),
                            builder.shuffle_vector(scaled, scaled, ir.Constant(_vec(32, 8), list(range(1, 16, 2)))))
 
-    def q6_K_ints_ir(builder, ql_ptr, qh_ptr, sc_ptr, q8s):
-        """aux32 (<8 x i32>) of one Q6_K super-block as an LLVM value: ql/qh/sc_ptr point at its 128 ql, 64 qh and 16
-        int8 scale bytes, q8s are the 8 lane-packed <32 x i8> of the activations.  Shared by q6_K_block_ints and
-        refimpl.kernels.rowdot."""
+    def q6_K_levels_ir(builder, ql_ptr, qh_ptr):
+        """The 8 groups of 32 unsigned 6-bit levels (0..63) of one Q6_K super-block, as <32 x i8> LLVM values in
+        ggml's order (group 4h + t: ql's low/high nibbles of half h with qh's bit pair t); ql_ptr/qh_ptr point at
+        its 128 ql and 64 qh bytes.  Shared by q6_K_ints_ir and refimpl.kernels.rowdot's 512-bit tile."""
         def splat8(v):
             return ir.Constant(_vec(8), [v] * 32)
 
-        scales = builder.sext(_load_vec(builder, sc_ptr, 0, _vec(8, 16)), _vec(16, 16))
-        total = ir.Constant(_vec(32, 8), [0] * 8)
+        groups = []
         for h in range(2):
             q4a, q4b = _load_vec(builder, ql_ptr, 64 * h, _vec(8)), _load_vec(builder, ql_ptr, 64 * h + 32, _vec(8))
             hh = _load_vec(builder, qh_ptr, 32 * h, _vec(8))
-            groups = (
+            groups += [
                 builder.or_(builder.and_(q4a, splat8(15)), builder.shl(builder.and_(hh, splat8(3)), splat8(4))),
                 builder.or_(builder.and_(q4b, splat8(15)),
                             builder.shl(builder.and_(builder.lshr(hh, splat8(2)), splat8(3)), splat8(4))),
                 builder.or_(builder.lshr(q4a, splat8(4)),
                             builder.shl(builder.and_(builder.lshr(hh, splat8(4)), splat8(3)), splat8(4))),
                 builder.or_(builder.lshr(q4b, splat8(4)), builder.shl(builder.lshr(hh, splat8(6)), splat8(4))),
-            )
-            for t, levels in enumerate(groups):
-                g = 4 * h + t                                   # 32 levels: sub-blocks 2g and 2g + 1
-                pair_scales = builder.shuffle_vector(scales, scales, ir.Constant(_vec(32, 16), [2 * g, 2 * g + 1] * 8))
-                total = builder.add(total, _pair_lane_dots(builder, levels, q8s[g], 32, pair_scales))
+            ]
+        return groups
+
+    def q6_K_ints_ir(builder, ql_ptr, qh_ptr, sc_ptr, q8s):
+        """aux32 (<8 x i32>) of one Q6_K super-block as an LLVM value: ql/qh/sc_ptr point at its 128 ql, 64 qh and 16
+        int8 scale bytes, q8s are the 8 lane-packed <32 x i8> of the activations.  Shared by q6_K_block_ints and
+        refimpl.kernels.rowdot."""
+        scales = builder.sext(_load_vec(builder, sc_ptr, 0, _vec(8, 16)), _vec(16, 16))
+        total = ir.Constant(_vec(32, 8), [0] * 8)
+        for g, levels in enumerate(q6_K_levels_ir(builder, ql_ptr, qh_ptr)):
+            # 32 levels: sub-blocks 2g and 2g + 1
+            pair_scales = builder.shuffle_vector(scales, scales, ir.Constant(_vec(32, 16), [2 * g, 2 * g + 1] * 8))
+            total = builder.add(total, _pair_lane_dots(builder, levels, q8s[g], 32, pair_scales))
         return total
 
     @intrinsic

@@ -59,7 +59,7 @@ if AVAILABLE:
     from numba.core import cgutils
     from numba.extending import intrinsic
 
-    from .lanes import _maddubs, _maddwd, _splat, _splat_float, _vec, q4_K_ints_ir, q6_K_ints_ir
+    from .lanes import _maddubs, _maddwd, _splat, _splat_float, _vec, q4_K_ints_ir, q6_K_ints_ir, q6_K_levels_ir
 
     F32 = ir.FloatType()
     I8, I16, I32 = ir.IntType(8), ir.IntType(16), ir.IntType(32)
@@ -351,22 +351,8 @@ if AVAILABLE:
         # groups 2p and 2p + 1 (q6_K_ints_ir's order) side by side in one <64 x i8> (LANE_ORDER within each half),
         # their sub-blocks' four scales spread over the matching int16 pairs, and the row's correction
         # (_q6_K_ints_wide): sum over p of pmaddwd(pmaddubsw(128, w_p), scales_p)
-        def splat8(v):
-            return ir.Constant(_vec(8), [v] * 32)
-
         scales = builder.sext(_load(builder, xb, 192, _vec(8, 16)), _vec(16, 16))
-        groups = []
-        for h in range(2):
-            q4a, q4b = _load(builder, xb, 64 * h, _vec(8)), _load(builder, xb, 64 * h + 32, _vec(8))
-            hh = _load(builder, xb, 128 + 32 * h, _vec(8))
-            groups += [
-                builder.or_(builder.and_(q4a, splat8(15)), builder.shl(builder.and_(hh, splat8(3)), splat8(4))),
-                builder.or_(builder.and_(q4b, splat8(15)),
-                            builder.shl(builder.and_(builder.lshr(hh, splat8(2)), splat8(3)), splat8(4))),
-                builder.or_(builder.lshr(q4a, splat8(4)),
-                            builder.shl(builder.and_(builder.lshr(hh, splat8(4)), splat8(3)), splat8(4))),
-                builder.or_(builder.lshr(q4b, splat8(4)), builder.shl(builder.lshr(hh, splat8(6)), splat8(4))),
-            ]
+        groups = q6_K_levels_ir(builder, xb, builder.gep(xb, [_c32(128)]))
         lane_order2 = [int(t) for t in LANE_ORDER] + [32 + int(t) for t in LANE_ORDER]
         maddubs, maddwd = _madd512(builder)
         weights, scls = [], []

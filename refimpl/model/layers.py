@@ -388,6 +388,64 @@ def dot_nan_first(x, x0, x_step, y, lo, hi):
     return acc
 
 
+@njit(inline="always")
+def attention_task(task, n_tasks, n_head, group, positions, window):
+    """(t, h, kvh, lo, hi) of task ``task``: token t's head h (its K/V head kvh) attends to cells lo..hi-1.  Tasks
+    are taken from both ends in turn: a causal token's work grows with its position, and prange hands each thread
+    one contiguous range of tasks (the first half of the tokens would be a third of the work)."""
+    k = task // 2 if task % 2 == 0 else n_tasks - 1 - task // 2
+    t = k // n_head
+    h = k % n_head
+    p = positions[t]
+    lo = max(0, p - window + 1) if window > 0 else 0
+    return t, h, h // group, lo, p + 1
+
+
+@njit(inline="always")
+def attention_query(q, t, h, k_f16):
+    """Query row (t, h) as the scores' vec_dot reads it: rounded to F16 when the K cache is F16."""
+    hd = q.shape[2]
+    qh = np.empty(hd, dtype=np.float32)
+    for d in range(hd):
+        qh[d] = F16_TO_F32[fp32_to_fp16(q[t, h, d])] if k_f16 else q[t, h, d]
+    return qh
+
+
+@njit(inline="always")
+def attention_probabilities(w, n_kv, lo, hi, kq_scale, v_f16):
+    """ggml_soft_max_ext of the scores w[lo:hi] (the other cells masked), rounded to F16 when the V cache is F16
+    (the output's vec_dot type): an array of n_kv, zeros outside lo..hi-1."""
+    mx = -np.inf
+    for j in range(lo, hi):
+        v = w[j] * kq_scale + f32(0.0)        # ggml_vec_scale_f32, then += slope(1.0f) * mask(0.0f)
+        w[j] = v
+        mx = max(mx, v)
+    e = np.zeros(n_kv, dtype=np.float32)
+    s = softmax_sse2_sum(w, n_kv, lo, hi, f32(mx), e)
+    inv = f32(1.0 / s)
+    for j in range(lo, hi):
+        v = e[j] * inv
+        e[j] = F16_TO_F32[fp32_to_fp16(v)] if v_f16 else v
+    return e
+
+
+@njit(inline="always")
+def redo_nan_scores(w, k_cache, kvh, qh, lo, hi):
+    # a score that came out NaN, summed again with the C's NaN operand order (dot_nan_first)
+    for j in range(lo, hi):
+        if w[j] != w[j]:
+            w[j] = f32(dot_nan_first(k_cache[kvh].ravel(), j, k_cache.shape[2], qh, 0, qh.shape[0]))
+
+
+@njit(inline="always")
+def redo_nan_outputs(out_row, v_cache, kvh, e, lo, hi):
+    # likewise for the outputs
+    hd_v = v_cache.shape[2]
+    for d in range(hd_v):
+        if out_row[d] != out_row[d]:
+            out_row[d] = f32(dot_nan_first(v_cache[kvh].ravel(), d, hd_v, e, lo, hi))
+
+
 def _attention_impl(q, k_cache, v_cache, kq_pre, positions, n_kv, window, kq_scale, k_f16, v_f16, out):
     # llama.cpp's non-flash attention (llm_graph_context::build_attn_mha), for one sequence in cells 0..n-1:
     #   kq  = ggml_mul_mat(k, q)            vec_dot over head_dim; q rounded to F16 if the cache is F16
@@ -397,24 +455,11 @@ def _attention_impl(q, k_cache, v_cache, kq_pre, positions, n_kv, window, kq_sca
     # float32 (F16 cells already rounded).  ggml's vec_dot_f16/f32 add float products into a double.
     # kq_pre, if not empty, holds KQ computed elsewhere (Q8_0 keys: vec_dot_q8_0_q8_0 through refimpl.quant).
     n_tok, n_head, hd = q.shape
-    n_head_kv = k_cache.shape[0]
-    group = n_head // n_head_kv
+    group = n_head // k_cache.shape[0]
     n_tasks = n_tok * n_head
     for task in prange(n_tasks):
-        # tasks taken from both ends in turn: a causal token's work grows with its position, and prange hands each
-        # thread one contiguous range of tasks (the first half of the tokens would be a third of the work)
-        k = task // 2 if task % 2 == 0 else n_tasks - 1 - task // 2
-        t = k // n_head
-        h = k % n_head
-        kvh = h // group
-        p = positions[t]
-        hi = p + 1
-        lo = 0
-        if window > 0:
-            lo = max(0, p - window + 1)
-        qh = np.empty(hd, dtype=np.float32)
-        for d in range(hd):
-            qh[d] = F16_TO_F32[fp32_to_fp16(q[t, h, d])] if k_f16 else q[t, h, d]
+        t, h, kvh, lo, hi = attention_task(task, n_tasks, n_head, group, positions, window)
+        qh = attention_query(q, t, h, k_f16)
         w = np.empty(n_kv, dtype=np.float32)
         if kq_pre.shape[0] > 0:
             for j in range(lo, hi):
@@ -428,20 +473,9 @@ def _attention_impl(q, k_cache, v_cache, kq_pre, positions, n_kv, window, kq_sca
                 for j in range(hi - lo):
                     acc[j] += np.float64(kd[j] * x)
             for j in range(hi - lo):
-                if acc[j] != acc[j]:            # a NaN: its payload by the C's operand order (dot_nan_first)
-                    acc[j] = dot_nan_first(k_cache[kvh].ravel(), lo + j, k_cache.shape[2], qh, 0, hd)
                 w[lo + j] = f32(acc[j])
-        mx = -np.inf
-        for j in range(lo, hi):
-            v = w[j] * kq_scale + f32(0.0)        # ggml_vec_scale_f32, then += slope(1.0f) * mask(0.0f)
-            w[j] = v
-            mx = max(mx, v)
-        e = np.zeros(n_kv, dtype=np.float32)
-        s = softmax_sse2_sum(w, n_kv, lo, hi, f32(mx), e)
-        inv = f32(1.0 / s)
-        for j in range(lo, hi):
-            v = e[j] * inv
-            e[j] = F16_TO_F32[fp32_to_fp16(v)] if v_f16 else v
+            redo_nan_scores(w, k_cache, kvh, qh, lo, hi)
+        e = attention_probabilities(w, n_kv, lo, hi, kq_scale, v_f16)
         # out[d] = vec_dot(v^T[d], probabilities): each dimension's sum over cells in order, all d together
         hd_v = v_cache.shape[2]
         acc_v = np.zeros(hd_v, dtype=np.float64)
@@ -451,9 +485,8 @@ def _attention_impl(q, k_cache, v_cache, kq_pre, positions, n_kv, window, kq_sca
             for d in range(hd_v):
                 acc_v[d] += np.float64(vj[d] * x)
         for d in range(hd_v):
-            if acc_v[d] != acc_v[d]:
-                acc_v[d] = dot_nan_first(v_cache[kvh].ravel(), d, hd_v, e, lo, hi)
             out[t, h, d] = f32(acc_v[d])
+        redo_nan_outputs(out[t, h], v_cache, kvh, e, lo, hi)
 
 
 # Heads (and tokens) are split over the threads; a single head of a single token has nothing to split.  One decoded
@@ -501,19 +534,16 @@ def _scores_impl(q, k_cache, n_kv, k_f16, out):
     for t in range(n_tok):
         for h in range(n_head):
             kvh = h // group
+            qh = attention_query(q, t, h, k_f16)
             acc = np.zeros(n_kv, dtype=np.float64)
             for d in range(hd):
-                x = F16_TO_F32[fp32_to_fp16(q[t, h, d])] if k_f16 else q[t, h, d]
+                x = qh[d]
                 kd = k_cache[kvh, d]
                 for j in range(n_kv):
                     acc[j] += np.float64(kd[j] * x)
-            qh = np.empty(hd, dtype=np.float32)
-            for d in range(hd):
-                qh[d] = F16_TO_F32[fp32_to_fp16(q[t, h, d])] if k_f16 else q[t, h, d]
             for j in range(n_kv):
-                if acc[j] != acc[j]:            # as _attention_impl
-                    acc[j] = dot_nan_first(k_cache[kvh].ravel(), j, k_cache.shape[2], qh, 0, hd)
                 out[t, h, j] = f32(acc[j])
+            redo_nan_scores(out[t, h], k_cache, kvh, qh, 0, n_kv)
 
 
 def attention_scores(q, k_cache, n_kv: int, k_f16: bool = True) -> np.ndarray:
