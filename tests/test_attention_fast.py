@@ -35,7 +35,7 @@ def _both(q, k, v, kq, pos, n_kv, window, k_f16, v_f16):
     return outs
 
 
-@pytest.mark.parametrize("hd", [64, 80, 128, 12])
+@pytest.mark.parametrize("hd", [64, 80, 128, 12, 32, 104])
 @pytest.mark.parametrize("n_tok", [1, 7, 45, 70])
 @pytest.mark.parametrize("rate", [0.0, 0.02])
 def test_blocked_attention_equals_reference(hd, n_tok, rate):

@@ -146,7 +146,9 @@ def test_matmul_batches_use_tiles_with_the_reference_bits(name, rows):
     raw = quant.quantize(rng.standard_normal((rows, 512)).astype(np.float32), name)
     acts = rng.standard_normal((19, 512)).astype(np.float32)
     wm = quant.WeightMatrix(raw, name)
-    assert wm.matmul(acts[:1]) is not None and wm._fast.quantize_and_tiles is not None
+    for few in (1, 3):      # the one-token drivers (rowdot.DECODE_ROW_DOTS: row dots of ROWS rows or of one)
+        assert_bits_equal(wm.matmul(acts[:few]), reference_matmul(raw, name, acts[:few]), f"{name}, {few} tokens")
+    assert wm._fast.quantize_and_tiles is not None
     assert_bits_equal(wm.matmul(acts), reference_matmul(raw, name, acts), f"{name} matmul, 19 tokens (tiles)")
 
 

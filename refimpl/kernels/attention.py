@@ -80,6 +80,14 @@ def _dims_codegen(context, builder, sig, args):
     return _sum_block_codegen(context, builder, sig, args, DIMS // 8, True)
 
 
+def _dims32_codegen(context, builder, sig, args):
+    return _sum_block_codegen(context, builder, sig, args, 4, True)
+
+
+def _dims8_codegen(context, builder, sig, args):
+    return _sum_block_codegen(context, builder, sig, args, 1, True)
+
+
 def _typed(cache, head, xs, start, lo, hi, out):
     ok = (isinstance(cache, types.Array) and cache.ndim == 3 and cache.dtype == types.float32 and cache.layout == "C"
           and isinstance(xs, types.Array) and xs.ndim == 1 and xs.dtype == types.float32 and xs.layout == "C"
@@ -111,6 +119,20 @@ def _dim_sums(typingctx, v_cache, kvh, e, d, j_lo, j_hi, out_row):
     return (sig, _dims_codegen) if sig is not None else None
 
 
+@intrinsic
+def _dim_sums32(typingctx, v_cache, kvh, e, d, j_lo, j_hi, out_row):
+    """_dim_sums for 32 dimensions (a 32-wide head, or what a wider one leaves)."""
+    sig = _typed(v_cache, kvh, e, d, j_lo, j_hi, out_row)
+    return (sig, _dims32_codegen) if sig is not None else None
+
+
+@intrinsic
+def _dim_sums8(typingctx, v_cache, kvh, e, d, j_lo, j_hi, out_row):
+    """_dim_sums for 8 dimensions."""
+    sig = _typed(v_cache, kvh, e, d, j_lo, j_hi, out_row)
+    return (sig, _dims8_codegen) if sig is not None else None
+
+
 @njit(inline="always")
 def _scores(k_cache, kvh, qh, lo, hi, w):
     """w[j] for lo <= j < hi: blocks of CELLS cells, then of 8, then the last cells one by one (the reference's
@@ -132,12 +154,19 @@ def _scores(k_cache, kvh, qh, lo, hi, w):
 
 @njit(inline="always")
 def _weighted_sum(v_cache, kvh, e, lo, hi, out_row):
-    """out_row[d] for every dimension: blocks of DIMS dimensions, then the last ones one by one."""
+    """out_row[d] for every dimension: blocks of DIMS dimensions, then of 32, then of 8, then the last ones one
+    by one."""
     hd_v = v_cache.shape[2]
     d = 0
     while d + DIMS <= hd_v:
         _dim_sums(v_cache, kvh, e, d, lo, hi, out_row)
         d += DIMS
+    while d + 32 <= hd_v:
+        _dim_sums32(v_cache, kvh, e, d, lo, hi, out_row)
+        d += 32
+    while d + 8 <= hd_v:
+        _dim_sums8(v_cache, kvh, e, d, lo, hi, out_row)
+        d += 8
     for dd in range(d, hd_v):
         a = 0.0
         for j in range(lo, hi):

@@ -96,12 +96,14 @@ def matmul_group_row_dots(dot_rows, dot_row):
     """``matmul_row_dots`` over several weight matrices of one format in one parallel region: their ROWS-row groups
     taken as one list split evenly over _MAX_CHUNKS tasks (q, k and v of a GQA layer differ in size: splitting each
     matrix into the same number of chunks left one thread with most of the rows)."""
+    step = 1 if dot_rows is dot_row else ROWS      # rows per dot_rows call (rowdot.DECODE_ROW_DOTS)
+
     def make():
         @cached_closure(parallel=True)
         def matmul_group_row_dots(n, ws, x_blocks, outs):
             total = 0
             for m in range(len(ws)):
-                total += (ws[m].shape[0] + ROWS - 1) // ROWS
+                total += (ws[m].shape[0] + step - 1) // step
             per = (total + _MAX_CHUNKS - 1) // _MAX_CHUNKS
             for task in prange(_MAX_CHUNKS):
                 g0 = task * per
@@ -109,15 +111,15 @@ def matmul_group_row_dots(dot_rows, dot_row):
                 base = 0
                 for m in range(len(ws)):
                     w, out = ws[m], outs[m]
-                    groups = (w.shape[0] + ROWS - 1) // ROWS
+                    groups = (w.shape[0] + step - 1) // step
                     lo, hi = max(g0, base), min(g1, base + groups)
                     if lo < hi:
-                        end = min(w.shape[0], (hi - base) * ROWS)
+                        end = min(w.shape[0], (hi - base) * step)
                         for t in range(x_blocks.shape[0]):
-                            r = (lo - base) * ROWS
-                            while r + ROWS <= end:
+                            r = (lo - base) * step
+                            while r + step <= end:
                                 dot_rows(w, r, x_blocks[t], out[t])
-                                r += ROWS
+                                r += step
                             while r < end:
                                 dot_row(w, r, x_blocks[t], out[t])
                                 r += 1
@@ -311,7 +313,8 @@ def _rows_driver(fmt, make_rows, make_row_dots):
     plain vec_dot — with the activation packer it needs (or None)."""
     fk = fast_kernels(fmt.name)
     if fk is not None and fmt.name in ROW_DOTS and fmt.name in DECODE_ROW_DOTS:
-        return make_row_dots(*ROW_DOTS[fmt.name]), fk.pack_acts
+        dot_rows, dot_row = ROW_DOTS[fmt.name]
+        return make_row_dots(dot_rows if DECODE_ROW_DOTS[fmt.name] == ROWS else dot_row, dot_row), fk.pack_acts
     if fk is not None and fk.matvec is not None:
         return make_rows(fk.matvec, fk.make_work), fk.pack_acts
     if fk is not None and fk.vec_dot_work is not None:

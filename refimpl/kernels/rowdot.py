@@ -45,11 +45,11 @@ VNNI = WIDE and _host_has("avx512vnni") and _host_has("avx512vl")
 
 ROW_DOTS: dict = {}     # ggml type name -> (dot of ROWS rows, dot of 1 row)
 TILE_DOTS: dict = {}    # ggml type name -> (tile dot, its rows, its tokens): batches of tokens (prompts)
-# the formats whose one-token products (decode) take the row dots.  Q6_K keeps its one-row kernel
-# (refimpl.kernels.kquants.matvec_q6_K) there: walking one row at a time it streams large matrices from memory
-# faster (2 threads, 8192x2048: ~30 vs ~15 GB/s; the 110M Q6_K model decodes in 4.6 vs 5.6 ms), while its row
-# dots serve the tiles' leftover rows and tokens.
-DECODE_ROW_DOTS = ("Q4_K", "Q8_0", "Q4_0", "IQ4_XS")
+# the formats whose one-token products (decode) take the row dots, and how many rows per call.  Q6_K takes its
+# one-row dot: ROWS rows side by side streamed large matrices from memory slower than its per-row kernel
+# (refimpl.kernels.kquants.matvec_q6_K; 110M Q6_K model 4.7 vs 5.5-7.0 ms per token), one row per call faster
+# than both (2 threads, 8192x2048: 25 vs 24 vs 20 GB/s; 2048x768: 20 vs 16 GB/s).
+DECODE_ROW_DOTS = {"Q4_K": ROWS, "Q8_0": ROWS, "Q4_0": ROWS, "IQ4_XS": ROWS, "Q6_K": 1}
 # rows x tokens per tile call, measured on one thread (2048x768 and 768x2048 weights, 128 tokens)
 _TILE_SHAPES = {"Q4_K": (1, 8), "Q6_K": (1, 8), "Q8_0": (4, 4), "Q4_0": (4, 4), "IQ4_XS": (1, 8)}
 
