@@ -1,6 +1,6 @@
 """The fast layer's prompt attention (refimpl.kernels.attention.attention_blocked) against the reference kernel
-(refimpl.model.layers._attention_impl) bit for bit: head sizes with and without a 32-/64-wide tail, cell counts
-around the 32- and 8-cell blocks, sliding windows, F16 and F32 caches, precomputed scores, and hostile values
+(refimpl.model.layers._attention_impl) bit for bit: head sizes and cell counts around the 64-, 32- and 8-column
+blocks and their one-by-one tails, sliding windows, F16 and F32 caches, precomputed scores, and hostile values
 (NaN with different payloads, infinities, denormals, large values that cancel).  The model goldens run both
 kernels against llama.cpp's logits (tests/test_model_golden.py under both kernel layers)."""
 from __future__ import annotations
