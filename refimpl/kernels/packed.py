@@ -33,7 +33,6 @@ from numba import prange
 
 from .._jit import njit
 from ..quant.formats.kquants import _q3_K_scales
-from .lanes import LANE_ORDER
 from .rowdot import AVAILABLE, VNNI
 
 GROUP = 8           # rows per packed group (ggml-cpu/repack.cpp's x8 layouts)
@@ -365,8 +364,8 @@ if AVAILABLE and VNNI:
     from numba.extending import intrinsic
 
     from .lanes import _maddwd, _splat_float, _vec
-    from .rowdot import (F8, F32, I8, _add_nan_first, _at, _c32, _f16, _load, _mul_nan_first, _over_blocks,
-                         _row_sums_vec, _SCALE_LANE)
+    from .rowdot import (F8, F32, I8, _add_nan_first, _at, _c32, _f16, _halves8, _load, _maddubs512, _maddwd512,
+                         _mul_nan_first, _over_blocks, _row_sums_vec, _SCALE_LANE)
 
     V16 = _vec(32, 16)
     F16V8 = ir.VectorType(ir.HalfType(), 8)
@@ -376,14 +375,6 @@ if AVAILABLE and VNNI:
         fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(V16, [V16, V16, V16]),
                                             "llvm.x86.avx512.vpdpbusd.512")
         return builder.call(fn, [acc, builder.bitcast(a_u8, V16), builder.bitcast(b_i8, V16)])
-
-    def _maddubs512(builder):
-        return cgutils.get_or_insert_function(builder.module, ir.FunctionType(_vec(16, 32), [_vec(8, 64), _vec(8, 64)]),
-                                              "llvm.x86.avx512.pmaddubs.w.512")
-
-    def _maddwd512(builder):
-        return cgutils.get_or_insert_function(builder.module, ir.FunctionType(V16, [_vec(16, 32), _vec(16, 32)]),
-                                              "llvm.x86.avx512.pmaddw.d.512")
 
     def _both_halves(builder, v32):
         # a <32 x i8> in both 32-byte halves of a 512-bit vector, seen as 32 words (for per-half word shifts)
@@ -395,12 +386,6 @@ if AVAILABLE and VNNI:
         # then & mask: one field of every byte, a neighbour byte's bits masked off (x86 has no byte shifts)
         shifted = builder.lshr(words, ir.Constant(_vec(16, 32), [shift_lo] * 16 + [shift_hi] * 16))
         return builder.and_(builder.bitcast(shifted, _vec(8, 64)), ir.Constant(_vec(8, 64), [mask] * 64))
-
-    def _halves8(builder, v16):
-        # lanes l and l + 8 of a <16 x i32> added: lane r = row r's sum (rows in lanes)
-        lo = builder.shuffle_vector(v16, v16, ir.Constant(_vec(32, 8), list(range(8))))
-        hi = builder.shuffle_vector(v16, v16, ir.Constant(_vec(32, 8), list(range(8, 16))))
-        return builder.add(lo, hi)
 
     def _f16x8(builder, ptr, off):
         # 8 halves at byte off, widened (vcvtph2ps: ggml_compute_fp16_to_fp32's bits)
@@ -573,11 +558,7 @@ if AVAILABLE and VNNI:
     def _q45_K_block(builder, gb, ybs, state, q5):
         # Q4_K's super-block of 8 rows, or Q5_K's (q5: a fifth bit from qh, 16 added where it is set)
         sc_at = 1280 if q5 else 1024
-        mod = builder.module
-        maddubs = cgutils.get_or_insert_function(mod, ir.FunctionType(_vec(16, 32), [_vec(8, 64), _vec(8, 64)]),
-                                                 "llvm.x86.avx512.pmaddubs.w.512")
-        maddwd = cgutils.get_or_insert_function(mod, ir.FunctionType(V16, [_vec(16, 32), _vec(16, 32)]),
-                                                "llvm.x86.avx512.pmaddw.d.512")
+        maddubs, maddwd = _maddubs512(builder), _maddwd512(builder)
         ys = []
         for yb in ybs:
             q8 = [_load(builder, yb, 4 + 64 * p, _vec(8, 64)) for p in range(4)]
@@ -610,8 +591,7 @@ if AVAILABLE and VNNI:
                 acc = ir.Constant(V16, [0] * 16)
                 for p in range(4):
                     acc = builder.add(acc, builder.call(maddwd, [builder.call(maddubs, [levels[p], q8[p]]), scls[p]]))
-                aux32 = builder.add(builder.shuffle_vector(acc, acc, ir.Constant(_vec(32, 8), list(range(8)))),
-                                    builder.shuffle_vector(acc, acc, ir.Constant(_vec(32, 8), list(range(8, 16)))))
+                aux32 = _halves8(builder, acc)
                 sumi_parts[t].append(_maddwd(builder, bsums16, mins16))
                 # ref._q45_K_step: sums[l] += d*aux32[l] (d = x.d*y.d of this row)
                 d = _splat_float(builder, builder.extract_element(ds[t], _c32(r)), 8)

@@ -236,18 +236,42 @@ if AVAILABLE:
     # lane of scale j in _q4_K_scales_mins16's vector; min j is 4 lanes further
     _SCALE_LANE = (0, 1, 2, 3, 8, 9, 10, 11)
 
+    # the 512-bit integer steps (also refimpl.kernels.packed's)
+    def _maddubs512(builder):
+        fty = ir.FunctionType(_vec(16, 32), [_vec(8, 64), _vec(8, 64)])
+        return cgutils.get_or_insert_function(builder.module, fty, "llvm.x86.avx512.pmaddubs.w.512")
+
+    def _maddwd512(builder):
+        fty = ir.FunctionType(_vec(32, 16), [_vec(16, 32), _vec(16, 32)])
+        return cgutils.get_or_insert_function(builder.module, fty, "llvm.x86.avx512.pmaddw.d.512")
+
+    def _halves8(builder, v16):
+        # lanes l and l + 8 of a <16 x i32> added: the two 256-bit halves' sums (integer: exact)
+        lo = builder.shuffle_vector(v16, v16, ir.Constant(_vec(32, 8), list(range(8))))
+        hi = builder.shuffle_vector(v16, v16, ir.Constant(_vec(32, 8), list(range(8, 16))))
+        return builder.add(lo, hi)
+
+    # LANE_ORDER within each 32-byte half of a 64-byte vector (two sub-block runs side by side)
+    _LANE_ORDER2 = [int(t) for t in LANE_ORDER] + [32 + int(t) for t in LANE_ORDER]
+
+    def _float_lanes(builder, values):
+        # scalar floats (one per token) as one <len(values) x float>
+        v = ir.Constant(ir.VectorType(F32, len(values)), ir.Undefined)
+        for t, x in enumerate(values):
+            v = builder.insert_element(v, x, _c32(t))
+        return v
+
     def _q4_K_unpack_wide(builder, xb):
         # one row's super-block for the 512-bit steps: per 32 bytes p of qs, the sub-blocks 2p (low nibbles) and
         # 2p + 1 (high nibbles) side by side in one <64 x i8> (LANE_ORDER within each half) with their two scales
         # spread over the matching int16 pairs; and the mins spread for sumi (mins[j // 2] at j < 16)
         sm = builder.zext(_q4_K_scales_mins16(builder, xb), _vec(16, 16))
-        lane_order2 = [int(t) for t in LANE_ORDER] + [32 + int(t) for t in LANE_ORDER]
         levels, scls = [], []
         for p in range(4):
             q = _load(builder, xb, 16 + 32 * p, _vec(8))
             lo = builder.and_(q, ir.Constant(_vec(8), [15] * 32))
             hi = builder.lshr(q, ir.Constant(_vec(8), [4] * 32))
-            levels.append(builder.shuffle_vector(lo, hi, ir.Constant(_vec(32, 64), lane_order2)))
+            levels.append(builder.shuffle_vector(lo, hi, ir.Constant(_vec(32, 64), _LANE_ORDER2)))
             scls.append(builder.shuffle_vector(sm, sm, ir.Constant(_vec(32, 32), [_SCALE_LANE[2 * p]] * 16
                                                                    + [_SCALE_LANE[2 * p + 1]] * 16)))
         mins16 = builder.shuffle_vector(sm, sm, ir.Constant(_vec(32, 16), [_SCALE_LANE[j // 2] + 4 for j in range(16)]))
@@ -257,18 +281,12 @@ if AVAILABLE:
         # (aux32, sumi) of an unpacked row against one token: pmaddubsw/pmaddwd on 512 bits, the two 256-bit halves
         # added; sumi by pmaddwd on the bsums as int16 (|bsum| <= 16 * 128; pairs < 2^31)
         levels, scls, mins16 = unpacked
-        mod = builder.module
-        maddubs = cgutils.get_or_insert_function(mod, ir.FunctionType(_vec(16, 32), [_vec(8, 64), _vec(8, 64)]),
-                                                 "llvm.x86.avx512.pmaddubs.w.512")
-        maddwd = cgutils.get_or_insert_function(mod, ir.FunctionType(_vec(32, 16), [_vec(16, 32), _vec(16, 32)]),
-                                                "llvm.x86.avx512.pmaddw.d.512")
+        maddubs, maddwd = _maddubs512(builder), _maddwd512(builder)
         acc = ir.Constant(_vec(32, 16), [0] * 16)
         for p in range(4):
             y = builder.shuffle_vector(q8[2 * p], q8[2 * p + 1], ir.Constant(_vec(32, 64), list(range(64))))
             acc = builder.add(acc, builder.call(maddwd, [builder.call(maddubs, [levels[p], y]), scls[p]]))
-        aux32 = builder.add(builder.shuffle_vector(acc, acc, ir.Constant(_vec(32, 8), list(range(8)))),
-                            builder.shuffle_vector(acc, acc, ir.Constant(_vec(32, 8), list(range(8, 16)))))
-        return aux32, _maddwd(builder, builder.trunc(bsums, _vec(16, 16)), mins16)
+        return _halves8(builder, acc), _maddwd(builder, builder.trunc(bsums, _vec(16, 16)), mins16)
 
     def _q4_K_block_wide(builder, xbs, ys, states):
         # _q4_K_block with 512-bit integer steps (_q4_K_unpack_wide, _q4_K_ints_wide): the same integers (integer
@@ -296,9 +314,7 @@ if AVAILABLE:
         n_tok = len(yss)
         unpacked = _q4_K_unpack_wide(builder, xb)
         fv = ir.VectorType(F32, n_tok)
-        ydv = ir.Constant(fv, ir.Undefined)
-        for t, ys in enumerate(yss):
-            ydv = builder.insert_element(ydv, ys[0], _c32(t))
+        ydv = _float_lanes(builder, [ys[0] for ys in yss])
         xd, xdmin = _f16(builder, xb, 0), _f16(builder, xb, 2)
         dv = _mul_nan_first(builder, _splat_float(builder, xd, n_tok), ydv)
         dminv = _mul_nan_first(builder, ydv, _splat_float(builder, xdmin, n_tok))
@@ -353,26 +369,18 @@ if AVAILABLE:
         # (_q6_K_ints_wide): sum over p of pmaddwd(pmaddubsw(128, w_p), scales_p)
         scales = builder.sext(_load(builder, xb, 192, _vec(8, 16)), _vec(16, 16))
         groups = q6_K_levels_ir(builder, xb, builder.gep(xb, [_c32(128)]))
-        lane_order2 = [int(t) for t in LANE_ORDER] + [32 + int(t) for t in LANE_ORDER]
-        maddubs, maddwd = _madd512(builder)
+        maddubs, maddwd = _maddubs512(builder), _maddwd512(builder)
         weights, scls = [], []
         corr = ir.Constant(_vec(32, 16), [0] * 16)
         for p in range(4):
             g = 2 * p
-            levels = builder.shuffle_vector(groups[g], groups[g + 1], ir.Constant(_vec(32, 64), lane_order2))
+            levels = builder.shuffle_vector(groups[g], groups[g + 1], ir.Constant(_vec(32, 64), _LANE_ORDER2))
             weights.append(builder.sub(levels, ir.Constant(_vec(8, 64), [32] * 64)))
             scls.append(builder.shuffle_vector(scales, scales, ir.Constant(
                 _vec(32, 32), [2 * g, 2 * g + 1] * 8 + [2 * g + 2, 2 * g + 3] * 8)))
             corr = builder.add(corr, builder.call(maddwd, [
                 builder.call(maddubs, [ir.Constant(_vec(8, 64), [0x80] * 64), weights[p]]), scls[p]]))
         return weights, scls, corr
-
-    def _madd512(builder):
-        mod = builder.module
-        return (cgutils.get_or_insert_function(mod, ir.FunctionType(_vec(16, 32), [_vec(8, 64), _vec(8, 64)]),
-                                               "llvm.x86.avx512.pmaddubs.w.512"),
-                cgutils.get_or_insert_function(mod, ir.FunctionType(_vec(32, 16), [_vec(16, 32), _vec(16, 32)]),
-                                               "llvm.x86.avx512.pmaddw.d.512"))
 
     def _q6_K_ints_wide(builder, unpacked, q8):
         # aux32 of an unpacked row against one token.  pmaddubsw takes its unsigned operand from the activations
@@ -382,15 +390,14 @@ if AVAILABLE:
         # pair sums of w) is subtracted.  Two multiplies per 64 levels instead of three: integer sums, exact in
         # any grouping; the two 256-bit halves (groups 2p, 2p + 1) added at the end
         weights, scls, corr = unpacked
-        maddubs, maddwd = _madd512(builder)
+        maddubs, maddwd = _maddubs512(builder), _maddwd512(builder)
         flip = ir.Constant(_vec(8, 64), [0x80] * 64)
         acc = builder.sub(ir.Constant(_vec(32, 16), [0] * 16), corr)
         for p in range(4):
             y = builder.shuffle_vector(q8[2 * p], q8[2 * p + 1], ir.Constant(_vec(32, 64), list(range(64))))
             acc = builder.add(acc, builder.call(maddwd, [builder.call(maddubs, [builder.xor(y, flip), weights[p]]),
                                                          scls[p]]))
-        return builder.add(builder.shuffle_vector(acc, acc, ir.Constant(_vec(32, 8), list(range(8)))),
-                           builder.shuffle_vector(acc, acc, ir.Constant(_vec(32, 8), list(range(8, 16)))))
+        return _halves8(builder, acc)
 
     def _q6_K_tile_state(n_tok):
         return (_ZERO8,) * n_tok
@@ -401,10 +408,8 @@ if AVAILABLE:
         # sums[l] += d*aux32[l]
         n_tok = len(yss)
         unpacked = _q6_K_unpack_wide(builder, xb)
-        ydv = ir.Constant(ir.VectorType(F32, n_tok), ir.Undefined)
-        for t, ys in enumerate(yss):
-            ydv = builder.insert_element(ydv, ys[0], _c32(t))
-        dv = _mul_nan_first(builder, _splat_float(builder, _f16(builder, xb, 208), n_tok), ydv)
+        dv = _mul_nan_first(builder, _splat_float(builder, _f16(builder, xb, 208), n_tok),
+                            _float_lanes(builder, [ys[0] for ys in yss]))
         new_sums = []
         for t, (_, q8, _) in enumerate(yss):
             aux32 = _q6_K_ints_wide(builder, unpacked, q8)
